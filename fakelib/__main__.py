@@ -1,0 +1,143 @@
+"""The `python -m fakelib` command line: one sub-command per job, heavy imports deferred until a command runs.
+
+Each command's arguments are declared here; its work lives in `fakelib.<module>.run_cli(args) -> int`,
+imported only when that command runs, so `python -m fakelib --help` answers without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("demo", help="write the synthetic demo dataset (real/, fake/, masks/, manifest.csv)")
+    parser.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
+    parser.add_argument("--count", type=int, default=2000, help="total number of images, half real, half fake")
+    parser.add_argument("--size", type=int, default=128, help="image side in pixels (32..1024)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
+    parser.add_argument("--strength", type=float, default=1.0, help="artifact strength, 0 (invisible) .. 1 (obvious)")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
+    parser.set_defaults(target="fakelib.demo:run_cli")
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("prepare", help="decode a dataset once into the prepared uint8 cache and print its report")
+    parser.add_argument("data_dir", help="folder with real/ and fake/")
+    parser.add_argument("--size", type=int, default=128, help="image side in pixels")
+    parser.add_argument("--params", default=None, help="params.yaml for split ratios and equalization (default: repo's)")
+    parser.set_defaults(target="fakelib.data:run_cli")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train the base configuration of params.yaml (no sweep) in-process")
+    parser.add_argument("--params", default=None, help="params file (default: the repo's params.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter (YAML value), may repeat")
+    parser.add_argument("--out", default=None, help="output folder (default: reports/experiments/<id>)")
+    parser.set_defaults(target="fakelib.train:run_cli")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("evaluate", help="evaluate a model on one or more folders; one JSON line per folder")
+    parser.add_argument("--model", required=True, help="path to model.keras")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="decision threshold (default: the one chosen on validation, saved beside the model, else 0.5)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("data_dirs", nargs="+", metavar="DATA_DIR")
+    parser.set_defaults(target="fakelib.predict:run_evaluate_cli")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("predict", help="probability that each image is generated; one JSON line per image")
+    parser.add_argument("--model", required=True, help="path to model.keras")
+    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default as in evaluate)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.set_defaults(target="fakelib.predict:run_predict_cli")
+
+
+def _add_scrape(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("scrape", help="collect generated faces from an endpoint, a URL list or web pages")
+    parser.add_argument("--mode", choices=["endpoint", "list", "page"], required=True)
+    parser.add_argument("--count", type=int, required=True, help="target number of saved images")
+    parser.add_argument("--out", required=True, help="output folder (resumable)")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=2.0, help="global requests per second shared by all workers")
+    parser.add_argument("--selector", default="img", help="CSS selector for page mode (default: img)")
+    parser.add_argument("--attribute", default="src", help="attribute holding the image URL in page mode")
+    parser.add_argument("--resize", type=int, default=None, help="re-encode saved images to this square size")
+    parser.add_argument("--format", default=None, choices=["jpeg", "png", "webp"], help="re-encode to this format")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per request")
+    parser.add_argument("--max-bytes", type=int, default=20_000_000)
+    parser.add_argument("--min-size", type=int, default=64, help="smallest accepted side in pixels")
+    parser.add_argument("--phash-threshold", type=int, default=6, help="Hamming distance for near duplicates")
+    parser.add_argument("--max-consecutive-failures", type=int, default=50)
+    parser.add_argument("--user-agent", default=None)
+    parser.add_argument("--ignore-robots", action="store_true", help="do not read robots.txt (your own servers only)")
+    parser.add_argument("source", help="endpoint URL, URL list file, or page URL / file of page URLs")
+    parser.set_defaults(target="fakelib.scrape:run_cli")
+
+
+def _add_dedup(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("dedup", help="find exact and near-duplicate groups in a folder (dry run by default)")
+    parser.add_argument("directory", metavar="DIR")
+    parser.add_argument("--threshold", type=int, default=6, help="perceptual-hash Hamming distance for near duplicates")
+    parser.add_argument("--apply", action="store_true", help="move duplicates to DIR/_duplicates/ (never deletes)")
+    parser.add_argument("--csv", default=None, help="where to write the groups (default: DIR/duplicates.csv)")
+    parser.set_defaults(target="fakelib.dedup:run_cli")
+
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("audit", help="dataset bias audit: can metadata alone tell real from fake?")
+    parser.add_argument("data_dir", metavar="DATA_DIR")
+    parser.add_argument("--out", default=None, help="folder for audit.json and audit.png (default: reports/audit/<name>)")
+    parser.set_defaults(target="fakelib.audit:run_cli")
+
+
+def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("explain-quality", help="localization, faithfulness and sanity of heatmaps, as JSON")
+    parser.add_argument("--model", required=True, help="path to model.keras")
+    parser.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
+    parser.add_argument("--limit", type=int, default=64, help="number of fake images scored")
+    parser.add_argument("data_dir", metavar="DATA_DIR")
+    parser.set_defaults(target="fakelib.quality:run_cli")
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
+    _add_scrape, _add_dedup, _add_audit, _add_explain_quality,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(prog="python -m fakelib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the command, and turn expected errors into one line on stderr."""
+    args = build_parser().parse_args(argv)
+    module_name, function_name = args.target.split(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        return int(function(args) or 0)
+    except (CliError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        print(f"fakelib {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fakelib {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""Dataset discovery (`real/`, `fake/`, manifest or hash split), a prepared uint8 cache, and the tf.data pipeline.
+
+A dataset is a folder holding `real/` and `fake/` (any letter case, nested sub-folders allowed), optionally with
+a `manifest.csv` whose `relpath` and `split` columns fix the split. Images are decoded once per
+(dataset contents, size, equalization) into `data/cache/<key>/` as a (n, size, size, 3) uint8 `.npy` that
+every experiment of a sweep memory-maps; a changed file, size or setting gives a new key.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fakelib import images as imagelib
+from fakelib import paths
+from fakelib.config import AugmentConfig, DataConfig
+
+CACHE_VERSION = 1
+LABELS = {"real": 0, "fake": 1}
+SPLITS = ("train", "val", "test")
+# Smallest accepted side: a face below this carries no usable detail, and tiny files are usually thumbnails or icons.
+MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One candidate image: its path relative to the dataset root, label and split."""
+
+    relpath: str
+    label: int
+    split: str
+
+
+@dataclass
+class PreparedData:
+    """Decoded images of a dataset at one size, with labels, splits and the data report.
+
+    Attributes:
+        images: (n, size, size, 3) uint8, memory-mapped from the cache.
+        labels: (n,) int64, 0 = real, 1 = fake.
+        splits: (n,) str, one of train / val / test.
+        relpaths: (n,) paths relative to the dataset root.
+        report: counts, skipped files with reasons, converted modes.
+        cache_dir: where the prepared arrays live.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    relpaths: np.ndarray
+    report: dict
+    cache_dir: Path
+
+    def subset(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images, labels) of one split; images stay memory-mapped until indexed."""
+        mask = self.splits == split
+        return self.images[mask], self.labels[mask]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+
+def find_class_dirs(root: Path) -> dict[str, Path]:
+    """Map `real`/`fake` to their folders under `root`, matching names in any letter case.
+
+    Raises:
+        FileNotFoundError: `root` does not exist.
+        NotADirectoryError: `root` is not a folder.
+        ValueError: `real/` or `fake/` is missing.
+    """
+    if not root.exists():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a folder: {root}")
+    found = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
+    missing = [name for name in LABELS if name not in found]
+    if missing:
+        raise ValueError(f"{root} has no {' and no '.join(name + '/' for name in missing)} folder "
+                         "(a dataset is a folder with real/ and fake/ inside, any letter case)")
+    return {name: found[name] for name in LABELS}
+
+
+def read_manifest_splits(root: Path) -> dict[str, str]:
+    """`relpath -> split` from `root/manifest.csv` when it has `relpath` and `split` columns, else empty."""
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        return {}
+    with manifest.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"relpath", "split"} <= set(reader.fieldnames):
+            return {}
+        return {Path(row["relpath"]).as_posix(): row["split"].strip().lower() for row in reader
+                if row.get("split", "").strip().lower() in SPLITS}
+
+
+def hash_split(digest: str, val_ratio: float, test_ratio: float) -> str:
+    """Deterministic split from a content hash: the same bytes land in the same split on every machine."""
+    fraction = int(digest[:8], 16) / 0xFFFFFFFF
+    if fraction < test_ratio:
+        return "test"
+    if fraction < test_ratio + val_ratio:
+        return "val"
+    return "train"
+
+
+def list_files(root: Path) -> list[tuple[str, int]]:
+    """Every image file under `real/` and `fake/` as (relpath, label), sorted; `_duplicates/` folders skipped."""
+    files = []
+    for name, folder in find_class_dirs(root).items():
+        for path in folder.rglob("*"):
+            if path.is_file() and imagelib.is_image_path(path) and "_duplicates" not in path.parts:
+                files.append((path.relative_to(root).as_posix(), LABELS[name]))
+    return sorted(files)
+
+
+def cache_key(root: Path, files: list[tuple[str, int]], config: DataConfig) -> str:
+    """Key of the prepared cache: file list with sizes and mtimes, manifest, size and the settings that matter."""
+    hasher = hashlib.sha256()
+    settings = [CACHE_VERSION, str(root.resolve()), config.image_size, config.equalize_quality,
+                config.val_ratio, config.test_ratio, config.max_images_per_class]
+    hasher.update(json.dumps(settings).encode())
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        hasher.update(manifest.read_bytes())
+    for relpath, label in files:
+        stat = (root / relpath).stat()
+        hasher.update(f"{relpath}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return hasher.hexdigest()[:16]
+
+
+def _decode(root: Path, relpath: str, size: int, quality: int) -> tuple[np.ndarray | None, str, str]:
+    """Decode one file to (size, size, 3) uint8; returns (array or None, sha256 or '', error reason or '')."""
+    try:
+        data = (root / relpath).read_bytes()
+        array = imagelib.load_array(data, size=size, min_size=MIN_SIDE)
+        if quality:
+            array = imagelib.load_array(imagelib.encode_jpeg(array, quality))
+        return array, imagelib.sha256_bytes(data), ""
+    except imagelib.ImageError as error:
+        return None, "", f"{error.reason}: {error}"
+    except OSError as error:
+        return None, "", f"unreadable: {error}"
+
+
+def _cap_per_class(files: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
+    """Keep at most `limit` files per class, chosen by a hash of the path so the choice is stable."""
+    if limit <= 0:
+        return files
+    kept = []
+    for label in LABELS.values():
+        members = [item for item in files if item[1] == label]
+        members.sort(key=lambda item: hashlib.sha256(item[0].encode()).hexdigest())
+        kept.extend(members[:limit])
+    return sorted(kept)
+
+
+def _build_cache(root: Path, files: list[tuple[str, int]], config: DataConfig, target: Path) -> None:
+    """Decode every file in parallel and write the cache atomically (temporary folder, then rename)."""
+    size, quality = config.image_size, config.equalize_quality
+    manifest_splits = read_manifest_splits(root)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        decoded = list(pool.map(lambda item: _decode(root, item[0], size, quality), files))
+    arrays, rows, skipped = [], [], []
+    for (relpath, label), (array, digest, error) in zip(files, decoded):
+        if array is None:
+            skipped.append({"path": relpath, "reason": error})
+            continue
+        split = manifest_splits.get(relpath) or hash_split(digest, config.val_ratio, config.test_ratio)
+        arrays.append(array)
+        rows.append({"relpath": relpath, "label": label, "split": split, "sha256": digest})
+    report = _report(root, rows, skipped, bool(manifest_splits), config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+        np.save(staging / "images.npy", stacked)
+        _write_rows(staging / "index.csv", rows)
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+        os.rename(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "report.json").is_file():  # another process may have won the race; that is fine
+            raise
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["relpath", "label", "split", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _report(root: Path, rows: list[dict], skipped: list[dict], from_manifest: bool, config: DataConfig) -> dict:
+    counts = Counter((row["split"], row["label"]) for row in rows)
+    return {
+        "data_dir": str(root),
+        "image_size": config.image_size,
+        "equalize_quality": config.equalize_quality,
+        "split_source": "manifest" if from_manifest else "content hash",
+        "n_images": len(rows),
+        "n_real": sum(1 for row in rows if row["label"] == 0),
+        "n_fake": sum(1 for row in rows if row["label"] == 1),
+        "per_split": {split: {"real": counts[(split, 0)], "fake": counts[(split, 1)]} for split in SPLITS},
+        "n_skipped": len(skipped),
+        "skipped": skipped,
+    }
+
+
+def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base: Path | None = None) -> PreparedData:
+    """Discover, decode (once) and memory-map a dataset at `config.image_size`.
+
+    Args:
+        config: the data section of an experiment.
+        cache_root: where prepared caches live (default `data/cache/`).
+        base: folder relative `data_dir` values are taken from (default: the repository root).
+
+    Raises:
+        ValueError: missing class folder, or a class with no usable image (one line).
+    """
+    root = paths.resolve(config.data_dir, base or paths.ROOT)
+    files = _cap_per_class(list_files(root), config.max_images_per_class)
+    for name, label in LABELS.items():
+        if not any(item[1] == label for item in files):
+            raise ValueError(f"{root}: the {name}/ folder holds no image files")
+    target = Path(cache_root or os.environ.get("FAKELIB_CACHE", paths.CACHE)) / cache_key(root, files, config)
+    if not (target / "report.json").is_file():
+        _build_cache(root, files, config, target)
+    return _open_cache(target, root)
+
+
+def _open_cache(target: Path, root: Path) -> PreparedData:
+    report = json.loads((target / "report.json").read_text())
+    with (target / "index.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    labels = np.array([int(row["label"]) for row in rows], dtype=np.int64)
+    for name, label in LABELS.items():
+        if not (labels == label).any():
+            raise ValueError(f"{root}: no usable {name} image ({report['n_skipped']} files skipped; "
+                             f"see {target / 'report.json'})")
+    return PreparedData(
+        images=np.load(target / "images.npy", mmap_mode="r"),
+        labels=labels,
+        splits=np.array([row["split"] for row in rows]),
+        relpaths=np.array([row["relpath"] for row in rows]),
+        report=report,
+        cache_dir=target,
+    )
+
+
+def load_folder_images(data_dir: str | Path, image_size: int, equalize_quality: int = 0,
+                       cache_root: str | Path | None = None) -> PreparedData:
+    """Every image of a dataset folder at `image_size` (for evaluation): splits kept, one class may be absent."""
+    root = paths.resolve(data_dir, Path.cwd())
+    config = DataConfig(data_dir=str(root), image_size=image_size, equalize_quality=equalize_quality)
+    files = _evaluation_files(root)
+    target = Path(cache_root or os.environ.get("FAKELIB_CACHE", paths.CACHE)) / cache_key(root, files, config)
+    if not (target / "report.json").is_file():
+        _build_cache(root, files, config, target)
+    report = json.loads((target / "report.json").read_text())
+    with (target / "index.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{root}: no usable image ({report['n_skipped']} files skipped)")
+    return PreparedData(np.load(target / "images.npy", mmap_mode="r"),
+                        np.array([int(row["label"]) for row in rows], dtype=np.int64),
+                        np.array([row["split"] for row in rows]), np.array([row["relpath"] for row in rows]),
+                        report, target)
+
+
+def _evaluation_files(root: Path) -> list[tuple[str, int]]:
+    """Like `list_files`, but a folder with only `real/` or only `fake/` is accepted."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    found = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
+    if not any(name in found for name in LABELS):
+        raise ValueError(f"{root} has neither real/ nor fake/ folder")
+    files = []
+    for name, label in LABELS.items():
+        if name in found:
+            files.extend((path.relative_to(root).as_posix(), label) for path in found[name].rglob("*")
+                         if path.is_file() and imagelib.is_image_path(path) and "_duplicates" not in path.parts)
+    return sorted(files)
+
+
+# ----------------------------------------------------------------------------------------------- tf.data pipeline
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: AugmentConfig | None = None,
+                 shuffle: bool = False, seed: int = 0):
+    """A batched, prefetched `tf.data.Dataset` of (float32 pixels in [0, 255], float32 labels).
+
+    Indices are shuffled and batched first, then each batch is gathered from the (memory-mapped) uint8
+    array in one slice, so memory stays at a few batches whatever the dataset size. Augmentation runs per
+    batch with stateless random ops seeded from `seed`, so a run is reproducible.
+    """
+    import tensorflow as tf
+
+    count = len(images)
+    size = images.shape[1]
+    indices = tf.data.Dataset.range(count)
+    if shuffle:
+        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    batches = indices.batch(batch_size)
+
+    def gather(index_batch):
+        sorted_indices = np.sort(index_batch)  # sorted reads are sequential on a memory map
+        order = np.argsort(np.argsort(index_batch))
+        return images[sorted_indices][order], labels[index_batch].astype(np.float32)
+
+    def load(index_batch):
+        pixels, batch_labels = tf.numpy_function(gather, [index_batch], [tf.uint8, tf.float32])
+        pixels.set_shape([None, size, size, 3])
+        batch_labels.set_shape([None])
+        return pixels, batch_labels
+
+    dataset = batches.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda batch, pair: (augment_batch(batch[0], pair, augment), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda pixels, batch_labels: (tf.cast(pixels, tf.float32), batch_labels))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def augment_batch(pixels, seed_pair, augment: AugmentConfig):
+    """Augment a (batch, size, size, 3) uint8 batch; returns float32 in [0, 255].
+
+    Flip, crop-and-resize and colour jitter are vectorized over the batch; Gaussian blur and JPEG
+    re-encoding (the CNNDetection recipe against compression and resampling shortcuts) act per image,
+    each with its own probability.
+    """
+    import tensorflow as tf
+
+    seed = tf.cast(seed_pair, tf.int64)
+    keys = tf.random.experimental.stateless_split(seed, num=8)
+    batch = tf.shape(pixels)[0]
+    size = tf.shape(pixels)[1]
+    images = tf.cast(pixels, tf.float32)
+    if augment.jpeg_prob > 0:
+        images = _random_jpeg(images, keys[0], augment)
+    if augment.blur_prob > 0:
+        images = _random_blur(images, keys[1], augment)
+    if augment.flip > 0:
+        flip = tf.random.stateless_uniform([batch, 1, 1, 1], keys[2]) < augment.flip
+        images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    if augment.crop > 0:
+        images = _random_crop(images, keys[3], augment.crop, size)
+    if augment.color_jitter > 0:
+        images = _color_jitter(images, keys[4], augment.color_jitter)
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def _random_crop(images, key, max_fraction: float, size):
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    keys = tf.random.experimental.stateless_split(key, num=2)
+    side = 1.0 - tf.random.stateless_uniform([batch], keys[0], 0.0, max_fraction)
+    offset = tf.random.stateless_uniform([batch, 2], keys[1]) * (1.0 - side)[:, None]
+    boxes = tf.stack([offset[:, 0], offset[:, 1], offset[:, 0] + side, offset[:, 1] + side], axis=1)
+    return tf.image.crop_and_resize(images, boxes, tf.range(batch), tf.stack([size, size]))
+
+
+def _color_jitter(images, key, strength: float):
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    keys = tf.random.experimental.stateless_split(key, num=3)
+    brightness = tf.random.stateless_uniform([batch, 1, 1, 1], keys[0], -strength, strength) * 255.0
+    contrast = 1.0 + tf.random.stateless_uniform([batch, 1, 1, 1], keys[1], -strength, strength)
+    saturation = 1.0 + tf.random.stateless_uniform([batch, 1, 1, 1], keys[2], -strength, strength)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    images = (images - mean) * contrast + mean + brightness
+    gray = tf.reduce_mean(images, axis=3, keepdims=True)
+    return gray + (images - gray) * saturation
+
+
+def _random_blur(images, key, augment: AugmentConfig):
+    """Gaussian blur with sigma ~ U(blur_sigma) on a `blur_prob` share of the batch (separable, per image)."""
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    keys = tf.random.experimental.stateless_split(key, num=2)
+    apply = tf.random.stateless_uniform([batch], keys[0]) < augment.blur_prob
+    low, high = augment.blur_sigma
+    sigmas = tf.random.stateless_uniform([batch], keys[1], low, high)
+    radius = int(np.ceil(3 * high))
+    taps = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernels = tf.exp(-0.5 * (taps[None, :] / sigmas[:, None]) ** 2)
+    kernels = kernels / tf.reduce_sum(kernels, axis=1, keepdims=True)  # (batch, taps)
+
+    def blur_one(args):
+        image, kernel = args
+        horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+        vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+        padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+        out = tf.nn.depthwise_conv2d(padded, horizontal, [1, 1, 1, 1], "VALID")
+        return tf.nn.depthwise_conv2d(out, vertical, [1, 1, 1, 1], "VALID")[0]
+
+    blurred = tf.map_fn(blur_one, (images, kernels), fn_output_signature=tf.float32)
+    return tf.where(apply[:, None, None, None], blurred, images)
+
+
+def _random_jpeg(images, key, augment: AugmentConfig):
+    """Re-encode a `jpeg_prob` share of the batch as JPEG with quality ~ U(jpeg_quality)."""
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    keys = tf.random.experimental.stateless_split(key, num=2)
+    apply = tf.random.stateless_uniform([batch], keys[0]) < augment.jpeg_prob
+    low, high = augment.jpeg_quality
+    qualities = tf.random.stateless_uniform([batch], keys[1], low, high + 1, dtype=tf.int32)
+
+    def encode_one(args):
+        image, quality, flag = args
+        return tf.cond(flag, lambda: tf.image.adjust_jpeg_quality(image / 255.0, quality) * 255.0, lambda: image)
+
+    return tf.map_fn(encode_one, (images, qualities, apply), fn_output_signature=tf.float32)
+
+
+def run_cli(args) -> int:
+    """`python -m fakelib prepare`: build (or reuse) the cache and print the data report as JSON."""
+    from fakelib.config import load_params
+
+    params = load_params(args.params)
+    config = DataConfig(**{**params.base.to_sections()["data"], "data_dir": str(Path(args.data_dir).resolve()),
+                           "image_size": args.size})
+    prepared = load_dataset(config)
+    print(json.dumps({key: value for key, value in prepared.report.items() if key != "skipped"}
+                     | {"skipped": prepared.report["skipped"][:20], "cache": str(prepared.cache_dir)}))
+    return 0

@@ -1,0 +1,147 @@
+"""Spectrum (Durall et al.) and NPR-style residual layers and the models built on them, registered in `models`.
+
+Both models look at how pixels relate to their neighbours rather than at what the face shows:
+
+* `spectrum` is the "Unmasking DeepFakes with simple features" baseline: grayscale, 2-D Fourier transform,
+  azimuthal average of the log power spectrum, then logistic regression (standardization + one sigmoid unit).
+* `npr` feeds a small CNN with the neighbouring-pixel residual of the NPR work (Tan et al., CVPR 2024):
+  the image minus its nearest-neighbour down-then-up-sampled copy, which cancels image content and keeps the
+  local correlations that a generator's up-sampling layers leave behind.
+
+Both layers are registered Keras serializables with `get_config`, so the models save and load as `.keras` files
+with `safe_mode=True`, and both take the shared raw-pixel input of `fakelib.models`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from fakelib.models import classifier_head, conv_blocks, image_input, register_model
+
+# ITU-R BT.601 luma weights, the grayscale conversion of Pillow and OpenCV.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def radial_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer radius of every frequency of an unshifted `height` x `width` DFT, and the count per radius.
+
+    Frequency index k stands for min(k, n - k) cycles (the same distances as after `np.fft.fftshift` with the
+    centre at n // 2), and the radius is floored as in Durall et al.'s `azimuthalAverage`.
+
+    Returns:
+        (bin index of each frequency, (height * width,) int32; pixels per bin, (n_bins,) int64).
+    """
+    frequency_y = np.minimum(np.arange(height), height - np.arange(height))
+    frequency_x = np.minimum(np.arange(width), width - np.arange(width))
+    radius = np.hypot(frequency_y[:, None], frequency_x[None, :])  # (height, width)
+    index = np.floor(radius).astype(np.int32).reshape(-1)
+    return index, np.bincount(index)
+
+
+@keras.saving.register_keras_serializable(package="fakelib")
+class AzimuthalSpectrum(layers.Layer):
+    """(batch, size, size, 3) pixels in [0, 255] -> (batch, n_bins) azimuthally averaged log power spectrum.
+
+    The image is converted to grayscale in [0, 1], Fourier transformed, and the log of its power
+    |F|^2 / (height * width) is averaged over rings of integer radius (0 = the mean brightness, the last bin
+    the corners of the spectrum). The ring average is a fixed segment mean, not a weight: it follows from
+    the input size, so nothing is trained or saved for it.
+
+    Args:
+        epsilon: added to the power before the log (keeps flat images finite).
+    """
+
+    def __init__(self, epsilon: float = 1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        height, width = int(input_shape[1]), int(input_shape[2])
+        index, counts = radial_bins(height, width)
+        self.n_bins = int(len(counts))
+        self._bin_index = index
+        self._inverse_counts = (1.0 / counts).astype(np.float32)
+
+    def call(self, inputs):
+        gray = ops.tensordot(ops.cast(inputs, "float32") / 255.0, np.asarray(LUMA_WEIGHTS, np.float32),
+                             axes=[[3], [0]])  # (batch, height, width)
+        real, imaginary = ops.fft2((gray, ops.zeros_like(gray)))
+        pixels = float(gray.shape[1] * gray.shape[2])
+        log_power = ops.log((ops.square(real) + ops.square(imaginary)) / pixels + self.epsilon)
+        flat = ops.transpose(ops.reshape(log_power, (-1, self._bin_index.shape[0])))  # (height * width, batch)
+        sums = ops.segment_sum(flat, self._bin_index, num_segments=self.n_bins)  # (n_bins, batch)
+        return ops.transpose(sums) * self._inverse_counts
+
+    def compute_output_shape(self, input_shape):
+        _, counts = radial_bins(int(input_shape[1]), int(input_shape[2]))
+        return (input_shape[0], len(counts))
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="fakelib")
+class NearestResidual(layers.Layer):
+    """x minus its nearest-neighbour down-then-up-sampled copy: (batch, h, w, c) -> same shape.
+
+    With `factor` 2 every pixel loses the top-left pixel of its 2 x 2 block, so smooth image content cancels
+    and what is left is the correlation between neighbours that up-sampling layers impose. Any size works;
+    a partial last block is compared with its own top-left pixel.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        if int(factor) < 2:
+            raise ValueError(f"factor = {factor!r} is not allowed; expected an integer >= 2")
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        factor = self.factor
+        height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
+        down = inputs[:, ::factor, ::factor, :]
+        up = ops.repeat(ops.repeat(down, factor, axis=1), factor, axis=2)
+        return inputs - up[:, :height, :width, :]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@register_model("spectrum")
+def build_spectrum(image_size: int, l2: float = 1e-4) -> keras.Model:
+    """Durall et al.'s baseline: 1-D log power spectrum, standardized, then logistic regression.
+
+    Standardization is a `BatchNormalization` without scale or offset (the logistic unit has both), with a
+    fast-moving average so its inference statistics settle within the first epoch.
+    """
+    inputs = image_input(image_size)
+    x = AzimuthalSpectrum(name="spectrum")(inputs)
+    x = layers.BatchNormalization(momentum=0.9, center=False, scale=False, name="standardize")(x)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, name="p_fake")(x)
+    return keras.Model(inputs, outputs, name="spectrum")
+
+
+@register_model("npr")
+def build_npr(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
+              kernel_sizes: Sequence[int] | int = 3, pooling: str = "max", batch_norm: bool = True,
+              dropout: float = 0.3, dense_units: Sequence[int] = (64,), l2: float = 1e-4) -> keras.Model:
+    """The NPR-style detector: neighbouring-pixel residual -> the shared conv blocks -> global pooling -> head.
+
+    Works best when images reach the model at their native resolution: any resampling before it (resize,
+    crop-and-resize augmentation) blurs the up-sampling traces the residual isolates.
+    """
+    if isinstance(kernel_sizes, int):
+        kernel_sizes = [kernel_sizes] * len(conv_filters)
+    inputs = image_input(image_size)
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = NearestResidual(2, name="npr")(x)
+    x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="npr")

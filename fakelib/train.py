@@ -1,0 +1,238 @@
+"""Train one experiment (early stopping, LR schedule, best checkpoint on validation) and write its artifacts.
+
+`run_experiment(config, output_dir)` leaves in `output_dir`: `model.keras` (best validation epoch),
+`params.yaml`, `metrics.json`, `history.csv`, `data_report.json`, `curves.png`, `confusion_matrix.png`,
+`roc_pr.png`. metrics.json is written last and atomically: its presence means the experiment finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fakelib.config import ExperimentConfig
+
+ARTIFACTS = ("model.keras", "params.yaml", "metrics.json", "history.csv", "data_report.json", "curves.png",
+             "confusion_matrix.png", "roc_pr.png")
+
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow to `threads` CPU threads (0 = its default). Call before TensorFlow runs any op.
+
+    Concurrent experiments on one machine should share the cores instead of each spawning one thread per core.
+    """
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:
+        pass  # TensorFlow is already initialized in this process; its existing pools stay in use
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    """Write JSON atomically (temporary file, then rename) so readers never see half a file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary.write_text(json.dumps(payload, indent=2, allow_nan=False))
+    os.replace(temporary, path)
+
+
+def _schedule(config: ExperimentConfig, steps_per_epoch: int):
+    import keras
+
+    train = config.train
+    if train.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(train.learning_rate, decay_steps=train.epochs * steps_per_epoch,
+                                                      alpha=0.05)
+    return train.learning_rate
+
+
+def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int):
+    """A callback that scores the validation split once per epoch with exact metrics.
+
+    Keras' streaming AUC buckets probabilities into fixed thresholds and reads 0.5 when an early model's
+    scores sit in one bucket; checkpointing and early stopping on it would pick arbitrary epochs. One
+    prediction pass gives the exact ROC-AUC, loss and accuracy, written into the epoch logs as
+    `val_auc`, `val_loss` and `val_accuracy` before the checkpoint, early-stopping and CSV callbacks read them.
+    """
+    import keras
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    class ValidationScores(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            probabilities = np.clip(_predict(self.model, images, batch_size), 1e-7, 1 - 1e-7)
+            logs = logs if logs is not None else {}
+            logs["val_auc"] = float(roc_auc_score(labels, probabilities))
+            logs["val_loss"] = float(log_loss(labels, probabilities, labels=[0, 1]))
+            logs["val_accuracy"] = float(((probabilities >= 0.5) == labels).mean())
+
+    return ValidationScores()
+
+
+def _callbacks(config: ExperimentConfig, output_dir: Path, validation) -> list:
+    import keras
+
+    callbacks = [
+        validation,
+        keras.callbacks.ModelCheckpoint(output_dir / "model.keras", monitor="val_auc", mode="max",
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(str(output_dir / "history.csv")),
+    ]
+    if config.train.patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.train.patience,
+                                                       restore_best_weights=False))
+    if config.train.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                                           patience=max(1, config.train.patience // 2)))
+    return callbacks
+
+
+def build_and_compile(config: ExperimentConfig, steps_per_epoch: int):
+    """The experiment's model, compiled with Adam, binary cross-entropy and accuracy."""
+    import keras
+
+    from fakelib.models import create_model
+
+    model = create_model(config.model.model, config.data.image_size, **config.model.builder_params())
+    model.compile(optimizer=keras.optimizers.Adam(_schedule(config, steps_per_epoch)),
+                  loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+    return model
+
+
+def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: int = 2,
+                   cache_root: str | Path | None = None) -> dict:
+    """Train `config`, evaluate the best checkpoint on validation and test, and write every artifact.
+
+    Args:
+        config: the experiment.
+        output_dir: folder for the artifacts (created).
+        verbose: Keras progress (0 silent, 1 bar, 2 one line per epoch).
+        cache_root: prepared-data cache folder (default data/cache).
+
+    Returns:
+        The metrics dict also written to metrics.json.
+
+    Raises:
+        ValueError: a dataset without usable images of both classes, or an empty split.
+    """
+    import keras
+
+    from fakelib.data import load_dataset, make_dataset
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").unlink(missing_ok=True)
+    config.save(output_dir / "params.yaml")
+    keras.utils.set_random_seed(config.train.seed)
+    prepared = load_dataset(config.data, cache_root)
+    write_json(output_dir / "data_report.json", prepared.report)
+    splits = {split: prepared.subset(split) for split in ("train", "val", "test")}
+    for split, (_, labels) in splits.items():
+        if len(np.unique(labels)) < 2:
+            raise ValueError(f"the {split} split needs both real and fake images; it has {len(labels)} image(s) "
+                             f"of {len(np.unique(labels))} class(es)")
+    batch = config.train.batch_size
+    train_data = make_dataset(*splits["train"], batch, config.augment, shuffle=True, seed=config.train.seed)
+    model = build_and_compile(config, math.ceil(len(splits["train"][1]) / batch))
+    validation = _validation_callback(*splits["val"], batch)
+    started = time.perf_counter()
+    history = model.fit(train_data, epochs=config.train.epochs, verbose=verbose, shuffle=False,
+                        callbacks=_callbacks(config, output_dir, validation))
+    train_seconds = time.perf_counter() - started
+    best = keras.saving.load_model(output_dir / "model.keras", safe_mode=True, compile=False)
+    metrics, predictions = _evaluate(best, splits, batch, config, history.history, train_seconds)
+    _figures(output_dir, metrics, predictions)
+    write_json(output_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    from fakelib.data import make_dataset
+
+    dataset = make_dataset(images, np.zeros(len(images), np.int64), batch_size)
+    return np.asarray(model.predict(dataset.map(lambda pixels, _: pixels), verbose=0)).reshape(-1)
+
+
+def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, history: dict,
+              train_seconds: float) -> tuple[dict, dict]:
+    """Flat metrics (validation scores, test at 0.5 and at the validation-chosen threshold, run facts),
+    and the (labels, probabilities) of validation and test for the figures."""
+    from fakelib import metrics as metriclib
+
+    val_images, val_labels = splits["val"]
+    test_images, test_labels = splits["test"]
+    val_probabilities = _predict(model, val_images, batch_size)
+    test_probabilities = _predict(model, test_images, batch_size)
+    threshold = metriclib.choose_threshold(val_labels, val_probabilities)
+    val = metriclib.binary_metrics(val_labels, val_probabilities)
+    test = metriclib.binary_metrics(test_labels, test_probabilities)
+    test_at = metriclib.binary_metrics(test_labels, test_probabilities, threshold)
+    val_auc = history.get("val_auc", [])
+    best_epoch = int(np.argmax(val_auc)) + 1 if val_auc else 0
+    metrics = {
+        "experiment_id": config.experiment_id,
+        "model": config.model.model,
+        **metriclib.prefixed(val, "val", keys=("roc_auc", "average_precision", "f1", "accuracy")),
+        "val_loss": float(history["val_loss"][best_epoch - 1]) if best_epoch else None,
+        **metriclib.prefixed(test, "test"),
+        **metriclib.prefixed(test_at, "test", "_at_threshold", keys=metriclib.THRESHOLD_KEYS),
+        "threshold": threshold,
+        "confusion_matrix": test_at["confusion_matrix"],
+        "confusion_matrix_at_0_5": test["confusion_matrix"],
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": best_epoch,
+        "train_seconds": round(train_seconds, 2),
+        "param_count": int(model.count_params()),
+        "n_train": int(len(splits["train"][1])), "n_val": int(len(val_labels)), "n_test": int(len(test_labels)),
+        "val_probabilities_mean_fake": float(val_probabilities[val_labels == 1].mean()),
+        "val_probabilities_mean_real": float(val_probabilities[val_labels == 0].mean()),
+    }
+    return metrics, {"validation": (val_labels, val_probabilities), "test": (test_labels, test_probabilities)}
+
+
+def _figures(output_dir: Path, metrics: dict, predictions: dict) -> None:
+    """curves.png, confusion_matrix.png and roc_pr.png; figures are closed so long sweeps don't leak memory."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from fakelib import plots
+
+    history = pd.read_csv(output_dir / "history.csv")
+    for figure in (
+        plots.plot_history(history, output_dir / "curves.png"),
+        plots.plot_confusion(metrics["confusion_matrix"], output_dir / "confusion_matrix.png",
+                             f"test, threshold {metrics['threshold']:.2f} (chosen on validation)"),
+        plots.plot_roc_pr(predictions, output_dir / "roc_pr.png"),
+    ):
+        plt.close(figure)
+
+
+def run_cli(args) -> int:
+    """`python -m fakelib train`: the base configuration of params.yaml (with --set overrides) in-process."""
+    import yaml
+
+    from fakelib import paths
+    from fakelib.config import load_params
+
+    params = load_params(args.params)
+    overrides = {}
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    config = params.base.replace(**overrides)
+    output_dir = Path(args.out) if args.out else paths.resolve(params.tracker.experiments_dir) / config.experiment_id
+    configure_threads(config.train.threads)
+    metrics = run_experiment(config, output_dir, verbose=2)
+    print(json.dumps({"output_dir": str(output_dir), **metrics}))
+    return 0
