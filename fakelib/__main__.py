@@ -68,7 +68,8 @@ def _add_scrape(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--count", type=int, required=True, help="target number of saved images")
     parser.add_argument("--out", required=True, help="output folder (resumable)")
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--rate", type=float, default=2.0, help="global requests per second shared by all workers")
+    parser.add_argument("--rate", type=float, default=2.0,
+                        help="global requests per second shared by all workers (0: no limit, your own servers only)")
     parser.add_argument("--selector", default="img", help="CSS selector for page mode (default: img)")
     parser.add_argument("--attribute", default="src", help="attribute holding the image URL in page mode")
     parser.add_argument("--resize", type=int, default=None, help="re-encode saved images to this square size")
@@ -80,6 +81,8 @@ def _add_scrape(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-consecutive-failures", type=int, default=50)
     parser.add_argument("--user-agent", default=None)
     parser.add_argument("--ignore-robots", action="store_true", help="do not read robots.txt (your own servers only)")
+    parser.add_argument("--max-attempts", type=int, default=None, help="stop after this many attempts in this run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("source", help="endpoint URL, URL list file, or page URL / file of page URLs")
     parser.set_defaults(target="fakelib.scrape:run_cli")
 

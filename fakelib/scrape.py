@@ -1,0 +1,985 @@
+"""Polite, concurrent, resumable scraper of face images with atomic writes, deduplication and a per-attempt manifest.
+
+One run: index what the output folder already holds, then N worker threads (one `requests.Session` each) take
+tasks until the folder holds `count` images. Every attempt becomes one `manifest.csv` row with a status, never an
+exception; a file appears only complete, named by the SHA-256 of its bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import email.utils
+import io
+import json
+import os
+import random
+import secrets
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib import robotparser
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+import yaml
+from bs4 import BeautifulSoup
+from PIL import Image
+from tqdm.auto import tqdm
+
+from fakelib import __version__
+from fakelib.dedup import HashIndex, load_manifest_hashes, phash_hex, scan_folder
+from fakelib.images import MAX_PIXELS, ImageError, fit_square, open_image, sha256_bytes
+
+MODES = ("endpoint", "list", "page")
+FORMATS = ("jpeg", "png", "webp")
+DEFAULT_USER_AGENT = f"fakelib/{__version__} (+research; contact in README)"
+MANIFEST_NAME = "manifest.csv"
+PARAMS_NAME = "scrape_params.yaml"
+TEMPORARY_SUFFIX = ".part"
+MANIFEST_FIELDS = ("time", "url", "status", "http_status", "message", "sha256", "phash", "width", "height",
+                   "bytes", "file", "retries")
+# Outcomes that are a judgement on the source, not a failure: they never count towards the failure streak
+# in list and page mode (in endpoint mode anything but `saved` does: an endpoint that only repeats is exhausted).
+NOT_FAILURES = frozenset({"saved", "duplicate", "near_duplicate", "robots_disallowed", "noai", "page"})
+# A URL with one of these statuses in the manifest is not fetched again by a rerun: its content was judged.
+# Network and server failures are retried by a rerun.
+FINAL_STATUSES = frozenset({"saved", "duplicate", "near_duplicate", "not_image", "empty", "too_large",
+                            "too_many_pixels", "too_small", "noai"})
+IMAGE_TYPES = ("application/octet-stream", "binary/octet-stream", "")  # besides image/*: what CDNs send
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+NOAI_DIRECTIVES = frozenset({"noai", "noimageai"})
+MAX_REDIRECTS = 10
+ROBOTS_MAX_BYTES = 512_000  # RFC 9309 lets crawlers stop reading robots.txt at 500 KiB
+EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+              "TIFF": ".tif"}
+ENCODERS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png"), "webp": ("WEBP", ".webp")}
+# images.open_image swaps Pillow's process-wide limits while it decodes, so decodes are serialized.
+_DECODE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ScrapeConfig:
+    """Everything one scrape run needs; validated on construction.
+
+    Attributes:
+        source: endpoint URL (endpoint), a .txt/.csv file of image URLs (list), a page URL or a file of page URLs (page).
+        output_dir: folder of images, `manifest.csv` and `scrape_params.yaml`; a rerun resumes there.
+        mode: `endpoint`, `list` or `page`.
+        count: target number of images in `output_dir`, counting those already there.
+        workers: concurrent workers, 1..64, each with its own `requests.Session`.
+        rate: requests per second shared by all workers (robots.txt, retries and redirects count); 0 = no limit.
+        selector, attribute: page mode: CSS selector of the elements and the attribute holding the image URL.
+        resize: re-encode saved images to this square side (centre crop), or keep them as they are.
+        image_format: re-encode saved images as `jpeg`, `png` or `webp`, or keep the source format.
+        timeout: seconds allowed for connecting, for each read and for a whole body.
+        max_bytes: a larger body is refused (`too_large`), reading stops as soon as it is exceeded.
+        min_size: a smaller side is refused (`too_small`).
+        max_pixels: a larger width x height is refused without decoding (`too_many_pixels`, decompression bombs).
+        phash_threshold: perceptual-hash Hamming distance (0..64) at or under which an image is a near duplicate.
+        max_consecutive_failures: stop after this many failed attempts in a row.
+        retries: retries of one attempt after a connection error, a 5xx or a 429.
+        backoff: first retry delay in seconds, doubled for each further retry (plus jitter).
+        max_retry_after: longest `Retry-After` honoured (seconds); a longer one fails the attempt.
+        user_agent: sent with every request and matched against robots.txt.
+        respect_robots: read each host's robots.txt and obey it (Disallow and Crawl-delay).
+        max_attempts: stop after this many attempts (manifest rows) in this run; None = no limit.
+        jpeg_quality: quality of JPEG and WebP re-encoding.
+        progress: show a tqdm progress bar.
+    """
+
+    source: str
+    output_dir: Path
+    mode: str = "endpoint"
+    count: int = 100
+    workers: int = 8
+    rate: float = 2.0
+    selector: str = "img"
+    attribute: str = "src"
+    resize: int | None = None
+    image_format: str | None = None
+    timeout: float = 20.0
+    max_bytes: int = 20_000_000
+    min_size: int = 64
+    max_pixels: int = MAX_PIXELS
+    phash_threshold: int = 6
+    max_consecutive_failures: int = 50
+    retries: int = 3
+    backoff: float = 1.0
+    max_retry_after: float = 120.0
+    user_agent: str = DEFAULT_USER_AGENT
+    respect_robots: bool = True
+    max_attempts: int | None = None
+    jpeg_quality: int = 95
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("image_format", self.image_format, (*FORMATS, None))
+        for key, low, high in (("count", 1, None), ("workers", 1, 64), ("max_bytes", 1, None), ("min_size", 1, None),
+                               ("max_pixels", 1, None), ("phash_threshold", 0, 64), ("retries", 0, 20),
+                               ("max_consecutive_failures", 1, None), ("jpeg_quality", 1, 100)):
+            _check_integer(key, getattr(self, key), low, high)
+        for key in ("resize", "max_attempts"):
+            if getattr(self, key) is not None:
+                _check_integer(key, getattr(self, key), 1, None)
+        for key, positive in (("rate", False), ("timeout", True), ("backoff", False), ("max_retry_after", False)):
+            _check_number(key, getattr(self, key), positive)
+        if not self.source.strip():
+            raise ValueError("source must be a URL or a file of URLs, got ''")
+        if self.mode == "endpoint" and not _is_http(self.source):
+            raise ValueError(f"source must be an http(s) URL in endpoint mode, got {self.source!r}")
+        if not self.user_agent.strip() or not self.selector.strip() or not self.attribute.strip():
+            raise ValueError("user_agent, selector and attribute must not be empty")
+
+
+def _check_choice(key: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        names = ", ".join("None" if choice is None else str(choice) for choice in allowed)
+        raise ValueError(f"{key} must be one of {names}; got {value!r}")
+
+
+def _check_integer(key: str, value: object, low: int, high: int | None) -> None:
+    in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not in_range:
+        allowed = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{key} must be an integer {allowed}; got {value!r}")
+
+
+def _check_number(key: str, value: object, positive: bool) -> None:
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if not valid or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{key} must be a number {'> 0' if positive else '>= 0'}; got {value!r}")
+
+
+def _is_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+@dataclass
+class Attempt:
+    """One manifest row: what happened to one URL."""
+
+    url: str
+    status: str = ""
+    http_status: int | None = None
+    message: str = ""
+    sha256: str = ""
+    phash: str = ""
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    file: str = ""
+    retries: int = 0
+    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+
+    def fail(self, status: str, message: str, http_status: int | None = None) -> Attempt:
+        """Set a failure outcome and return self."""
+        self.status, self.message = status, message
+        if http_status is not None:
+            self.http_status = http_status
+        return self
+
+
+@dataclass
+class Body:
+    """A fetched response body with the facts the checks need."""
+
+    data: bytes
+    content_type: str
+    url: str
+
+
+# ----------------------------------------------------------------------------------------------- pacing and robots
+
+
+class RateLimiter:
+    """Spaces requests `1 / rate` seconds apart across all threads; `pause` holds back every later request."""
+
+    def __init__(self, rate: float):
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until this caller's slot; False when `stop` was set meanwhile."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        return not stop.wait(slot - now) if slot > now else not stop.is_set()
+
+    def pause(self, seconds: float) -> None:
+        """Let no request start in the next `seconds` (a server asked us to back off)."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
+
+class Pacer:
+    """The global rate limit plus one limiter per host that asked for a Crawl-delay in its robots.txt."""
+
+    def __init__(self, rate: float):
+        self.limiter = RateLimiter(rate)
+        self._hosts: dict[str, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def set_crawl_delay(self, origin: str, seconds: float) -> None:
+        """Space requests to `origin` at least `seconds` apart."""
+        with self._lock:
+            self._hosts.setdefault(origin, RateLimiter(1.0 / seconds))
+
+    def wait(self, url: str, stop: threading.Event) -> bool:
+        """Block until a request to `url` may start; False when `stop` was set meanwhile."""
+        with self._lock:
+            host = self._hosts.get(_origin(url))
+        return self.limiter.wait(stop) and (host is None or host.wait(stop))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class RobotsCache:
+    """Fetches each host's robots.txt once (through the rate limit) and answers whether a URL may be fetched."""
+
+    def __init__(self, config: ScrapeConfig, pacer: Pacer):
+        self._config = config
+        self._pacer = pacer
+        self._parsers: dict[str, tuple[robotparser.RobotFileParser, str]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def check(self, url: str, session: requests.Session, stop: threading.Event) -> str:
+        """Return '' when `url` may be fetched, else why not."""
+        if not self._config.respect_robots:
+            return ""
+        origin = _origin(url)
+        with self._lock:
+            origin_lock = self._locks.setdefault(origin, threading.Lock())
+        with origin_lock:  # one fetch per host, other hosts are not held up
+            if origin not in self._parsers:
+                self._parsers[origin] = self._fetch(origin, session, stop)
+        parser, note = self._parsers[origin]
+        if parser.can_fetch(self._config.user_agent, url):
+            return ""
+        return f"robots.txt of {origin} disallows it" + (f" ({note})" if note else "")
+
+    def _fetch(self, origin: str, session: requests.Session, stop: threading.Event
+               ) -> tuple[robotparser.RobotFileParser, str]:
+        parser = robotparser.RobotFileParser(origin + "/robots.txt")
+        try:
+            if not self._pacer.wait(origin, stop):
+                raise requests.ConnectionError("stopped")
+            with session.get(parser.url, timeout=self._config.timeout, stream=True) as response:
+                code = response.status_code
+                text = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True) if code < 400 else b""
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+            parser.disallow_all = True  # unreachable: assume the worst until a later run can read it
+            return parser, f"robots.txt unreachable: {type(error).__name__}"
+        if code in (401, 403) or code >= 500:
+            parser.disallow_all = True
+            return parser, f"robots.txt answered HTTP {code}"
+        if code >= 400:
+            parser.allow_all = True
+            return parser, ""
+        parser.parse(text.decode("utf-8", errors="replace").splitlines())
+        delay = parser.crawl_delay(self._config.user_agent)
+        if delay:
+            self._pacer.set_crawl_delay(origin, float(delay))
+        return parser, ""
+
+
+# -------------------------------------------------------------------------------------------------------- fetching
+
+
+class _Retry(Exception):
+    """Raised inside one try when the request may succeed if tried again later."""
+
+    def __init__(self, status: str, message: str, http_status: int | None = None, delay: float | None = None):
+        super().__init__(message)
+        self.status, self.message, self.http_status, self.delay = status, message, http_status, delay
+
+
+class _Refused(Exception):
+    """Raised inside one try when the response is judged and refused; trying again would not help."""
+
+    def __init__(self, status: str, message: str, http_status: int | None = None):
+        super().__init__(message)
+        self.status, self.message, self.http_status = status, message, http_status
+
+
+def new_session(config: ScrapeConfig) -> requests.Session:
+    """A session with the identifying User-Agent, no automatic retries (ours are paced) and a small pool."""
+    session = requests.Session()
+    session.headers["User-Agent"] = config.user_agent
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def fetch(url: str, attempt: Attempt, expect: str, context: _Context, session: requests.Session) -> Body | None:
+    """Download `url`, retrying connection errors, 5xx and 429 with backoff; None when `attempt` records a failure.
+
+    Args:
+        url: http(s) URL.
+        attempt: receives the HTTP code, the retry count and, on failure, the status and message.
+        expect: `image` or `html`: which content types are accepted.
+        context: the run's shared state (config, pacer, robots, stop event).
+        session: this worker's session.
+    """
+    config = context.config
+    for number in range(config.retries + 1):
+        attempt.retries = number
+        try:
+            body = _fetch_once(url, attempt, expect, context, session)
+            attempt.status, attempt.message = "", f"after {number} retries; last: {attempt.message}" if number else ""
+            return body
+        except _Refused as refused:
+            attempt.fail(refused.status, refused.message, refused.http_status)
+            return None
+        except _Retry as retry:
+            attempt.fail(retry.status, retry.message, retry.http_status)
+            if number == config.retries:
+                break
+            delay = retry.delay if retry.delay is not None else config.backoff * 2**number * (1 + random.random())
+            if retry.delay is not None:
+                context.pacer.limiter.pause(delay)  # the server asked everyone to slow down, not just this worker
+            if context.stop.wait(delay):
+                break
+    if attempt.retries:
+        attempt.message += f" (after {attempt.retries} retries)"
+    return None
+
+
+def _fetch_once(url: str, attempt: Attempt, expect: str, context: _Context, session: requests.Session) -> Body:
+    response = _follow_redirects(url, context, session)
+    with response:
+        attempt.http_status = response.status_code
+        _check_status(response, context.config)
+        _check_headers(response, expect, context.config)
+        data = _read_body(response, context.config)
+        return Body(data, response.headers.get("Content-Type", ""), response.url)
+
+
+def _follow_redirects(url: str, context: _Context, session: requests.Session) -> requests.Response:
+    """GET `url`, following redirects by hand so each hop is paced, checked against robots.txt and loop-checked."""
+    seen = {url}
+    for _ in range(MAX_REDIRECTS + 1):
+        if not _is_http(url):
+            raise _Refused("invalid_url", f"not an http(s) URL: {url[:200]}")
+        reason = context.robots.check(url, session, context.stop)
+        if reason:
+            raise _Refused("robots_disallowed", reason)
+        if not context.pacer.wait(url, context.stop):
+            raise _Refused("stopped", "run stopped before the request")
+        response = _get(url, context.config, session)
+        if not response.is_redirect:
+            return response
+        response.close()
+        url = urljoin(url, response.headers["Location"])
+        if url in seen:
+            raise _Refused("redirect_loop", f"redirect loop back to {url[:200]}", response.status_code)
+        seen.add(url)
+    raise _Refused("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
+
+
+def _get(url: str, config: ScrapeConfig, session: requests.Session) -> requests.Response:
+    try:
+        return session.get(url, timeout=config.timeout, stream=True, allow_redirects=False)
+    except requests.ConnectionError as error:  # includes connect timeouts: the server never got the request
+        raise _Retry("connection_error", _short(error)) from None
+    except requests.Timeout as error:
+        raise _Refused("timeout", f"no response within {config.timeout:g} s: {_short(error)}") from None
+    except requests.RequestException as error:
+        raise _Refused("invalid_url", _short(error)) from None
+
+
+def _check_status(response: requests.Response, config: ScrapeConfig) -> None:
+    code = response.status_code
+    if code in (429, 503) and "Retry-After" in response.headers:
+        delay = _retry_after(response.headers["Retry-After"])
+        if delay is None or delay > config.max_retry_after:
+            raise _Refused("http_error", f"HTTP {code}, Retry-After {response.headers['Retry-After']!r} "
+                                         f"beyond the {config.max_retry_after:g} s cap", code)
+        raise _Retry("http_error", f"HTTP {code}, Retry-After {delay:g} s", code, delay)
+    if code >= 500 or code == 429:
+        raise _Retry("http_error", f"HTTP {code} {response.reason}", code)
+    if code >= 300 or code < 200:
+        raise _Refused("http_error", f"HTTP {code} {response.reason}", code)
+
+
+def _retry_after(value: str) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None when unreadable."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def _check_headers(response: requests.Response, expect: str, config: ScrapeConfig) -> None:
+    if noai_directives(response.headers.get("X-Robots-Tag", ""), config.user_agent):
+        raise _Refused("noai", f"X-Robots-Tag: {response.headers['X-Robots-Tag']}")
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if expect == "image":
+        accepted = content_type.startswith("image/") or content_type in IMAGE_TYPES
+    else:
+        accepted = content_type in HTML_TYPES or content_type == ""
+    if not accepted:
+        wanted = "an image" if expect == "image" else "an HTML page"
+        raise _Refused("not_image" if expect == "image" else "not_html", f"content type {content_type!r} is not {wanted}")
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > config.max_bytes:
+        raise _Refused("too_large", f"Content-Length {length} exceeds {config.max_bytes} bytes")
+
+
+def noai_directives(header: str, user_agent: str) -> set[str]:
+    """The `noai` / `noimageai` directives of an X-Robots-Tag value that apply to us (all bots, or our product)."""
+    product = user_agent.split("/")[0].strip().lower()
+    found = set()
+    for part in header.split(","):
+        bot, _, directive = part.rpartition(":")
+        if (not bot.strip() or bot.strip().lower() == product) and directive.strip().lower() in NOAI_DIRECTIVES:
+            found.add(directive.strip().lower())
+    return found
+
+
+def _read_body(response: requests.Response, config: ScrapeConfig) -> bytes:
+    """Stream the body, stopping as soon as it exceeds `max_bytes` or takes longer than `timeout` in all."""
+    deadline = time.monotonic() + config.timeout
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_content(chunk_size=65536):
+            total += len(chunk)
+            if total > config.max_bytes:
+                raise _Refused("too_large", f"body exceeds {config.max_bytes} bytes (stopped reading)")
+            if time.monotonic() > deadline:
+                raise _Refused("timeout", f"body took longer than {config.timeout:g} s")
+            chunks.append(chunk)
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
+        if "Read timed out" in str(error):
+            raise _Refused("timeout", f"body stalled for {config.timeout:g} s") from None
+        raise _Retry("connection_error", f"connection dropped after {total} bytes: {_short(error)}") from None
+    except requests.RequestException as error:
+        raise _Refused("connection_error", _short(error)) from None
+    return b"".join(chunks)
+
+
+def _short(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+# ------------------------------------------------------------------------------------------- judging and writing
+
+
+def judge_and_save(body: Body, attempt: Attempt, context: _Context) -> None:
+    """Decode, optionally re-encode, deduplicate and atomically save `body`; the outcome goes into `attempt`."""
+    config = context.config
+    try:
+        image, source_format = decode(body.data, config)
+    except ImageError as error:
+        attempt.fail(error.reason, str(error))
+        return
+    data, extension, image = encode(body.data, image, source_format, config)
+    attempt.sha256, attempt.phash = sha256_bytes(data), phash_hex(image)
+    attempt.width, attempt.height, attempt.bytes = image.width, image.height, len(data)
+    match = context.index.claim(attempt.sha256, attempt.phash)
+    if match is not None:
+        detail = "same bytes" if match.kind == "duplicate" else f"Hamming distance {match.distance}"
+        attempt.fail(match.kind, f"{detail} as {match.sha256[:16]}")
+        return
+    name = attempt.sha256 + extension
+    try:
+        write_atomic(config.output_dir / name, data)
+    except OSError as error:
+        context.index.release(attempt.sha256)
+        attempt.fail("write_error", f"cannot write {name}: {error.strerror or error}")
+        return
+    attempt.status, attempt.file = "saved", name
+
+
+def decode(data: bytes, config: ScrapeConfig) -> tuple[Image.Image, str]:
+    """Fully decode `data` with the size checks of `images.open_image`; return the RGB image and the Pillow format.
+
+    Raises:
+        ImageError: see `images.open_image`.
+    """
+    with _DECODE_LOCK:
+        image = open_image(data, max_pixels=config.max_pixels, min_size=config.min_size)
+        return image, Image.open(io.BytesIO(data)).format or ""  # header only, under the same pixel limit
+
+
+def encode(data: bytes, image: Image.Image, source_format: str, config: ScrapeConfig
+           ) -> tuple[bytes, str, Image.Image]:
+    """Return the bytes to save, their file extension and the image they hold.
+
+    The downloaded bytes are kept unless a resize or a format is asked for, or the format is not a common one
+    (then PNG).
+    """
+    if config.resize is None and config.image_format is None and source_format in EXTENSIONS:
+        return data, EXTENSIONS[source_format], image
+    if config.resize is not None:
+        image = fit_square(image, config.resize)
+    name = config.image_format or {"JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}.get(source_format, "png")
+    pillow_format, extension = ENCODERS[name]
+    buffer = io.BytesIO()
+    options = {"quality": config.jpeg_quality} if name in ("jpeg", "webp") else {}
+    image.save(buffer, format=pillow_format, **options)
+    return buffer.getvalue(), extension, image
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a hidden temporary file beside `path`, flush it to disk, then rename it to `path`.
+
+    A reader (or a rerun after a kill) sees either no file or the whole file; leftover temporaries are hidden
+    and removed by the next run.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+    try:
+        with temporary.open("xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------- manifest, resume
+
+
+class Manifest:
+    """Append-only `manifest.csv`: one row per attempt, written under a lock and flushed at once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            _check_header(path)
+        self._handle = path.open("a", newline="", encoding="utf-8")
+        if not new and not _ends_with_newline(path):
+            self._handle.write("\n")  # a row cut short by a power loss stays on its own line
+        self._writer = csv.DictWriter(self._handle, fieldnames=MANIFEST_FIELDS)
+        if new:
+            self._writer.writeheader()
+            self._handle.flush()
+
+    def write(self, attempt: Attempt) -> None:
+        """Append one row and flush it, so a kill loses nothing already recorded."""
+        row = {key: ("" if value is None else value) for key, value in asdict(attempt).items()}
+        with self._lock:
+            self._writer.writerow(row)
+            self._handle.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._handle.close()
+
+
+def _check_header(path: Path) -> None:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    if tuple(header) != MANIFEST_FIELDS:
+        raise ValueError(f"{path} has columns {','.join(header)!r}, expected {','.join(MANIFEST_FIELDS)!r}; "
+                         "move it away to start a new manifest")
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    """All rows of a manifest (empty when it is missing), skipping rows a power loss may have cut."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("status") and None not in row]
+
+
+def done_urls(rows: list[dict[str, str]], output_dir: Path) -> set[str]:
+    """URLs a rerun must not fetch again: judged content, and saved images whose file is still there."""
+    return {row["url"] for row in rows if row["status"] in FINAL_STATUSES
+            and (row["status"] != "saved" or (output_dir / row["file"]).is_file())}
+
+
+def build_index(output_dir: Path, threshold: int, max_pixels: int) -> tuple[HashIndex, int]:
+    """Index every image in `output_dir`, reusing the manifest's hashes, and count those that decode."""
+    index = HashIndex(threshold)
+    records = scan_folder(output_dir, load_manifest_hashes(output_dir / MANIFEST_NAME), max_pixels)
+    for record in records:
+        index.add(record.sha256, record.phash)
+    return index, sum(not record.error for record in records)
+
+
+def remove_temporaries(output_dir: Path) -> int:
+    """Delete the hidden temporaries a killed run may have left; return how many."""
+    leftovers = list(output_dir.glob(f".*{TEMPORARY_SUFFIX}"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+@contextlib.contextmanager
+def _folder_lock(output_dir: Path) -> Iterator[None]:
+    """Refuse a second scrape into the same folder at the same time (it would delete the other's temporaries)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with (output_dir / ".scrape.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another scrape is writing to {output_dir}") from None
+        yield
+
+
+# ------------------------------------------------------------------------------------------------------ sources
+
+
+def read_url_list(path: Path) -> list[str]:
+    """Image URLs from a text file (one per line, # comments) or a CSV (the `url` column, else the first URL cell).
+
+    Duplicated URLs are kept once, in their first position.
+    """
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        rows = list(csv.reader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+        urls = _urls_from_rows(rows)
+    else:
+        urls = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return list(dict.fromkeys(urls))
+
+
+def _urls_from_rows(rows: list[list[str]]) -> list[str]:
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    for name in ("url", "image_url", "image", "src", "link"):
+        if name in header:
+            column = header.index(name)
+            return [row[column].strip() for row in rows[1:] if len(row) > column and row[column].strip()]
+    return [next((cell.strip() for cell in row if _is_http(cell.strip())), "") for row in rows if any(row)]
+
+
+def extract_image_urls(html: bytes | str | BeautifulSoup, page_url: str, selector: str, attribute: str) -> list[str]:
+    """Absolute image URLs of the elements matching the CSS `selector`, read from `attribute` (srcset: largest).
+
+    A `<base href>` is honoured; a page whose robots meta tag says `noai`/`noimageai` yields nothing.
+    """
+    soup = html if isinstance(html, BeautifulSoup) else BeautifulSoup(html, "html.parser")
+    if page_noai(soup):
+        return []
+    base = soup.find("base", href=True)
+    base_url = urljoin(page_url, base["href"]) if base else page_url
+    urls = []
+    for element in soup.select(selector):
+        value = element.get(attribute)
+        value = " ".join(value) if isinstance(value, list) else (value or "").strip()
+        if attribute.lower().endswith("srcset") and value:
+            value = value.split(",")[-1].split()[0]  # candidates are listed smallest first by convention
+        if value:
+            urls.append(urljoin(base_url, value))
+    return list(dict.fromkeys(urls))
+
+
+def page_noai(soup: BeautifulSoup) -> bool:
+    """True when a `<meta name="robots">` (or `name="fakelib"`) asks that its images not be used for AI."""
+    for meta in soup.find_all("meta", attrs={"name": True, "content": True}):
+        if meta["name"].strip().lower() in ("robots", "fakelib"):
+            if {part.strip().lower() for part in meta["content"].split(",")} & NOAI_DIRECTIVES:
+                return True
+    return False
+
+
+def _tasks(config: ScrapeConfig, skip: set[str]) -> Iterator[tuple[str, str]]:
+    """The run's work as (kind, url) pairs: `image` tasks, or `page` tasks that yield image tasks."""
+    if config.mode == "endpoint":
+        while True:
+            yield "image", config.source
+    elif config.mode == "list":
+        yield from (("image", url) for url in read_url_list(Path(config.source)) if url not in skip)
+    else:
+        source = Path(config.source)
+        pages = read_url_list(source) if not _is_http(config.source) else [config.source]
+        yield from (("page", url) for url in pages)
+
+
+# -------------------------------------------------------------------------------------------------- scheduling
+
+
+class _Scheduler:
+    """Hands tasks to workers so that saved + in flight never exceeds the target, and decides when to stop."""
+
+    def __init__(self, config: ScrapeConfig, tasks: Iterator[tuple[str, str]], saved: int, skip: set[str],
+                 stop: threading.Event, bar: tqdm):
+        self.config, self.stop, self.bar = config, stop, bar
+        self.saved_before = self.saved = saved
+        self.statuses: Counter[str] = Counter()
+        self.attempts = self.streak = 0
+        self.stop_reason, self.message = "", ""
+        self._tasks, self._pending, self._seen = tasks, deque(), set(skip)
+        self._images_in_flight = self._pages_in_flight = 0
+        self._exhausted = False
+        self._condition = threading.Condition()
+
+    def next_task(self) -> tuple[str, str] | None:
+        """Block until there is a task for this worker; None when the run is over."""
+        with self._condition:
+            while True:
+                if self._finished():
+                    self._condition.notify_all()
+                    return None
+                task = self._take()
+                if task is not None:
+                    self.attempts += 1
+                    return task
+                self._condition.wait(timeout=0.5)
+
+    def _finished(self) -> bool:
+        if self.stop_reason:
+            return True
+        reason = ("target_reached" if self.saved >= self.config.count else
+                  "stopped" if self.stop.is_set() else
+                  "max_attempts" if self.config.max_attempts and self.attempts >= self.config.max_attempts else
+                  "source_exhausted" if self._exhausted and not self._pending and not self._in_flight() else "")
+        if reason:
+            self.stop_reason = reason
+        return bool(reason)
+
+    def _in_flight(self) -> int:
+        return self._images_in_flight + self._pages_in_flight
+
+    def _take(self) -> tuple[str, str] | None:
+        if self.saved + self._images_in_flight >= self.config.count:
+            return None  # enough downloads under way; wait to see whether they are kept
+        if self._pending:
+            self._images_in_flight += 1
+            return self._pending.popleft()
+        if self._exhausted or self._pages_in_flight:
+            return None  # one page at a time: its images may be all we need
+        task = next(self._tasks, None)
+        if task is None:
+            self._exhausted = True
+            return None
+        if task[0] == "page":
+            self._pages_in_flight += 1
+        else:
+            self._images_in_flight += 1
+        return task
+
+    def finish(self, task: tuple[str, str], attempt: Attempt, found: list[str]) -> None:
+        """Record a finished task, queue the image URLs a page gave, and stop after too many failures in a row."""
+        with self._condition:
+            if task[0] == "page":
+                self._pages_in_flight -= 1
+            else:
+                self._images_in_flight -= 1
+            new = [url for url in found if url not in self._seen]
+            self._seen.update(new)
+            self._pending.extend(("image", url) for url in new)
+            self._count(attempt)
+            self._condition.notify_all()
+
+    def _count(self, attempt: Attempt) -> None:
+        self.statuses[attempt.status] += 1
+        if attempt.status == "saved":
+            self.saved += 1
+            self.bar.update(1)
+        failed = attempt.status not in NOT_FAILURES or (self.config.mode == "endpoint" and attempt.status != "saved")
+        self.streak = self.streak + 1 if failed else 0
+        duplicates = self.statuses["duplicate"] + self.statuses["near_duplicate"]
+        errors = sum(count for status, count in self.statuses.items() if status not in NOT_FAILURES)
+        self.bar.set_postfix(duplicates=duplicates, errors=errors, refresh=False)
+        if self.streak >= self.config.max_consecutive_failures and not self.stop_reason:
+            self.stop_reason = "consecutive_failures"
+            self.message = (f"stopped after {self.streak} consecutive failed attempts; last: {attempt.status} "
+                            f"{attempt.message} ({attempt.url[:200]})")
+
+
+@dataclass
+class _Context:
+    """What every worker shares during one run."""
+
+    config: ScrapeConfig
+    pacer: Pacer
+    robots: RobotsCache
+    index: HashIndex
+    manifest: Manifest
+    scheduler: _Scheduler
+    stop: threading.Event
+
+
+def _worker(context: _Context) -> None:
+    session = new_session(context.config)
+    try:
+        while (task := context.scheduler.next_task()) is not None:
+            attempt, found = _run_task(task, context, session)
+            context.manifest.write(attempt)
+            context.scheduler.finish(task, attempt, found)
+    finally:
+        session.close()
+
+
+def _run_task(task: tuple[str, str], context: _Context, session: requests.Session) -> tuple[Attempt, list[str]]:
+    kind, url = task
+    attempt = Attempt(url)
+    try:
+        body = fetch(url, attempt, "html" if kind == "page" else "image", context, session)
+        if body is None:
+            return attempt, []
+        if kind == "image":
+            judge_and_save(body, attempt, context)
+            return attempt, []
+        soup = BeautifulSoup(body.data, "html.parser")
+        found = extract_image_urls(soup, body.url, context.config.selector, context.config.attribute)
+        attempt.bytes = len(body.data)
+        if page_noai(soup):
+            attempt.fail("noai", "the page's robots meta tag says noai/noimageai")
+        else:
+            attempt.status, attempt.message = "page", f"{len(found)} image URLs"
+        return attempt, found
+    except Exception as error:  # errors as values: one bad response never ends the run; the row says what broke
+        attempt.fail("error", f"{type(error).__name__}: {_short(error)}")
+        return attempt, []
+
+
+# ------------------------------------------------------------------------------------------------------- the run
+
+
+def scrape(config: ScrapeConfig, stop: threading.Event | None = None) -> dict:
+    """Fill `config.output_dir` with `config.count` distinct images from the source, resuming what is there.
+
+    Args:
+        config: the run's settings.
+        stop: set it (from another thread) to stop the run after the requests in flight.
+
+    Returns:
+        A JSON-ready summary: target, images before and after, attempts, counts per status, elapsed seconds,
+        images per second, and why the run stopped (`stop_reason`: target_reached, source_exhausted,
+        consecutive_failures, max_attempts, stopped, interrupted) with a message.
+
+    Raises:
+        FileNotFoundError: the URL list or page list does not exist.
+        ValueError: another scrape is writing to the folder, or its manifest has foreign columns.
+    """
+    stop = stop or threading.Event()
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    if config.mode != "endpoint" and not _is_http(config.source) and not Path(config.source).is_file():
+        raise FileNotFoundError(f"no such URL list: {config.source}")
+    with _folder_lock(config.output_dir):
+        remove_temporaries(config.output_dir)
+        manifest_path = config.output_dir / MANIFEST_NAME
+        skip = done_urls(read_manifest(manifest_path), config.output_dir)
+        index, saved = build_index(config.output_dir, config.phash_threshold, config.max_pixels)
+        write_params(config)
+        return _run(config, index, saved, skip, manifest_path, stop)
+
+
+def _run(config: ScrapeConfig, index: HashIndex, saved: int, skip: set[str], manifest_path: Path,
+         stop: threading.Event) -> dict:
+    bar = tqdm(total=config.count, initial=min(saved, config.count), unit="img", disable=not config.progress,
+               desc="saved", dynamic_ncols=True)
+    manifest = Manifest(manifest_path)
+    scheduler = _Scheduler(config, _tasks(config, skip), saved, skip, stop, bar)
+    pacer = Pacer(config.rate)
+    context = _Context(config, pacer, RobotsCache(config, pacer), index, manifest, scheduler, stop)
+    started = time.perf_counter()
+    try:
+        interrupted = _run_workers(context)
+    finally:
+        manifest.close()
+        bar.close()
+    elapsed = time.perf_counter() - started
+    if interrupted:
+        scheduler.stop_reason = "interrupted"
+    return _summary(config, scheduler, elapsed, manifest_path)
+
+
+def _run_workers(context: _Context) -> bool:
+    """Run the workers to the end; on Ctrl-C let the requests in flight finish, and return True."""
+    threads = [threading.Thread(target=_worker, args=(context,), name=f"scrape-{number}", daemon=True)
+               for number in range(context.config.workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.2)  # short joins keep Ctrl-C responsive
+    except KeyboardInterrupt:
+        context.stop.set()
+        for thread in threads:
+            thread.join()
+        return True
+    return False
+
+
+def _summary(config: ScrapeConfig, scheduler: _Scheduler, elapsed: float, manifest_path: Path) -> dict:
+    saved_now = scheduler.saved - scheduler.saved_before
+    messages = {
+        "target_reached": f"{scheduler.saved} images in {config.output_dir} (target {config.count})",
+        "source_exhausted": f"the source ran out with {scheduler.saved} of {config.count} images",
+        "max_attempts": f"stopped after max_attempts={config.max_attempts} with {scheduler.saved} images",
+        "stopped": f"stopped on request with {scheduler.saved} images",
+        "interrupted": f"interrupted with {scheduler.saved} images",
+    }
+    return {
+        "target": config.count, "images_before": scheduler.saved_before, "images": scheduler.saved,
+        "saved": saved_now, "attempts": sum(scheduler.statuses.values()),
+        "statuses": dict(sorted(scheduler.statuses.items())),
+        "elapsed_s": round(elapsed, 3), "images_per_s": round(saved_now / elapsed, 3) if elapsed > 0 else 0.0,
+        "stop_reason": scheduler.stop_reason,
+        "message": scheduler.message or messages.get(scheduler.stop_reason, ""),
+        "output_dir": str(config.output_dir), "manifest": str(manifest_path),
+    }
+
+
+def write_params(config: ScrapeConfig) -> Path:
+    """Write the run's settings as `scrape_params.yaml` beside the images."""
+    values = {item.name: getattr(config, item.name) for item in fields(config)}
+    values["output_dir"] = str(config.output_dir)
+    path = config.output_dir / PARAMS_NAME
+    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def config_from_args(args: argparse.Namespace) -> ScrapeConfig:
+    """Build the configuration from the `scrape` command's arguments."""
+    return ScrapeConfig(
+        source=args.source, output_dir=Path(args.out), mode=args.mode, count=args.count, workers=args.workers,
+        rate=args.rate, selector=args.selector, attribute=args.attribute, resize=args.resize,
+        image_format=args.format, timeout=args.timeout, max_bytes=args.max_bytes, min_size=args.min_size,
+        phash_threshold=args.phash_threshold, max_consecutive_failures=args.max_consecutive_failures,
+        user_agent=args.user_agent or DEFAULT_USER_AGENT, respect_robots=not args.ignore_robots,
+        max_attempts=args.max_attempts, progress=not args.no_progress,
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """`python -m fakelib scrape`: run, print the JSON summary; 0 when done, 1 after a failure streak, 130 on Ctrl-C."""
+    summary = scrape(config_from_args(args))
+    print(json.dumps(summary, indent=2))
+    if summary["stop_reason"] == "consecutive_failures":
+        print(f"fakelib scrape: {summary['message']}", file=sys.stderr)
+        return 1
+    return 130 if summary["stop_reason"] == "interrupted" else 0

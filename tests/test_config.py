@@ -1,0 +1,80 @@
+"""fakelib.config: loading, validation with one-line errors, sweep expansion, stable ids."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from fakelib.config import ConfigError, ExperimentConfig, load_experiment, load_params, parse_params
+from fakelib import paths
+
+
+def test_repository_params_are_valid_and_sweep_is_cartesian():
+    params = load_params(paths.PARAMS)
+    expected = 1
+    for values in params.sweep.values():
+        expected *= len(values)
+    assert len(params.experiments()) == expected
+    assert len({experiment.experiment_id for experiment in params.experiments()}) == expected
+
+
+def test_sweep_expands_every_combination_over_the_base():
+    params = parse_params({"model": {"conv_filters": [8, 16]},
+                           "sweep": {"dropout": [0.0, 0.3], "conv_filters": [[8, 16], [8, 16, 32]]}})
+    experiments = params.experiments()
+    assert len(experiments) == 4
+    combos = {(e.model.dropout, e.model.conv_filters) for e in experiments}
+    assert combos == {(0.0, (8, 16)), (0.3, (8, 16)), (0.0, (8, 16, 32)), (0.3, (8, 16, 32))}
+
+
+def test_experiment_id_is_stable_and_ignores_threads():
+    first = ExperimentConfig.from_flat({"dropout": 0.2})
+    again = ExperimentConfig.from_flat({"dropout": 0.2, "threads": 4})
+    other = ExperimentConfig.from_flat({"dropout": 0.25})
+    assert first.experiment_id == again.experiment_id
+    assert first.experiment_id != other.experiment_id
+    assert len(first.experiment_id) == 10
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"model": {"dropout": 1.5}}, "model.dropout = 1.5"),
+    ({"train": {"epochs": "ten"}}, "train.epochs = 'ten'"),
+    ({"train": {"epochs": True}}, "an integer"),
+    ({"model": {"pooling": "median"}}, "one of max, avg, stride"),
+    ({"model": {"model": "vgg"}}, "model.model = 'vgg'"),
+    ({"model": {"fliters": [1]}}, "unknown parameter model.fliters"),
+    ({"model": {"epochs": 3}}, "belongs in section 'train'"),
+    ({"sweep": {"dropuot": [0.1]}}, "unknown sweep parameter 'dropuot'"),
+    ({"sweep": {"dropout": 0.1}}, "non-empty list"),
+    ({"optimiser": {}}, "unknown section"),
+    ({"augment": {"jpeg_quality": [90, 50]}}, "augment.jpeg_quality"),
+    ({"data": {"image_size": 16}}, "data.image_size = 16"),
+    ({"model": {"conv_filters": [8, 16, 32], "kernel_sizes": [3, 3]}}, "has 2 entries"),
+    ({"sweep": {"conv_filters": [[8, 16], [8, 16, 32]]}, "model": {"kernel_sizes": [3, 3]}}, "has 2 entries"),
+])
+def test_invalid_parameters_fail_with_one_line_naming_the_key(raw, fragment):
+    with pytest.raises(ConfigError) as error:
+        parse_params(raw)
+    message = str(error.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_kernel_sizes_integer_applies_to_every_layer():
+    config = ExperimentConfig.from_flat({"conv_filters": [4, 8, 16], "kernel_sizes": 5})
+    assert config.model.kernels == (5, 5, 5)
+    assert config.model.builder_params()["kernel_sizes"] == [5, 5, 5]
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    config = ExperimentConfig.from_flat({"conv_filters": [4, 8], "kernel_sizes": [3, 5], "blur_sigma": [0.2, 1.0]})
+    config.save(tmp_path / "params.yaml")
+    assert load_experiment(tmp_path / "params.yaml") == config
+    assert "model" in yaml.safe_load((tmp_path / "params.yaml").read_text())
+
+
+def test_bad_yaml_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path)

@@ -1,0 +1,179 @@
+"""fakelib.data and fakelib.images: discovery, conversions, skipped-file report, cache reuse, tf.data pipeline."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakelib import data as datalib
+from fakelib import images as imagelib
+from fakelib.config import AugmentConfig, DataConfig
+
+
+def _save(path: Path, image: Image.Image, **kwargs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **kwargs)
+
+
+def _rgb(seed: int, size: int = 40) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+@pytest.fixture()
+def messy_dataset(tmp_path: Path) -> Path:
+    """Mixed case class folders, nested folders, every Pillow mode, and broken files."""
+    root = tmp_path / "messy"
+    for index in range(12):
+        _save(root / "REAL" / "batch1" / f"r{index}.jpg", _rgb(index), quality=90)
+        _save(root / "Fake" / f"f{index}.png", _rgb(100 + index))
+    gray = Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40), dtype=np.uint8))
+    _save(root / "REAL" / "gray.png", gray)
+    _save(root / "REAL" / "rgba.png", _rgb(2).convert("RGBA"))
+    _save(root / "REAL" / "palette.png", _rgb(3).convert("P"))
+    _save(root / "REAL" / "cmyk.jpg", _rgb(4).convert("CMYK"))
+    sixteen = Image.fromarray((np.arange(1600).reshape(40, 40) * 40).astype(np.uint16))
+    _save(root / "Fake" / "deep16.png", sixteen)
+    (root / "Fake" / "empty.jpg").write_bytes(b"")
+    (root / "Fake" / "notes.png").write_text("not an image")
+    jpeg = io.BytesIO()
+    _rgb(5).save(jpeg, format="JPEG")
+    (root / "Fake" / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    _save(root / "Fake" / "thumb.png", _rgb(6, size=12))
+    (root / "Fake" / "readme.txt").write_text("ignored: not an image suffix")
+    return root
+
+
+def test_discovery_conversion_and_skip_report(messy_dataset, tmp_path):
+    prepared = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=32), tmp_path / "cache")
+    assert prepared.images.shape == (12 + 4 + 12 + 1, 32, 32, 3)
+    assert prepared.images.dtype == np.uint8
+    assert (prepared.labels == 0).sum() == 16 and (prepared.labels == 1).sum() == 13
+    reasons = {Path(item["path"]).name: item["reason"].split(":")[0] for item in prepared.report["skipped"]}
+    assert reasons == {"empty.jpg": "empty", "notes.png": "not_image", "truncated.jpg": "truncated",
+                       "thumb.png": "too_small"}
+    assert set(prepared.splits) <= {"train", "val", "test"}
+
+
+def test_every_pillow_mode_becomes_rgb_uint8():
+    for mode in ("L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"):
+        image = _rgb(7).convert("L").convert(mode) if mode in ("I;16", "I", "F", "1") else _rgb(7).convert(mode)
+        buffer = io.BytesIO()
+        image.save(buffer, format="TIFF")
+        array = imagelib.load_array(buffer.getvalue(), size=16)
+        assert array.shape == (16, 16, 3) and array.dtype == np.uint8, mode
+
+
+def test_decompression_bomb_is_refused():
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buffer, format="PNG")
+    with pytest.raises(imagelib.ImageError) as error:
+        imagelib.open_image(buffer.getvalue(), max_pixels=1_000_000)
+    assert error.value.reason == "too_many_pixels"
+
+
+def test_class_without_usable_image_is_one_line(tmp_path):
+    root = tmp_path / "broken"
+    for index in range(3):
+        _save(root / "real" / f"{index}.png", _rgb(index))
+    (root / "fake").mkdir()
+    (root / "fake" / "x.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="no usable fake image") as error:
+        datalib.load_dataset(DataConfig(data_dir=str(root), image_size=32), tmp_path / "cache")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_class_folder_is_one_line(tmp_path):
+    (tmp_path / "only" / "real").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no fake/ folder"):
+        datalib.load_dataset(DataConfig(data_dir=str(tmp_path / "only"), image_size=32), tmp_path / "cache")
+
+
+def test_manifest_split_is_used(messy_dataset, tmp_path):
+    with (messy_dataset / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["relpath", "label", "split"])
+        for index in range(12):
+            writer.writerow([f"REAL/batch1/r{index}.jpg", "real", "test"])
+    prepared = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=32), tmp_path / "cache")
+    assert prepared.report["split_source"] == "manifest"
+    listed = [split for relpath, split in zip(prepared.relpaths, prepared.splits) if "batch1" in relpath]
+    assert listed == ["test"] * 12
+
+
+def test_hash_split_is_deterministic_and_close_to_ratios():
+    digests = [imagelib.sha256_bytes(str(index).encode()) for index in range(4000)]
+    splits = [datalib.hash_split(digest, 0.15, 0.15) for digest in digests]
+    assert splits == [datalib.hash_split(digest, 0.15, 0.15) for digest in digests]
+    assert abs(splits.count("test") / 4000 - 0.15) < 0.03
+    assert abs(splits.count("val") / 4000 - 0.15) < 0.03
+
+
+def test_cache_is_reused_and_rebuilt_when_size_or_files_change(messy_dataset, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=32), cache)
+    calls = []
+    original = datalib._decode
+    monkeypatch.setattr(datalib, "_decode", lambda *args: calls.append(args) or original(*args))
+    again = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=32), cache)
+    assert calls == [] and again.cache_dir == first.cache_dir
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
+    bigger = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=36), cache)
+    assert bigger.cache_dir != first.cache_dir and bigger.images.shape[1] == 36
+    _save(messy_dataset / "Fake" / "new.png", _rgb(999))
+    changed = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=32), cache)
+    assert changed.cache_dir != first.cache_dir and len(changed.labels) == len(first.labels) + 1
+
+
+def test_equalize_reencodes_every_image(messy_dataset, tmp_path):
+    plain = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=32), tmp_path / "c")
+    equal = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=32, equalize_quality=50),
+                                 tmp_path / "c")
+    assert plain.cache_dir != equal.cache_dir
+    index = int(np.flatnonzero(plain.labels == 1)[0])
+    difference = np.abs(plain.images[index].astype(int) - equal.images[index].astype(int)).mean()
+    assert difference > 1.0  # quality 50 visibly changes random noise
+
+
+def test_pipeline_batches_shapes_and_is_reproducible():
+    images = np.random.default_rng(0).integers(0, 255, (50, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(50) % 2
+    augment = AugmentConfig(flip=0.5, crop=0.2, color_jitter=0.2, blur_prob=0.5, jpeg_prob=0.5)
+    first = list(datalib.make_dataset(images, labels, 16, augment, shuffle=True, seed=3).as_numpy_iterator())
+    second = list(datalib.make_dataset(images, labels, 16, augment, shuffle=True, seed=3).as_numpy_iterator())
+    assert [batch[0].shape for batch in first] == [(16, 32, 32, 3)] * 3 + [(2, 32, 32, 3)]
+    for (pixels_a, labels_a), (pixels_b, labels_b) in zip(first, second):
+        np.testing.assert_allclose(pixels_a, pixels_b, atol=1e-4)
+        np.testing.assert_array_equal(labels_a, labels_b)
+    pixels = np.concatenate([batch[0] for batch in first])
+    assert pixels.dtype == np.float32 and pixels.min() >= 0 and pixels.max() <= 255
+    assert sorted(np.concatenate([batch[1] for batch in first]).tolist()) == sorted(labels.astype(float).tolist())
+
+
+def test_pipeline_without_augmentation_returns_exact_pixels_in_order():
+    images = np.random.default_rng(1).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
+    batches = list(datalib.make_dataset(images, np.zeros(10), 4).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([batch[0] for batch in batches]), images.astype(np.float32))
+
+
+def test_each_augmentation_changes_pixels():
+    images = np.random.default_rng(2).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    import tensorflow as tf
+
+    for name, augment in {
+        "flip": AugmentConfig(flip=1.0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0),
+        "crop": AugmentConfig(flip=0, crop=0.4, color_jitter=0, blur_prob=0, jpeg_prob=0),
+        "jitter": AugmentConfig(flip=0, crop=0, color_jitter=0.5, blur_prob=0, jpeg_prob=0),
+        "blur": AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=1.0, jpeg_prob=0),
+        "jpeg": AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=1.0),
+    }.items():
+        out = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64), augment).numpy()
+        assert out.shape == images.shape, name
+        assert np.abs(out - images).mean() > 1.0, name
+    flipped = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64),
+                                    AugmentConfig(flip=1.0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0))
+    np.testing.assert_array_equal(flipped.numpy(), images[:, :, ::-1].astype(np.float32))

@@ -1,0 +1,42 @@
+"""fakelib.metrics: values against hand-computed cases, one-class sets, threshold choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fakelib.metrics import binary_metrics, choose_threshold, curves
+
+
+def test_hand_computed_case():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    probabilities = np.array([0.1, 0.6, 0.3, 0.8, 0.4, 0.9, 0.7])
+    result = binary_metrics(labels, probabilities)
+    # predicted fake: 0.6, 0.8, 0.9, 0.7 -> tp 3, fp 1, fn 1, tn 2
+    assert result["confusion_matrix"] == [[2, 1], [1, 3]]
+    assert result["accuracy"] == pytest.approx(5 / 7)
+    assert result["precision"] == pytest.approx(3 / 4)
+    assert result["recall"] == pytest.approx(3 / 4)
+    assert result["f1"] == pytest.approx(3 / 4)
+    assert result["roc_auc"] == pytest.approx(11 / 12)  # 11 of 12 (fake, real) pairs ordered
+    assert result["real_rate"] == pytest.approx(2 / 3)
+
+
+def test_one_class_gives_accuracy_rate_and_nulls():
+    result = binary_metrics(np.ones(4), np.array([0.9, 0.2, 0.8, 0.7]))
+    assert result["accuracy"] == pytest.approx(0.75) and result["fake_rate"] == pytest.approx(0.75)
+    assert result["real_rate"] is None
+    for key in ("precision", "recall", "f1", "roc_auc", "average_precision"):
+        assert result[key] is None
+    assert curves(np.ones(4), np.ones(4)) is None
+
+
+def test_threshold_separates_shifted_scores():
+    # A detector whose scores are all shifted down (a new generator): 0.5 calls everything real.
+    labels = np.array([0] * 50 + [1] * 50)
+    probabilities = np.concatenate([np.linspace(0.01, 0.2, 50), np.linspace(0.25, 0.45, 50)])
+    threshold = choose_threshold(labels, probabilities)
+    assert 0.2 < threshold <= 0.25
+    assert binary_metrics(labels, probabilities, threshold)["accuracy"] == 1.0
+    assert binary_metrics(labels, probabilities)["accuracy"] == 0.5
+    assert choose_threshold(np.zeros(5), np.linspace(0, 1, 5)) == 0.5
