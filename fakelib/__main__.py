@@ -7,9 +7,19 @@ imported only when that command runs, so `python -m fakelib --help` answers with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+
+# TensorFlow's native start-up lines (absl pre-init warning, oneDNN and CPU-feature notices) ignore
+# TF_CPP_MIN_LOG_LEVEL in 2.21; they would bury a command's one-line error, so they are filtered at import.
+_NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d)")
+# Commands that never touch TensorFlow start instantly.
+_NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit"}
 
 
 class CliError(Exception):
@@ -24,6 +34,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
     parser.add_argument("--strength", type=float, default=1.0, help="artifact strength, 0 (invisible) .. 1 (obvious)")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality for both classes (1..95)")
     parser.set_defaults(target="fakelib.demo:run_cli")
 
 
@@ -108,7 +119,11 @@ def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="path to model.keras")
     parser.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
     parser.add_argument("--limit", type=int, default=64, help="number of fake images scored")
-    parser.add_argument("data_dir", metavar="DATA_DIR")
+    parser.add_argument("--fraction", type=float, default=0.1, help="share of pixels removed in the deletion test")
+    parser.add_argument("--fill", choices=["blur", "mean"], default="blur", help="how removed pixels are filled")
+    parser.add_argument("--split", default="test", help="manifest split to score when present ('' = all images)")
+    parser.add_argument("--seed", type=int, default=0, help="random pixels, image choice and randomized weights")
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="dataset with fake/, masks/ (and manifest.csv)")
     parser.set_defaults(target="fakelib.quality:run_cli")
 
 
@@ -127,11 +142,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _filtered_native_stderr() -> Iterator[None]:
+    """Capture file descriptor 2 while TensorFlow initializes; replay every line except its known chatter."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if not _NATIVE_CHATTER.match(line):
+                    print(line, file=sys.stderr)
+
+
+def _import_tensorflow_quietly() -> None:
+    with _filtered_native_stderr():
+        import tensorflow  # noqa: F401
+
+        tensorflow.constant(0)  # the CPU-feature notice is printed at the first op
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, and turn expected errors into one line on stderr."""
     args = build_parser().parse_args(argv)
     module_name, function_name = args.target.split(":")
     try:
+        if args.command not in _NO_TENSORFLOW:
+            _import_tensorflow_quietly()
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(args) or 0)
     except (CliError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:

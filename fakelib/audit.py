@@ -308,6 +308,7 @@ def plot_audit(report: dict[str, Any], frame: pd.DataFrame, path: str | Path) ->
     shares.plot.barh(ax=axes[2])
     axes[2].set_title("format and JPEG quality (share of class)")
     axes[2].set_xlabel("share")
+    axes[2].set_ylabel("")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -224,13 +224,14 @@ def move_duplicates(directory: Path, rows: Iterable[dict]) -> list[tuple[Path, P
         if row["role"] != "duplicate" or not source.is_file():
             continue
         target.mkdir(exist_ok=True)
-        destination = _free_name(target / source.name)
+        destination = free_name(target / source.name)
         shutil.move(source, destination)
         moved.append((source, destination))
     return moved
 
 
-def _free_name(path: Path) -> Path:
+def free_name(path: Path) -> Path:
+    """`path`, or the first of `stem-1.ext`, `stem-2.ext`, ... that does not exist yet."""
     number = 1
     candidate = path
     while candidate.exists():

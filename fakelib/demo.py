@@ -92,11 +92,24 @@ def _ellipse_radius(grid: Grid, centre, radii, angle: float = 0.0, bend: float =
     return np.sqrt(u * u + v * v)
 
 
+def _bounding_box(grid: Grid, centre, reach: float) -> tuple[slice, slice]:
+    """Row and column slices of the pixels within `reach` (fraction of the side) of `centre`, clipped to the image."""
+    low = np.floor((np.asarray(centre) - reach) * grid.size).astype(int).clip(0, grid.size)
+    high = np.ceil((np.asarray(centre) + reach) * grid.size).astype(int).clip(0, grid.size)
+    return slice(low[1], high[1]), slice(low[0], high[0])
+
+
 def _ellipse(grid: Grid, centre, radii, angle: float = 0.0, bend: float = 0.0, soft: float = 0.8) -> np.ndarray:
     """(size, size) float32 coverage in [0, 1] of an ellipse whose edge is anti-aliased over `soft` pixels."""
-    radius = _ellipse_radius(grid, centre, radii, angle, bend)
-    edge_width = np.float32(soft / (grid.size * min(radii)))  # radius units per `soft` pixels on the short axis
-    return np.clip((1.0 - radius) / edge_width + 0.5, 0.0, 1.0)
+    edge_width = soft / (grid.size * min(radii))  # radius units per `soft` pixels on the short axis
+    # Only the bounding box is computed (most shapes are small): coverage ends at radius 1 + edge_width / 2.
+    outer = 1 + edge_width / 2
+    window = _bounding_box(grid, centre, (max(radii) + abs(bend) * outer) * outer + 1 / grid.size)
+    local = Grid(grid.size, grid.x[window], grid.y[window])
+    radius = _ellipse_radius(local, centre, radii, angle, bend)
+    coverage = np.zeros((grid.size, grid.size), dtype=np.float32)
+    coverage[window] = np.clip((1.0 - radius) / np.float32(edge_width) + 0.5, 0.0, 1.0)
+    return coverage
 
 
 def _step(values: np.ndarray, edge: float, width: float) -> np.ndarray:
@@ -105,17 +118,35 @@ def _step(values: np.ndarray, edge: float, width: float) -> np.ndarray:
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """(size, size) float32 smooth noise, unit-ish amplitude, with about `cells` blobs across the side."""
-    coarse = rng.standard_normal((cells + 3, cells + 3)).astype(np.float32)
-    scale = size / cells
-    offsets = 1.0 + (np.arange(size, dtype=np.float32) + 0.5) / scale - 0.5
-    rows, cols = np.meshgrid(offsets, offsets, indexing="ij")
-    return ndimage.map_coordinates(coarse, [rows, cols], order=3, mode="nearest")
+    """(size, size) float32 smooth noise of unit-ish amplitude with about `cells` blobs across the side."""
+    coarse = rng.standard_normal((cells + 1, cells + 1)).astype(np.float32)
+    resized = Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def _support(alpha: np.ndarray) -> tuple[slice, slice] | None:
+    """Row and column slices bounding the non-zero part of `alpha` (size, size), or None when it is empty."""
+    rows = np.flatnonzero(alpha.max(axis=1) > 0)
+    if rows.size == 0:
+        return None
+    band = alpha[rows[0]:rows[-1] + 1]
+    cols = np.flatnonzero(band.max(axis=0) > 0)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _paint(canvas: np.ndarray, alpha: np.ndarray, colour) -> None:
-    """Alpha-blend `colour` ((3,) or (size, size, 3)) over `canvas` (size, size, 3) in place."""
-    canvas += alpha[..., None] * (np.asarray(colour, dtype=np.float32) - canvas)
+    """Alpha-blend `colour` ((3,), (size, size) or (size, size, 3)) over `canvas` of the same size, in place.
+
+    Only the bounding box of `alpha` is touched: most shapes cover a small part of the image.
+    """
+    window = _support(alpha)
+    if window is None:
+        return
+    colour = np.asarray(colour, dtype=np.float32)
+    if colour.ndim >= 2:
+        colour = colour[window]
+    weight = alpha[window] if canvas.ndim == 2 else alpha[window][..., None]
+    canvas[window] += weight * (colour - canvas[window])
 
 
 def _hsv(hue: float, saturation: float, value: float) -> Colour:
@@ -316,7 +347,7 @@ class _Canvas:
     def paint(self, alpha: np.ndarray, colour, shading=None) -> None:
         _paint(self.albedo, alpha, colour)
         if shading is not None:
-            self.shading += alpha * (np.asarray(shading, dtype=np.float32) - self.shading)
+            _paint(self.shading, alpha, shading)
 
     def image(self) -> np.ndarray:
         return self.albedo * self.shading[..., None]
@@ -391,8 +422,9 @@ def _draw_body(canvas: _Canvas, face: Face, rng: np.random.Generator) -> None:
     grid, head, hair, look = canvas.grid, face.head, face.hair, face.look
     long_hair = _long_hair(grid, hair, head) if hair.style == "long" else None
     hair_shading = _ellipsoid_shading(grid, hair.cap_centre, hair.cap_radii, look)
+    strands = _hair_texture(grid, hair) if hair.style != "bald" else None
     if long_hair is not None:
-        canvas.paint(long_hair, _hair_texture(grid, hair) * 0.8, hair_shading)
+        canvas.paint(long_hair, strands * 0.8, hair_shading)
     canvas.paint(_ellipse(grid, (head.centre[0], 1.02), (head.neck_half_width, 0.3)), head.skin * 0.9, 0.72)
     clothes = _ellipse(grid, (0.5, 1.13), (rng.uniform(0.38, 0.5), rng.uniform(0.18, 0.24)))
     neckline = _ellipse(grid, (head.centre[0], 0.9), (head.neck_half_width * 1.1, rng.uniform(0.04, 0.09)))
@@ -404,11 +436,11 @@ def _draw_body(canvas: _Canvas, face: Face, rng: np.random.Generator) -> None:
     skin = head.skin * (1 + 0.035 * _smooth_noise(rng, grid.size, 6))[..., None]
     canvas.paint(_head_coverage(grid, head), skin, _ellipsoid_shading(grid, head.centre, head.radii, look))
     if hair.style != "bald":
-        canvas.paint(_hair_cap(grid, hair), _hair_texture(grid, hair), hair_shading)
+        canvas.paint(_hair_cap(grid, hair), strands, hair_shading)
     if long_hair is not None:  # the strands that fall in front of the ears and the sides of the face
         face_window = _ellipse(grid, head.centre, (head.radii[0] * 0.86, head.radii[1] * 1.1), soft=2)
         below_hairline = _step(grid.y * grid.size, hair.hairline * grid.size, 2)
-        canvas.paint(long_hair * (1 - face_window) * below_hairline, _hair_texture(grid, hair), hair_shading)
+        canvas.paint(long_hair * (1 - face_window) * below_hairline, strands, hair_shading)
 
 
 def _iris_field(grid: Grid, centre, radius: float, colour: Colour) -> np.ndarray:
@@ -599,10 +631,10 @@ def _droplet(image: np.ndarray, face: Face, rng: np.random.Generator, strength: 
     glint_centre = centre + np.float32([-0.35, -0.35]) * radius
     glint = np.exp(-(((grid.x - glint_centre[0]) ** 2 + (grid.y - glint_centre[1]) ** 2) / (0.3 * radius) ** 2))
     field = colour * (0.8 + 0.2 * dome)[..., None] + (0.5 * glint)[..., None]
-    rim = np.exp(-((distance - 1.0) / 0.18) ** 2)
+    rim = np.clip(1 - np.abs(distance - 1.0) / 0.3, 0, 1) ** 2  # a dark halo, zero beyond 1.3 radii
     image *= (1 - np.float32(0.35 * strength) * rim)[..., None]
     _paint(image, dome * np.float32(0.9 * strength), np.clip(field, 0, 1))
-    return np.maximum(dome, rim * (distance < 1.25))
+    return np.maximum(dome, rim)
 
 
 def _teeth_smear(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -625,31 +657,37 @@ def _teeth_smear(image: np.ndarray, face: Face, rng: np.random.Generator, streng
 
 
 def _hair_warp(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Swirl and ripple a disc on the hair outline: bent strands and a hair/background boundary that wobbles."""
+    """Swirl a disc on the hair outline and streak it with spiral strands: bent, stringy hair merging into the
+    background, with a boundary that wobbles."""
     grid, hair = _grid(image.shape[0]), face.hair
     centre_xy, radii = (hair.cap_centre, hair.cap_radii) if hair.style != "bald" else \
         (face.head.centre, face.head.radii)
-    around = rng.uniform(-np.pi + 0.35, -0.35)  # the upper arc of the outline
+    around = rng.uniform(-np.pi + 0.35, -0.35)  # somewhere on the upper arc of the outline
     centre = np.array([centre_xy[0] + radii[0] * np.cos(around), centre_xy[1] + radii[1] * np.sin(around)])
     reach = rng.uniform(0.06, 0.1)
     dx, dy = grid.x - centre[0], grid.y - centre[1]
     distance = np.sqrt(dx * dx + dy * dy) / reach
-    window = np.clip(1 - distance ** 2, 0, 1) ** 2
-    swirl = np.float32(strength * rng.choice([-1, 1]) * rng.uniform(1.0, 1.6)) * window
-    cos, sin = np.cos(swirl), np.sin(swirl)
-    ripple = np.float32(strength * rng.uniform(0.004, 0.009)) * window * np.sin(
-        (dx * np.cos(around) + dy * np.sin(around)) * rng.uniform(120, 200))
-    source_x = centre[0] + dx * cos - dy * sin + ripple * np.sin(around)
-    source_y = centre[1] + dx * sin + dy * cos - ripple * np.cos(around)
-    coordinates = [source_y * grid.size - 0.5, source_x * grid.size - 0.5]
-    rows, cols = np.nonzero(window > 0)
-    if rows.size:
-        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        crop = [c[top:bottom, left:right] for c in coordinates]
-        for channel in range(3):
-            image[top:bottom, left:right, channel] = ndimage.map_coordinates(
-                image[..., channel], crop, order=1, mode="nearest")
+    window = np.clip(1 - distance ** 2, 0, 1) ** 2  # compact: nothing changes beyond `reach`
+    crop = _support(window)
+    if crop is None:
+        return np.zeros_like(window)
+    turn = np.float32(strength * rng.choice([-1, 1]) * rng.uniform(1.0, 1.6))
+    _swirl(image, crop, centre, dx, dy, turn * window)
+    spiral = np.sin(np.arctan2(dy, dx) * rng.integers(6, 11) + distance * np.sign(turn) * rng.uniform(6, 12))
+    streaks = np.float32(strength * rng.uniform(0.25, 0.35)) * window * spiral
+    image[crop] *= 1 + streaks[crop][..., None]
     return np.clip((1 - distance) / 0.12, 0, 1)
+
+
+def _swirl(image: np.ndarray, crop: tuple[slice, slice], centre, dx: np.ndarray, dy: np.ndarray,
+           angle: np.ndarray) -> None:
+    """Resample `image` inside `crop` from points rotated by `angle` (size, size) radians about `centre`."""
+    size = image.shape[0]
+    cos, sin = np.cos(angle[crop]), np.sin(angle[crop])
+    x, y = dx[crop], dy[crop]
+    source = [(centre[1] + x * sin + y * cos) * size - 0.5, (centre[0] + x * cos - y * sin) * size - 0.5]
+    for channel in range(3):
+        image[crop + (channel,)] = ndimage.map_coordinates(image[..., channel], source, order=1, mode="nearest")
 
 
 def _checkerboard(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -706,6 +744,8 @@ def render_face(rng: np.random.Generator, size: int, fake: bool, strength: float
     footprints = [SCENE_ARTIFACTS[kind](image, face, artifact_rng, strength) for kind in kinds
                   if kind in SCENE_ARTIFACTS]
     image = _blur(_grade(image, face.look), face.look.blur_sigma)
+    # The camera blur spreads scene artifacts too, so their footprints go through the same optics.
+    footprints = [_blur(footprint[..., None], face.look.blur_sigma)[..., 0] for footprint in footprints]
     if "checkerboard" in kinds:
         footprints.append(_checkerboard(image, face, artifact_rng, strength))
     image = _sensor(image, face.look, face_rng)

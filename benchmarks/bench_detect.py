@@ -1,0 +1,135 @@
+"""Real-data benchmark: train the default configuration and the spectrum baseline, test on held-out faces.
+
+    python benchmarks/bench_detect.py --data ../shared/data/faces-dev --out reports/bench_detect
+
+The dataset is laid out like faces-dev: `real/`, `fake/` and a `manifest.csv` whose `split` column decides
+train / val / test. Both models go through `fakelib.train.run_experiment` (same pipeline, same artifacts), are
+saved as `OUT/<name>/model.keras`, and are scored on `test` at 0.5 and at the threshold chosen on `val`.
+The default configuration is the base section of params.yaml with `data_dir` replaced by `--data`.
+
+Prints one JSON object on stdout (training progress goes to stderr): per model every test and validation
+metric, training seconds and parameter count; the dataset sizes; and the comparison against the baseline
+and against the issue's goal (test ROC-AUC >= 0.95 and F1 >= 0.90 within 30 minutes, ahead of the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# The spectrum baseline is Durall et al.'s logistic regression: no conv layers, so it takes a larger constant
+# learning rate, and no augmentation besides flips (blur and JPEG re-encoding erase the spectra it reads).
+SPECTRUM_OVERRIDES: dict[str, Any] = {
+    "model": "spectrum", "learning_rate": 0.01, "lr_schedule": "constant", "crop": 0.0, "color_jitter": 0.0,
+    "blur_prob": 0.0, "jpeg_prob": 0.0}
+GOAL = {"test_roc_auc": 0.95, "test_f1": 0.90, "train_seconds": 1800.0}
+# Large or per-run entries of metrics.json that the benchmark line leaves out.
+SKIPPED_KEYS = ("experiment_id",)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="dataset folder with real/, fake/ and manifest.csv")
+    parser.add_argument("--out", required=True, help="output folder; each model in OUT/<name>/")
+    parser.add_argument("--params", default=None, help="params.yaml whose base section is the default (default: repo's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter of both models (YAML value), may repeat")
+    parser.add_argument("--models", default="default,spectrum", help="comma-separated subset of default,spectrum")
+    parser.add_argument("--cache", default=None, help="prepared-data cache folder (default: data/cache)")
+    return parser.parse_args(argv)
+
+
+def configurations(args: argparse.Namespace) -> dict[str, Any]:
+    """`{name: ExperimentConfig}` for the requested models, from params.yaml's base, --data and --set."""
+    import yaml
+
+    from fakelib.config import load_params
+
+    overrides = {"data_dir": str(Path(args.data).resolve())}
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    base = load_params(args.params).base.replace(**overrides)
+    available = {"default": base, "spectrum": base.replace(**{**SPECTRUM_OVERRIDES, **overrides})}
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in names if name not in available]
+    if unknown or not names:
+        raise ValueError(f"--models {args.models!r}: expected a comma-separated subset of {', '.join(available)}")
+    return {name: available[name] for name in names}
+
+
+def train_one(config, output_dir: Path, cache: str | None) -> dict[str, Any]:
+    """Train and evaluate one configuration; a failure becomes a result with status `error`, not a crash."""
+    from fakelib.train import run_experiment
+
+    started = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Keras progress must not mix with the JSON line
+            metrics = run_experiment(config, output_dir, verbose=2, cache_root=cache)
+    except Exception as error:  # one failed model must not hide the other's figures
+        return {"status": "error", "message": f"{type(error).__name__}: {error}", "model": config.model.model}
+    result = {"status": "ok", **{key: value for key, value in metrics.items() if key not in SKIPPED_KEYS}}
+    result["wall_seconds"] = round(time.perf_counter() - started, 2)
+    result["model_path"] = str(output_dir / "model.keras")
+    result["config"] = config.to_flat()
+    return result
+
+
+def dataset_sizes(output_dir: Path) -> dict[str, Any]:
+    """Images per split and class, and where the split came from, from a finished run's data_report.json."""
+    report = json.loads((output_dir / "data_report.json").read_text())
+    return {"split_source": report["split_source"], "per_split": report["per_split"],
+            "n_images": report["n_images"], "n_skipped": report["n_skipped"]}
+
+
+def comparison(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The default against the spectrum baseline and against the goal, as differences and ratios."""
+    default, spectrum = results.get("default", {}), results.get("spectrum", {})
+    if default.get("status") != "ok":
+        return {}
+    goal = {
+        "test_roc_auc": default["test_roc_auc"] is not None and default["test_roc_auc"] >= GOAL["test_roc_auc"],
+        "test_f1": default["test_f1_at_threshold"] is not None and default["test_f1_at_threshold"] >= GOAL["test_f1"],
+        "train_seconds": default["train_seconds"] <= GOAL["train_seconds"],
+    }
+    compared: dict[str, Any] = {"goal": GOAL, "goal_met": {**goal, "all": all(goal.values())}}
+    if spectrum.get("status") == "ok":
+        for key in ("test_roc_auc", "test_average_precision", "test_f1", "test_f1_at_threshold"):
+            if default[key] is not None and spectrum[key] is not None:
+                compared[f"{key}_minus_spectrum"] = round(default[key] - spectrum[key], 4)
+        compared["train_seconds_ratio_to_spectrum"] = round(default["train_seconds"] / max(spectrum["train_seconds"],
+                                                                                             1e-9), 2)
+        ahead = default["test_roc_auc"] > spectrum["test_roc_auc"]
+        compared["goal_met"] = {**compared["goal_met"], "ahead_of_spectrum": ahead, "all": all(goal.values()) and ahead}
+    return compared
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fakelib.train import configure_threads
+
+    configs = configurations(args)
+    configure_threads(next(iter(configs.values())).train.threads)
+    out = Path(args.out)
+    results = {name: train_one(config, out / name, args.cache) for name, config in configs.items()}
+    finished = [name for name, result in results.items() if result["status"] == "ok"]
+    summary = {
+        "data_dir": str(Path(args.data).resolve()),
+        "dataset": dataset_sizes(out / finished[0]) if finished else None,
+        "spectrum_overrides": SPECTRUM_OVERRIDES,
+        "models": results,
+        "comparison": comparison(results),
+    }
+    print(json.dumps(summary, default=str))
+    return 0 if len(finished) == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Training throughput through the real input pipeline against an in-memory bound, and prepared-cache reuse.
+
+Prints one JSON object:
+- `pipeline_images_per_s`: the default model (params.yaml base) trained from the memory-mapped uint8 cache
+  through `fakelib.data.make_dataset` with the default augmentation;
+- `bound_images_per_s`: the same model fed one pre-made float32 batch from memory (no input work at all);
+- `pipeline_over_bound` (goal >= 0.9);
+- `first_decode_s` vs `cache_load_s` (a second experiment opening the prepared cache and touching every
+  pixel) and their ratio (goal >= 10).
+Absolute numbers on a shared 2-core machine are noise; the ratios are measured in the same run.
+
+Usage: python benchmarks/bench_train.py [--count 1024] [--size 128] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def _timed_fit(model, dataset, steps: int) -> float:
+    """Images per second over `steps` training steps, after one warm-up pass that traces the graph."""
+    model.fit(dataset.take(3), epochs=1, verbose=0)
+    started = time.perf_counter()
+    model.fit(dataset.take(steps), epochs=1, verbose=0)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1024)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+
+    from fakelib.config import load_params
+    from fakelib.data import load_dataset, make_dataset
+    from fakelib.demo import generate
+    from fakelib.train import build_and_compile
+
+    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    generate(work / "demo", count=args.count, size=args.size, seed=0)
+    base = load_params().base.replace(data_dir=str(work / "demo"), image_size=args.size)
+    data_config = base.data
+
+    started = time.perf_counter()
+    prepared = load_dataset(data_config, work / "cache")
+    int(np.asarray(prepared.images).sum())
+    first_decode = time.perf_counter() - started
+    started = time.perf_counter()
+    again = load_dataset(data_config, work / "cache")
+    int(np.asarray(again.images).sum())
+    cache_load = time.perf_counter() - started
+
+    images, labels = prepared.subset("train")
+    batch = base.train.batch_size
+    steps = min(args.steps, len(labels) // batch)
+    pipeline = make_dataset(images, labels, batch, base.augment, shuffle=True, seed=0).repeat()
+    bound_batch = (tf.constant(np.asarray(images[:batch], np.float32)), tf.constant(labels[:batch], tf.float32))
+    bound = tf.data.Dataset.from_tensors(bound_batch).repeat()
+
+    model = build_and_compile(base, steps)
+    pipeline_seconds = _timed_fit(model, pipeline, steps)
+    model = build_and_compile(base, steps)
+    bound_seconds = _timed_fit(model, bound, steps)
+    pipeline_rate = steps * batch / pipeline_seconds
+    bound_rate = steps * batch / bound_seconds
+    print(json.dumps({
+        "image_size": args.size, "batch_size": batch, "steps": steps, "model": base.model.model,
+        "conv_filters": list(base.model.conv_filters),
+        "pipeline_images_per_s": round(pipeline_rate, 1),
+        "bound_images_per_s": round(bound_rate, 1),
+        "pipeline_over_bound": round(pipeline_rate / bound_rate, 3),
+        "pipeline_goal_met": pipeline_rate / bound_rate >= 0.9,
+        "images_decoded": int(len(prepared.labels)),
+        "first_decode_s": round(first_decode, 3),
+        "cache_load_s": round(cache_load, 4),
+        "cache_speedup": round(first_decode / cache_load, 1),
+        "cache_goal_met": first_decode / cache_load >= 10,
+    }))
+
+
+if __name__ == "__main__":
+    main()

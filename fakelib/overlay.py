@@ -1,0 +1,189 @@
+"""Heatmap overlay grids, region bar charts and quality charts (plotting only; the numbers come from explain/regions/quality).
+
+Figures are built on `matplotlib.figure.Figure` (no pyplot state, so nothing leaks in long sessions or widget
+callbacks) and written as PNG when a path is given, normally under `reports/`. The default colormap is
+`cividis`, readable with every common colour-vision deficiency (the original project used red/green).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+DEFAULT_COLORMAP = "cividis"
+# Perceptually uniform maps that stay readable with colour-vision deficiencies; any matplotlib name is accepted.
+COLOR_BLIND_SAFE = ("cividis", "viridis", "magma", "inferno", "plasma", "gray")
+CLASS_NAMES = ("real", "fake")
+
+
+def check_colormap(name: str) -> matplotlib.colors.Colormap:
+    """The matplotlib colormap `name`.
+
+    Raises:
+        ValueError: unknown name (the message suggests the colour-blind-safe ones).
+    """
+    try:
+        return matplotlib.colormaps[name]
+    except KeyError:
+        raise ValueError(f"unknown colormap {name!r}; colour-blind-safe choices: {', '.join(COLOR_BLIND_SAFE)}") \
+            from None
+
+
+def check_opacity(opacity: float) -> float:
+    """`opacity` as a float in [0, 1].
+
+    Raises:
+        ValueError: outside [0, 1].
+    """
+    if not 0.0 <= float(opacity) <= 1.0:
+        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+    return float(opacity)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, colormap: str = DEFAULT_COLORMAP,
+            opacity: float = 0.5) -> np.ndarray:
+    """Blend a colour-mapped (size, size) heatmap in [0, 1] over a (size, size, 3) image: (size, size, 3) uint8.
+
+    `opacity` 0 shows only the image, 1 only the heatmap.
+    """
+    colours = check_colormap(colormap)(np.clip(heatmap, 0.0, 1.0))[..., :3]  # (size, size, 3) in [0, 1]
+    opacity = check_opacity(opacity)
+    blended = (1.0 - opacity) * np.asarray(image, dtype=np.float64) / 255.0 + opacity * colours
+    return np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
+
+
+def save(figure: Figure, path: str | Path | None, dpi: int = 110) -> Figure:
+    """Write `figure` as PNG to `path` (folders created) when a path is given; return it for display."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
+    return figure
+
+
+def _verdict_title(probability: float, label: int | None, threshold: float) -> str:
+    verdict = "fake" if probability >= threshold else "real"
+    truth = f" (true: {CLASS_NAMES[int(label)]})" if label is not None and label >= 0 else ""
+    return f"p(fake) = {probability:.2f}: {verdict}{truth}"
+
+
+def plot_cam_grid(images: np.ndarray, heatmaps: Mapping[str, np.ndarray], probabilities: Sequence[float],
+                  labels: Sequence[int] | None = None, colormap: str = DEFAULT_COLORMAP, opacity: float = 0.5,
+                  threshold: float = 0.5, method: str = "", path: str | Path | None = None,
+                  tile_inches: float = 2.0) -> Figure:
+    """One row per image: the face, then its heatmap overlaid for every layer (the original four-layer figure).
+
+    Args:
+        images: (n, size, size, 3) raw pixels.
+        heatmaps: layer -> (n, size, size) in [0, 1] (`CamResult.heatmaps`).
+        probabilities: (n,) p_fake, shown in every row's titles.
+        labels: (n,) true classes (0 real, 1 fake) when known.
+        colormap: a matplotlib colormap; the default is colour-blind safe.
+        opacity: heatmap opacity over the face, 0..1.
+        threshold: decision threshold for the verdict in the title.
+        method: CAM method name for the titles.
+        path: where to write the PNG (None: do not write).
+
+    Returns:
+        The figure.
+    """
+    images = np.asarray(images)
+    layers = list(heatmaps)
+    check_colormap(colormap)
+    rows, columns = len(images), len(layers) + 1
+    figure = Figure(figsize=(tile_inches * columns, tile_inches * rows + 0.3), layout="constrained")
+    axes = np.asarray(figure.subplots(rows, columns, squeeze=False))
+    for row in range(rows):
+        probability = float(probabilities[row])
+        label = None if labels is None else int(labels[row])
+        axes[row, 0].imshow(images[row].astype(np.uint8))
+        axes[row, 0].set_title(_verdict_title(probability, label, threshold), fontsize=8)
+        for column, layer in enumerate(layers, start=1):
+            axes[row, column].imshow(overlay(images[row], heatmaps[layer][row], colormap, opacity))
+            axes[row, column].set_title(f"{layer} {method}\np(fake) = {probability:.2f}".replace("  ", " "),
+                                        fontsize=8)
+    for axis in axes.ravel():
+        axis.set_axis_off()
+    mappable = matplotlib.cm.ScalarMappable(cmap=check_colormap(colormap), norm=matplotlib.colors.Normalize(0, 1))
+    figure.colorbar(mappable, ax=axes[:, -1].tolist(), shrink=0.6, label="heatmap (1 = most evidence)")
+    return save(figure, path)
+
+
+def plot_where_to_look(ranking: pd.DataFrame, value: str = "lift", path: str | Path | None = None) -> Figure:
+    """Horizontal bars of a `regions.where_to_look` table: one panel per layer plus "overall", best region on top.
+
+    `value` is "lift" (mass share / area share; 1 = as much as its size predicts) or "share" (mass share).
+    """
+    if value not in ("lift", "share"):
+        raise ValueError(f"unknown value {value!r}; available: lift, share")
+    layers = list(dict.fromkeys(ranking["layer"]))
+    figure = Figure(figsize=(3.2 * len(layers), 3.4), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(layers), sharex=True))
+    colour = check_colormap(DEFAULT_COLORMAP)(0.25)
+    for axis, layer in zip(axes, layers):
+        table = ranking[ranking["layer"] == layer].sort_values("rank", ascending=False)
+        axis.barh(table["label"], table[value].fillna(0.0), color=colour)
+        if value == "lift":
+            axis.axvline(1.0, color="0.4", linestyle="--", linewidth=0.8)
+        count = int(table["n_images"].max()) if len(table) else 0
+        axis.set_title(f"{layer} ({count} caught fakes)", fontsize=9)
+        axis.set_xlabel("heatmap share / area share" if value == "lift" else "share of heatmap mass", fontsize=8)
+        axis.tick_params(labelsize=8)
+    figure.suptitle("Where to look first", fontsize=11)
+    return save(figure, path)
+
+
+def plot_region_template(labels: np.ndarray, names: Sequence[str], image: np.ndarray | None = None,
+                         path: str | Path | None = None) -> Figure:
+    """The face-region template (a `regions.region_map`), alone or outlined over an aligned face."""
+    figure = Figure(figsize=(4.2, 4.2), layout="constrained")
+    axis = figure.subplots()
+    if image is not None:
+        axis.imshow(np.asarray(image).astype(np.uint8))
+        axis.contour(labels, levels=np.arange(len(names) - 1) + 0.5, colors="white", linewidths=0.8)
+    else:
+        axis.imshow(labels, cmap=check_colormap("cividis"), interpolation="nearest")
+    for index, name in enumerate(names):
+        rows, columns = np.nonzero(labels == index)
+        if rows.size and name != "background":
+            axis.text(columns.mean(), rows.mean(), name, fontsize=7, ha="center", va="center", color="white",
+                      bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})
+    axis.set_axis_off()
+    return save(figure, path)
+
+
+def plot_quality(report: Mapping, path: str | Path | None = None) -> Figure:
+    """Bars per method and layer from a `quality.evaluate` report: pointing game (against its random baseline),
+    mask ROC-AUC (against 0.5), deletion ratio (against 1) and randomization rank correlation (lower is better).
+    """
+    panels = (("pointing_game", "pointing game", "pointing_game_random"), ("mask_auc", "mask ROC-AUC", 0.5),
+              ("deletion_ratio", "deletion drop ratio (top / random)", 1.0),
+              ("sanity_rank_correlation", "rank corr. with random weights", 0.0))
+    methods = report["methods"]
+    figure = Figure(figsize=(13, 3.2), layout="constrained")
+    axes = figure.subplots(1, len(panels))
+    cmap = check_colormap(DEFAULT_COLORMAP)
+    for axis, (key, title, reference) in zip(axes, panels):
+        layers = list(dict.fromkeys(layer for per_layer in methods.values() for layer in per_layer))
+        width = 0.8 / max(1, len(methods))
+        for index, (method, per_layer) in enumerate(methods.items()):
+            values = [per_layer.get(layer, {}).get(key) for layer in layers]
+            positions = np.arange(len(layers)) + index * width
+            axis.bar(positions, [np.nan if v is None else v for v in values], width, label=method,
+                     color=cmap(index / max(1, len(methods) - 1) * 0.8))
+        if isinstance(reference, str):
+            baseline = next((layer_figures.get(reference) for per_layer in methods.values()
+                             for layer_figures in per_layer.values()), None)
+            if baseline is not None:
+                axis.axhline(baseline, color="0.3", linestyle="--", linewidth=0.8, label="random heatmap")
+        else:
+            axis.axhline(reference, color="0.3", linestyle="--", linewidth=0.8)
+        axis.set_xticks(np.arange(len(layers)) + width * (len(methods) - 1) / 2, layers, fontsize=8)
+        axis.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=7)
+    return save(figure, path)

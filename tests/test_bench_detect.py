@@ -1,0 +1,89 @@
+"""benchmarks/bench_detect.py end to end on a tiny dataset laid out like faces-dev (manifest split), 1 epoch."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from fakelib import paths
+from fakelib.models import load_model
+
+SPLIT_COUNTS = {"train": 12, "val": 6, "test": 6}
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_detect", paths.ROOT / "benchmarks" / "bench_detect.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_faces_dev_like(root: Path, size: int = 32) -> Path:
+    """real/ and fake/ JPEGs plus manifest.csv with faces-dev's columns; fakes carry a 2-pixel checkerboard."""
+    rng = np.random.default_rng(0)
+    rows = []
+    checker = (np.indices((size, size)).sum(axis=0) % 2 * 24 - 12)[..., None]
+    for label in ("real", "fake"):
+        (root / label).mkdir(parents=True)
+        index = 0
+        for split, count in SPLIT_COUNTS.items():
+            for _ in range(count):
+                pixels = rng.normal(128, 30, (size, size, 3)) + (checker if label == "fake" else 0)
+                path = root / label / f"{label}{index:03d}.jpg"
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=95)
+                data = path.read_bytes()
+                rows.append({"relpath": f"{label}/{path.name}", "label": label, "source_path": f"src/{path.name}",
+                             "sha256": hashlib.sha256(data).hexdigest(), "width": size, "height": size,
+                             "bytes": len(data), "split": split})
+                index += 1
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.mark.slow
+def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
+    data = write_faces_dev_like(tmp_path / "faces")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "data": {"image_size": 32}, "model": {"model": "npr", "conv_filters": [4, 8], "dense_units": [4]},
+        "train": {"epochs": 1, "batch_size": 8, "patience": 0, "threads": 2}}))
+    bench = load_bench()
+    code = bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params),
+                       "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.5"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["dataset"]["split_source"] == "manifest"
+    assert report["dataset"]["per_split"] == {split: {"real": n, "fake": n} for split, n in SPLIT_COUNTS.items()}
+    default, spectrum = report["models"]["default"], report["models"]["spectrum"]
+    assert default["model"] == "npr" and spectrum["model"] == "spectrum"
+    for result in (default, spectrum):
+        assert result["status"] == "ok" and result["n_test"] == 12 and result["epochs_run"] == 1
+        for key in ("test_roc_auc", "test_average_precision", "test_f1", "test_f1_at_threshold", "threshold",
+                    "val_roc_auc", "train_seconds", "param_count"):
+            assert result[key] is not None, key
+        assert result["config"]["jpeg_prob"] == 0.5  # --set reaches both models
+        assert load_model(result["model_path"]).output_shape == (None, 1)
+    assert (tmp_path / "out" / "default" / "model.keras").is_file()
+    assert (tmp_path / "out" / "spectrum" / "model.keras").is_file()
+    assert set(report["comparison"]["goal_met"]) >= {"test_roc_auc", "test_f1", "ahead_of_spectrum", "all"}
+
+
+def test_unknown_model_name_is_rejected(tmp_path):
+    bench = load_bench()
+    (tmp_path / "params.yaml").write_text("{}\n")
+    args = bench.parse_args(["--data", str(tmp_path), "--out", str(tmp_path), "--params", str(tmp_path / "params.yaml"),
+                             "--models", "default,resnet"])
+    with pytest.raises(ValueError, match="resnet"):
+        bench.configurations(args)

@@ -1,0 +1,80 @@
+"""fakelib.train: one tiny experiment end to end, its artifacts, reproducibility and error paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fakelib.config import ExperimentConfig, load_experiment
+from fakelib.train import ARTIFACTS, run_experiment
+
+pytestmark = pytest.mark.slow
+
+
+def test_experiment_leaves_every_artifact(trained_experiment, tiny_config):
+    for name in ARTIFACTS:
+        assert (trained_experiment / name).is_file(), name
+    metrics = json.loads((trained_experiment / "metrics.json").read_text())
+    assert metrics["experiment_id"] == tiny_config.experiment_id
+    for key in ("val_roc_auc", "test_accuracy", "test_f1", "test_roc_auc", "test_average_precision",
+                "test_f1_at_threshold", "threshold", "train_seconds", "param_count"):
+        assert key in metrics
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 < metrics["threshold"] <= 1
+    assert np.asarray(metrics["confusion_matrix"]).sum() == metrics["n_test"]
+    history = pd.read_csv(trained_experiment / "history.csv")
+    assert len(history) == metrics["epochs_run"] == 2
+    assert {"loss", "accuracy", "val_loss", "val_auc"} <= set(history.columns)
+    assert load_experiment(trained_experiment / "params.yaml") == tiny_config
+
+
+def test_saved_model_is_the_best_validation_epoch(trained_experiment):
+    metrics = json.loads((trained_experiment / "metrics.json").read_text())
+    history = pd.read_csv(trained_experiment / "history.csv")
+    assert metrics["best_epoch"] == int(history["val_auc"].idxmax()) + 1
+    assert metrics["val_roc_auc"] == pytest.approx(history["val_auc"].max(), abs=1e-6)
+
+
+def test_same_seed_same_result(tiny_config, trained_experiment, tmp_path):
+    again = run_experiment(tiny_config, tmp_path / "again", verbose=0)
+    first = json.loads((trained_experiment / "metrics.json").read_text())
+    for key in ("val_roc_auc", "test_roc_auc", "test_accuracy", "threshold"):
+        assert again[key] == pytest.approx(first[key], abs=1e-4), key
+
+
+def test_training_learns_an_obvious_signal(tmp_path):
+    """Fakes carry a bright square at a random place: a working trainer must find it within a few epochs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("real", "fake"):
+        (tmp_path / "obvious" / label).mkdir(parents=True)
+        for index in range(80):
+            pixels = rng.integers(60, 190, (32, 32, 3), dtype=np.uint8)
+            if label == "fake":
+                row, column = rng.integers(0, 24, 2)
+                pixels[row:row + 8, column:column + 8] = 255
+            Image.fromarray(pixels).save(tmp_path / "obvious" / label / f"{index}.png")
+    config = ExperimentConfig.from_flat(dict(
+        data_dir=str(tmp_path / "obvious"), image_size=32, conv_filters=[8, 16], dense_units=[8], epochs=8,
+        batch_size=16, patience=0, learning_rate=3e-3, dropout=0.0, crop=0.0, color_jitter=0.0, blur_prob=0.0,
+        jpeg_prob=0.0))
+    metrics = run_experiment(config, tmp_path / "learn", verbose=0)
+    assert metrics["val_roc_auc"] > 0.9, metrics
+    assert metrics["test_roc_auc"] > 0.9, metrics
+
+
+def test_single_class_split_is_one_line(tmp_path, demo_dataset):
+    import shutil
+
+    root = tmp_path / "lopsided"
+    shutil.copytree(demo_dataset, root)
+    manifest = pd.read_csv(root / "manifest.csv")
+    manifest.loc[manifest["label"] == "fake", "split"] = "train"
+    manifest.to_csv(root / "manifest.csv", index=False)
+    config = ExperimentConfig.from_flat(dict(data_dir=str(root), image_size=32, conv_filters=[4], epochs=1))
+    with pytest.raises(ValueError, match="the val split needs both real and fake") as error:
+        run_experiment(config, tmp_path / "out", verbose=0)
+    assert "\n" not in str(error.value)
