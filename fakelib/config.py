@@ -387,6 +387,8 @@ def load_params(path: str | Path | None = None) -> Params:
     from fakelib import paths
 
     path = Path(path) if path is not None else paths.PARAMS
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

@@ -62,7 +62,7 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
     code = bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params),
                        "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.5"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert code == 0 and len(lines) == 1
+    assert code == 0 and len(lines) == 1, lines[-1][:3000]
     report = json.loads(lines[0])
     assert report["dataset"]["split_source"] == "manifest"
     assert report["dataset"]["per_split"] == {split: {"real": n, "fake": n} for split, n in SPLIT_COUNTS.items()}
