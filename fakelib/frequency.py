@@ -61,6 +61,7 @@ class AzimuthalSpectrum(layers.Layer):
 
     def build(self, input_shape):
         height, width = int(input_shape[1]), int(input_shape[2])
+        self._shape = (height, width)  # static: tf.data batches can arrive with unknown spatial dims
         index, counts = radial_bins(height, width)
         self.n_bins = int(len(counts))
         self._bin_index = index
@@ -69,10 +70,11 @@ class AzimuthalSpectrum(layers.Layer):
     def call(self, inputs):
         gray = ops.tensordot(ops.cast(inputs, "float32") / 255.0, np.asarray(LUMA_WEIGHTS, np.float32),
                              axes=[[3], [0]])  # (batch, height, width)
+        gray = ops.reshape(gray, (-1, *self._shape))
         real, imaginary = ops.fft2((gray, ops.zeros_like(gray)))
-        pixels = float(gray.shape[1] * gray.shape[2])
+        pixels = float(self._shape[0] * self._shape[1])
         log_power = ops.log((ops.square(real) + ops.square(imaginary)) / pixels + self.epsilon)
-        flat = ops.transpose(ops.reshape(log_power, (-1, self._bin_index.shape[0])))  # (height * width, batch)
+        flat = ops.transpose(ops.reshape(log_power, (-1, int(pixels))))  # (height * width, batch)
         sums = ops.segment_sum(flat, self._bin_index, num_segments=self.n_bins)  # (n_bins, batch)
         return ops.transpose(sums) * self._inverse_counts
 
