@@ -39,7 +39,7 @@ MIN_SIZE, MAX_SIZE = 32, 1024
 # A pixel belongs to the ground-truth mask where an artifact's footprint reaches this fraction of its peak.
 MASK_THRESHOLD = 0.25
 # How many artifacts a fake carries (1, 2 or 3) and how often.
-ARTIFACT_COUNT_PROBABILITIES = (0.55, 0.33, 0.12)
+ARTIFACT_COUNT_PROBABILITIES = (0.4, 0.4, 0.2)
 _OUR_FILE = re.compile(r"^\.?(real|fake)_\d+\.(jpg|png)(\.tmp)?$")
 
 Colour = np.ndarray  # (3,) float32 RGB in [0, 1]
@@ -623,7 +623,7 @@ def _avoiding_features(rng: np.random.Generator, face: Face, low: float, high: f
 def _droplet(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
     """A smooth bright blob with a glint and a dark rim (StyleGAN's 'water droplet')."""
     grid = _grid(image.shape[0])
-    centre, radius = _avoiding_features(rng, face, 0.12, 0.88), rng.uniform(0.028, 0.05)
+    centre, radius = _avoiding_features(rng, face, 0.12, 0.88), rng.uniform(0.035, 0.06)
     radii, angle = (radius, radius * rng.uniform(0.65, 1.0)), rng.uniform(0, np.pi)
     distance = _ellipse_radius(grid, centre, radii, angle)
     dome = np.clip(1 - distance ** 2, 0, 1) ** 0.6
@@ -632,8 +632,8 @@ def _droplet(image: np.ndarray, face: Face, rng: np.random.Generator, strength: 
     glint = np.exp(-(((grid.x - glint_centre[0]) ** 2 + (grid.y - glint_centre[1]) ** 2) / (0.3 * radius) ** 2))
     field = colour * (0.8 + 0.2 * dome)[..., None] + (0.5 * glint)[..., None]
     rim = np.clip(1 - np.abs(distance - 1.0) / 0.3, 0, 1) ** 2  # a dark halo, zero beyond 1.3 radii
-    image *= (1 - np.float32(0.35 * strength) * rim)[..., None]
-    _paint(image, dome * np.float32(0.9 * strength), np.clip(field, 0, 1))
+    image *= (1 - np.float32(0.45 * strength) * rim)[..., None]
+    _paint(image, dome * np.float32(0.95 * strength), np.clip(field, 0, 1))
     return np.maximum(dome, rim)
 
 
@@ -664,7 +664,7 @@ def _hair_warp(image: np.ndarray, face: Face, rng: np.random.Generator, strength
         (face.head.centre, face.head.radii)
     around = rng.uniform(-np.pi + 0.35, -0.35)  # somewhere on the upper arc of the outline
     centre = np.array([centre_xy[0] + radii[0] * np.cos(around), centre_xy[1] + radii[1] * np.sin(around)])
-    reach = rng.uniform(0.06, 0.1)
+    reach = rng.uniform(0.07, 0.11)
     dx, dy = grid.x - centre[0], grid.y - centre[1]
     distance = np.sqrt(dx * dx + dy * dy) / reach
     window = np.clip(1 - distance ** 2, 0, 1) ** 2  # compact: nothing changes beyond `reach`
@@ -674,7 +674,7 @@ def _hair_warp(image: np.ndarray, face: Face, rng: np.random.Generator, strength
     turn = np.float32(strength * rng.choice([-1, 1]) * rng.uniform(1.0, 1.6))
     _swirl(image, crop, centre, dx, dy, turn * window)
     spiral = np.sin(np.arctan2(dy, dx) * rng.integers(6, 11) + distance * np.sign(turn) * rng.uniform(6, 12))
-    streaks = np.float32(strength * rng.uniform(0.25, 0.35)) * window * spiral
+    streaks = np.float32(strength * rng.uniform(0.3, 0.4)) * window * spiral
     image[crop] *= 1 + streaks[crop][..., None]
     return np.clip((1 - distance) / 0.12, 0, 1)
 
@@ -702,10 +702,10 @@ def _checkerboard(image: np.ndarray, face: Face, rng: np.random.Generator, stren
     repeats = -(-size // period)
     pattern = np.tile(tile, (repeats, repeats))[:size, :size]
     centre = rng.uniform([0.2, 0.2], [0.8, 0.85])
-    radii = rng.uniform(0.07, 0.12, 2)
+    radii = rng.uniform(0.08, 0.14, 2)
     footprint = np.clip((1 - _ellipse_radius(grid, centre, radii)) / 0.2, 0, 1)
     weights = (1 + 0.25 * rng.standard_normal(3)).astype(np.float32)
-    amplitude = np.float32(strength * rng.uniform(0.045, 0.075))
+    amplitude = np.float32(strength * rng.uniform(0.07, 0.12))
     image += (amplitude * footprint * pattern)[..., None] * weights
     return footprint
 

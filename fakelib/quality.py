@@ -30,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 from fakelib import explain
 from fakelib import images as imagelib
-from fakelib.models import input_size, load_model
+from fakelib.models import input_size
 
 FILLS = ("blur", "mean")
 LABELS = {"real": 0, "fake": 1}
@@ -107,10 +107,12 @@ def read_mask(path: Path, size: int) -> np.ndarray:
 
 
 def load_sample(data_dir: str | Path, size: int, per_class: int | None = None, split: str | None = "test",
-                labels: Sequence[str] = ("real", "fake"), seed: int = 0, require_mask: bool = False) -> Sample:
+                labels: Sequence[str] = ("real", "fake"), seed: int = 0, require_mask: bool = False,
+                equalize_quality: int = 0) -> Sample:
     """Load up to `per_class` images of each label (the `split` rows when the manifest has them) with their masks.
 
-    `require_mask` keeps only images with a ground-truth mask (demo fakes) before choosing.
+    `require_mask` keeps only images with a ground-truth mask (demo fakes) before choosing; `equalize_quality`
+    re-encodes every image as JPEG at that quality, as training did for a model trained with equalization.
 
     Bad files become rows in `Sample.errors`, never a crash of the whole run.
 
@@ -128,6 +130,8 @@ def load_sample(data_dir: str | Path, size: int, per_class: int | None = None, s
     for row in rows:
         try:
             image = imagelib.load_array(root / row["relpath"], size)
+            if equalize_quality:
+                image = imagelib.load_array(imagelib.encode_jpeg(image, equalize_quality))
             mask_relpath = row.get("mask_relpath") or ""
             mask = read_mask(root / mask_relpath, size) if mask_relpath else np.zeros((size, size), bool)
         except imagelib.ImageError as error:
@@ -326,13 +330,18 @@ def json_ready(value):
 
 def evaluate_folder(model: keras.Model, data_dir: str | Path, methods: Sequence[str] = ("gradcam",),
                     layers: Sequence[str] | None = None, limit: int = 64, split: str | None = "test",
-                    fraction: float = 0.1, fill: str = "blur", seed: int = 0, sanity: bool = True) -> dict:
-    """`evaluate` on up to `limit` masked fakes of a dataset folder; JSON-ready (no NaN), with unusable files listed."""
+                    fraction: float = 0.1, fill: str = "blur", seed: int = 0, sanity: bool = True,
+                    equalize_quality: int = 0) -> dict:
+    """`evaluate` on up to `limit` masked fakes of a dataset folder; JSON-ready (no NaN), with unusable files listed.
+
+    Raises:
+        ValueError: unknown method, or no fake with a ground-truth mask.
+    """
     for method in methods:
         explain.get_method(method)
     try:
         sample = load_sample(data_dir, input_size(model), per_class=limit, split=split, labels=("fake",),
-                             seed=seed, require_mask=True)
+                             seed=seed, require_mask=True, equalize_quality=equalize_quality)
     except ValueError as error:
         raise ValueError(f"{error}; explain-quality needs fakes with ground-truth masks (masks/<stem>.png)") from None
     report = evaluate(model, sample.images, sample.masks, methods, layers, fraction, fill, seed, sanity)
@@ -344,8 +353,12 @@ def run_cli(args: argparse.Namespace) -> int:
     methods = [name.strip() for name in args.methods.split(",") if name.strip()]
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    report = evaluate_folder(load_model(args.model), args.data_dir, methods, limit=args.limit,
+    from fakelib.predict import Predictor
+
+    predictor = Predictor.from_path(args.model)
+    report = evaluate_folder(predictor.model, args.data_dir, methods, limit=args.limit,
                              fraction=getattr(args, "fraction", 0.1), fill=getattr(args, "fill", "blur"),
-                             seed=getattr(args, "seed", 0), split=getattr(args, "split", "test") or None)
+                             seed=getattr(args, "seed", 0), split=getattr(args, "split", "test") or None,
+                             equalize_quality=predictor.equalize_quality)
     print(json.dumps({"model": str(args.model), **report}, indent=2))
     return 0

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib import robotparser
 from urllib.parse import urljoin, urlsplit
 
@@ -37,8 +38,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from fakelib import __version__
-from fakelib.dedup import HashIndex, free_name, load_manifest_hashes, phash_hex, scan_folder
+from fakelib.dedup import HashIndex, free_name, list_images, load_manifest_hashes, phash_hex, scan_folder
 from fakelib.images import MAX_PIXELS, ImageError, fit_square, open_image, sha256_bytes
+
+if TYPE_CHECKING:
+    import pandas
 
 MODES = ("endpoint", "list", "page")
 FORMATS = ("jpeg", "png", "webp")
@@ -54,7 +58,8 @@ MANIFEST_FIELDS = ("time", "url", "status", "http_status", "message", "sha256", 
 # in list and page mode (in endpoint mode anything but `saved` does: an endpoint that only repeats is exhausted).
 NOT_FAILURES = frozenset({"saved", "duplicate", "near_duplicate", "robots_disallowed", "noai", "page"})
 # A URL with one of these statuses in the manifest is not fetched again by a rerun: its content was judged.
-# Network and server failures are retried by a rerun.
+# Network and server failures are retried by a rerun, and so is `truncated`: a transfer cut short without a
+# Content-Length to tell looks the same.
 FINAL_STATUSES = frozenset({"saved", "duplicate", "near_duplicate", "not_image", "empty", "too_large",
                             "too_many_pixels", "too_small", "noai"})
 IMAGE_TYPES = ("application/octet-stream", "binary/octet-stream", "")  # besides image/*: what CDNs send
@@ -74,7 +79,8 @@ class ScrapeConfig:
     """Everything one scrape run needs; validated on construction.
 
     Attributes:
-        source: endpoint URL (endpoint), a .txt/.csv file of image URLs (list), a page URL or a file of page URLs (page).
+        source: the endpoint URL (endpoint mode), a .txt/.csv file of image URLs (list mode), or a page URL or
+            a file of page URLs (page mode).
         output_dir: folder of images, `manifest.csv` and `scrape_params.yaml`; a rerun resumes there.
         mode: `endpoint`, `list` or `page`.
         count: target number of images in `output_dir`, counting those already there.
@@ -152,8 +158,8 @@ def _check_choice(key: str, value: object, allowed: tuple) -> None:
 
 
 def _check_integer(key: str, value: object, low: int, high: int | None) -> None:
-    in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-    if not in_range:
+    is_integer = isinstance(value, int) and not isinstance(value, bool)
+    if not is_integer or value < low or (high is not None and value > high):
         allowed = f"{low}..{high}" if high is not None else f">= {low}"
         raise ValueError(f"{key} must be an integer {allowed}; got {value!r}")
 
@@ -199,8 +205,7 @@ class Body:
     """A fetched response body with the facts the checks need."""
 
     data: bytes
-    content_type: str
-    url: str
+    url: str  # after redirects: the base of a page's relative links
 
 
 # ----------------------------------------------------------------------------------------------- pacing and robots
@@ -347,7 +352,8 @@ def fetch(url: str, attempt: Attempt, expect: str, context: _Context, session: r
         attempt.retries = number
         try:
             body = _fetch_once(url, attempt, expect, context, session)
-            attempt.status, attempt.message = "", f"after {number} retries; last: {attempt.message}" if number else ""
+            attempt.status = ""
+            attempt.message = f"succeeded on retry {number}; before: {attempt.message}" if number else ""
             return body
         except _Refused as refused:
             attempt.fail(refused.status, refused.message, refused.http_status)
@@ -373,7 +379,7 @@ def _fetch_once(url: str, attempt: Attempt, expect: str, context: _Context, sess
         _check_status(response, context.config)
         _check_headers(response, expect, context.config)
         data = _read_body(response, context.config)
-        return Body(data, response.headers.get("Content-Type", ""), response.url)
+        return Body(data, response.url)
 
 
 def _follow_redirects(url: str, context: _Context, session: requests.Session) -> requests.Response:
@@ -447,7 +453,8 @@ def _check_headers(response: requests.Response, expect: str, config: ScrapeConfi
         accepted = content_type in HTML_TYPES or content_type == ""
     if not accepted:
         wanted = "an image" if expect == "image" else "an HTML page"
-        raise _Refused("not_image" if expect == "image" else "not_html", f"content type {content_type!r} is not {wanted}")
+        status = "not_image" if expect == "image" else "not_html"
+        raise _Refused(status, f"content type {content_type!r} is not {wanted}")
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > config.max_bytes:
         raise _Refused("too_large", f"Content-Length {length} exceeds {config.max_bytes} bytes")
@@ -699,7 +706,8 @@ def _urls_from_rows(rows: list[list[str]]) -> list[str]:
         if name in header:
             column = header.index(name)
             return [row[column].strip() for row in rows[1:] if len(row) > column and row[column].strip()]
-    return [next((cell.strip() for cell in row if _is_http(cell.strip())), "") for row in rows if any(row)]
+    found = (next((cell.strip() for cell in row if _is_http(cell.strip())), "") for row in rows)
+    return [url for url in found if url]
 
 
 def extract_image_urls(html: bytes | str | BeautifulSoup, page_url: str, selector: str, attribute: str) -> list[str]:
@@ -716,8 +724,9 @@ def extract_image_urls(html: bytes | str | BeautifulSoup, page_url: str, selecto
     for element in soup.select(selector):
         value = element.get(attribute)
         value = " ".join(value) if isinstance(value, list) else (value or "").strip()
-        if attribute.lower().endswith("srcset") and value:
-            value = value.split(",")[-1].split()[0]  # candidates are listed smallest first by convention
+        if attribute.lower().endswith("srcset"):
+            candidates = [candidate.split()[0] for candidate in value.split(",") if candidate.split()]
+            value = candidates[-1] if candidates else ""  # listed smallest first by convention
         if value:
             urls.append(urljoin(base_url, value))
     return list(dict.fromkeys(urls))
@@ -822,6 +831,8 @@ class _Scheduler:
             self._condition.notify_all()
 
     def _count(self, attempt: Attempt) -> None:
+        if attempt.status == "stopped":
+            return
         self.statuses[attempt.status] += 1
         if attempt.status == "saved":
             self.saved += 1
@@ -855,7 +866,8 @@ def _worker(context: _Context) -> None:
     try:
         while (task := context.scheduler.next_task()) is not None:
             attempt, found = _run_task(task, context, session)
-            context.manifest.write(attempt)
+            if attempt.status != "stopped":  # stopped before its request: not an attempt
+                context.manifest.write(attempt)
             context.scheduler.finish(task, attempt, found)
     finally:
         session.close()
@@ -981,6 +993,43 @@ def write_params(config: ScrapeConfig) -> Path:
     path = config.output_dir / PARAMS_NAME
     path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
     return path
+
+
+def status_table(output_dir: Path) -> pandas.DataFrame:
+    """Attempts per status over the folder's whole manifest, with their share and the latest message.
+
+    Returns:
+        One row per status (most frequent first), columns `attempts`, `share`, `latest_message`.
+    """
+    import pandas  # deferred: the command line does not need it
+
+    rows = read_manifest(Path(output_dir) / MANIFEST_NAME)
+    frame = pandas.DataFrame(rows, columns=list(MANIFEST_FIELDS))
+    table = frame.groupby("status").agg(attempts=("url", "size"), latest_message=("message", "last"))
+    table["share"] = (table["attempts"] / max(len(frame), 1)).round(3)
+    return table.sort_values("attempts", ascending=False, kind="stable")[["attempts", "share", "latest_message"]]
+
+
+def contact_sheet(output_dir: Path, limit: int = 16, side: int = 96, columns: int = 8) -> Image.Image | None:
+    """A grid of the most recently saved faces (from the manifest, else any images in the folder); None if none.
+
+    Args:
+        output_dir: a scrape output folder.
+        limit: most faces shown.
+        side: side of each square thumbnail in pixels.
+        columns: thumbnails per row.
+    """
+    output_dir = Path(output_dir)
+    names = [row["file"] for row in reversed(read_manifest(output_dir / MANIFEST_NAME)) if row["status"] == "saved"]
+    files = [output_dir / name for name in names if (output_dir / name).is_file()] or list_images(output_dir)[::-1]
+    files = files[:limit]
+    if not files:
+        return None
+    rows = -(-len(files) // columns)
+    sheet = Image.new("RGB", (side * min(columns, len(files)), side * rows), "white")
+    for number, path in enumerate(files):
+        sheet.paste(fit_square(open_image(path), side), (side * (number % columns), side * (number // columns)))
+    return sheet
 
 
 def config_from_args(args: argparse.Namespace) -> ScrapeConfig:

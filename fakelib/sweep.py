@@ -752,6 +752,9 @@ def leaderboard(results, summary: Mapping[str, Any]):
                                 "test_f1_at_threshold", "param_count", "train_seconds", "epochs_run")
                 if key in done and key not in columns]
     board = done.sort_values(metric, ascending=not summary.get("higher_is_better", True), kind="stable")[columns]
+    for key in ("param_count", "epochs_run"):  # integers, read as floats when a failed row left them empty
+        if key in board and board[key].notna().all():
+            board[key] = board[key].astype(int)
     board.index = range(1, len(board) + 1)
     return board
 

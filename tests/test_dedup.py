@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from fakelib.__main__ import main
 from fakelib.dedup import HashIndex, dedup_folder, find_duplicates, hamming, phash_hex, scan_folder
@@ -121,12 +121,11 @@ def test_cli_prints_json_and_reports_errors(folder, capsys):
     assert capsys.readouterr().err.strip() == f"fakelib dedup: error: not a folder: {folder / 'nope'}"
 
 
-def test_manifest_hashes_are_reused_only_when_the_bytes_match(tmp_path):
+def test_manifest_rows_are_trusted_only_for_files_of_the_recorded_size(tmp_path):
     data = image_bytes(5)
-    path = tmp_path / "x.png"
-    path.write_bytes(data)
-    known = {"f" * 64: ("0" * 16, 1, 1)}
-    record = scan_folder(tmp_path, known)[0]  # the manifest's row is for other bytes: decode instead
-    assert record.phash == phash_hex(open_image(data)) and record.width == 64
-    known = {record.sha256: ("0" * 16, 1, 1)}
-    assert scan_folder(tmp_path, known)[0].phash == "0" * 16  # matching bytes: no decode
+    (tmp_path / "x.png").write_bytes(data)
+    stale = {"x.png": ("f" * 64, "0" * 16, 1, 1, len(data) + 1)}
+    record = scan_folder(tmp_path, stale)[0]  # another size: the file is read and decoded
+    assert record.phash == phash_hex(open_image(data)) and record.width == 64 and record.sha256 != "f" * 64
+    same_size = {"x.png": ("f" * 64, "0" * 16, 1, 1, len(data))}
+    assert scan_folder(tmp_path, same_size)[0].phash == "0" * 16  # trusted without reading

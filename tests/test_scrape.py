@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from fakelib.dedup import hamming, phash_hex
 from fakelib.images import is_image_path, open_image, sha256_bytes
 from fakelib.scrape import (DEFAULT_USER_AGENT, MANIFEST_FIELDS, ScrapeConfig, extract_image_urls,
                             noai_directives, read_manifest, read_url_list, scrape)
-from scrape_server import ScrapeServer
+from scrape_server import ScrapeServer, image_bytes
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +131,13 @@ def test_politeness_retries_and_robots(fault_run):
     assert rows["/missing"][0]["http_status"] == "404"
 
 
+def test_status_table_counts_every_row(fault_run):
+    _, out, summary, _ = fault_run
+    table = scrape_module.status_table(out)
+    assert table["attempts"].sum() == summary["attempts"] and table.loc["saved", "attempts"] == 6
+    assert table["share"].sum() == pytest.approx(1.0, abs=0.01)
+
+
 def test_faults_cost_no_more_than_their_timeouts(fault_run):
     *_, elapsed = fault_run
     assert elapsed < 5  # slow (0.5 s timeout) and 429 (1 s) overlap with the rest
@@ -177,6 +185,22 @@ def test_killed_run_resumes_without_downloading_saved_images_again(tmp_path):
         for url in saved_before:
             assert server.requests[url.removeprefix(server.base)] == 1, url
     assert len(assert_clean_folder(out)) == 30
+
+
+def test_ctrl_c_finishes_requests_in_flight_and_prints_the_summary(tmp_path):
+    with ScrapeServer() as server:
+        command = [sys.executable, "-m", "fakelib", "scrape", "--mode", "endpoint", "--count", "500", "--out",
+                   str(tmp_path), "--workers", "4", "--rate", "20", "--no-progress", server.url("/face")]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 40
+        while _saved_rows(tmp_path) < 3 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=20)
+    summary = json.loads(out)
+    assert process.returncode == 130 and summary["stop_reason"] == "interrupted"
+    assert summary["attempts"] == len(read_manifest(tmp_path / "manifest.csv")) == summary["statuses"]["saved"]
+    assert len(assert_clean_folder(tmp_path)) == summary["images"]
 
 
 def _saved_rows(out: Path) -> int:
@@ -323,6 +347,16 @@ def test_leftover_temporaries_are_removed_and_writes_are_whole(tmp_path):
     assert not list(tmp_path.glob(".*.part"))
     scrape_module.write_atomic(tmp_path / "x.png", b"whole")
     assert (tmp_path / "x.png").read_bytes() == b"whole" and not list(tmp_path.glob(".*.part"))
+
+
+def test_a_file_cut_by_a_power_loss_is_quarantined_not_counted(tmp_path):
+    whole = image_bytes(80)
+    cut = tmp_path / f"{sha256_bytes(whole)}.png"
+    cut.write_bytes(whole[:100])  # renamed before its bytes reached the disk
+    (tmp_path / "mine.png").write_bytes(image_bytes(81))  # a file not named by the scraper is left alone
+    summary = scrape(fast_config("http://127.0.0.1:9/", tmp_path, mode="endpoint", max_attempts=1, retries=0))
+    assert summary["quarantined"] == 1 and summary["images_before"] == 1
+    assert (tmp_path / "_broken" / cut.name).read_bytes() == whole[:100] and (tmp_path / "mine.png").is_file()
 
 
 def test_url_lists_text_and_csv(tmp_path):
