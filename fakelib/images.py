@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
 # A decoded image larger than this is refused (decompression bombs); 8k x 8k is far beyond any face photo.
 MAX_PIXELS = 64_000_000
@@ -60,26 +59,22 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, min_siz
         raise ImageError("unreadable", f"cannot read file: {error.strerror or error}") from None
     if not data:
         raise ImageError("empty", "zero bytes")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        previous_limit, previous_truncated = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = max_pixels, False
-        try:
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError("too_many_pixels", f"{width}x{height} exceeds the {max_pixels} pixel limit")
-            image.load()
-        except ImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError("too_many_pixels", f"exceeds the {max_pixels} pixel limit") from None
-        except Image.UnidentifiedImageError:
-            raise ImageError("not_image", "not a recognised image format") from None
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ImageError("truncated", f"corrupt or truncated image: {error}") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = previous_limit, previous_truncated
+    # No process-wide Pillow setting is touched, so this is safe from many threads at once: the pixel
+    # limit is checked from the header before decoding, and Pillow's own bomb guard stays as a backstop.
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError("too_many_pixels", f"{width}x{height} exceeds the {max_pixels} pixel limit")
+        image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError("too_many_pixels", f"exceeds Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("not_image", "not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError("truncated", f"corrupt or truncated image: {error}") from None
     if min(image.size) < min_size:
         raise ImageError("too_small", f"{image.size[0]}x{image.size[1]} is smaller than {min_size} px")
     return to_rgb(image)

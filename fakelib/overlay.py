@@ -159,10 +159,12 @@ def plot_region_template(labels: np.ndarray, names: Sequence[str], image: np.nda
 
 def plot_quality(report: Mapping, path: str | Path | None = None) -> Figure:
     """Bars per method and layer from a `quality.evaluate` report: pointing game (against its random baseline),
-    mask ROC-AUC (against 0.5), deletion ratio (against 1) and randomization rank correlation (lower is better).
+    mask ROC-AUC (against 0.5), deletion win rate (share of images where removing the top pixels costs more
+    than removing random ones, against 0.5; the ratio itself is in the JSON and often undefined) and the rank
+    correlation with the randomized model (lower is better).
     """
     panels = (("pointing_game", "pointing game", "pointing_game_random"), ("mask_auc", "mask ROC-AUC", 0.5),
-              ("deletion_ratio", "deletion drop ratio (top / random)", 1.0),
+              ("deletion_win_rate", "deletion: top beats random", 0.5),
               ("sanity_rank_correlation", "rank corr. with random weights", 0.0))
     methods = report["methods"]
     figure = Figure(figsize=(13, 3.2), layout="constrained")

@@ -70,8 +70,6 @@ ROBOTS_MAX_BYTES = 512_000  # RFC 9309 lets crawlers stop reading robots.txt at 
 EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
               "TIFF": ".tif"}
 ENCODERS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png"), "webp": ("WEBP", ".webp")}
-# images.open_image swaps Pillow's process-wide limits while it decodes, so decodes are serialized.
-_DECODE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -533,9 +531,8 @@ def decode(data: bytes, config: ScrapeConfig) -> tuple[Image.Image, str]:
     Raises:
         ImageError: see `images.open_image`.
     """
-    with _DECODE_LOCK:
-        image = open_image(data, max_pixels=config.max_pixels, min_size=config.min_size)
-        return image, Image.open(io.BytesIO(data)).format or ""  # header only, under the same pixel limit
+    image = open_image(data, max_pixels=config.max_pixels, min_size=config.min_size)
+    return image, Image.open(io.BytesIO(data)).format or ""  # header only; size already checked
 
 
 def encode(data: bytes, image: Image.Image, source_format: str, config: ScrapeConfig
