@@ -66,7 +66,7 @@ def speedup(root: Path, data_dir: Path) -> dict:
     for workers in (1, 2):
         plan = sweep.prepare_sweep(params, root / f"reports_{workers}")
         started = time.perf_counter()
-        outcome = sweep.execute(plan, workers=workers, progress=False)
+        outcome = sweep.execute(plan, workers=workers, progress=False, echo=False)
         seconds[workers] = time.perf_counter() - started
         statuses[workers] = sorted(record["status"] for record in outcome.records)
     return {"experiments": len(plan.experiments), "statuses": statuses[2],

@@ -464,13 +464,6 @@ def _sclera(grid: Grid, eyes: Eyes, side: int) -> np.ndarray:
     return _ellipse(grid, centre, eyes.radii, angle=tilt, bend=-0.15 * eyes.radii[1])
 
 
-def _iris_coverage(grid: Grid, eyes: Eyes, side: int) -> np.ndarray:
-    """(size, size) visible iris (outside the pupil), clipped by the eyelids."""
-    _, iris, _ = _eye_geometry(eyes, side)
-    ring = _ellipse(grid, iris, (eyes.iris_radius,) * 2) * (1 - _ellipse(grid, iris, (eyes.pupil_radius,) * 2))
-    return ring * _sclera(grid, eyes, side)
-
-
 def _draw_eye(canvas: _Canvas, face: Face, side: int) -> None:
     grid, eyes, skin = canvas.grid, face.eyes, face.head.skin
     centre, iris, tilt = _eye_geometry(eyes, side)
@@ -597,16 +590,22 @@ SceneArtifact = Callable[[np.ndarray, Face, np.random.Generator, float], np.ndar
 
 
 def _iris_mismatch(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Recolour one iris to a clearly different colour (GAN eyes often disagree in colour)."""
+    """Give one iris a vivid, clearly different colour, a slightly larger rim and an oval, shrunken pupil
+    (GAN eyes often disagree in colour and pupil shape)."""
     grid, eyes = _grid(image.shape[0]), face.eyes
     side = int(rng.integers(2))
     distances = np.abs(IRIS_COLOURS - eyes.iris_colour).sum(axis=1)
-    colour = IRIS_COLOURS[rng.choice(np.argsort(distances)[-3:])] * np.float32(rng.uniform(0.9, 1.2))
+    colour = IRIS_COLOURS[rng.choice(np.argsort(distances)[-2:])]
+    colour = np.clip((colour.mean() + (colour - colour.mean()) * 1.8) * rng.uniform(1.1, 1.4), 0, 1)
     _, iris, _ = _eye_geometry(eyes, side)
-    footprint = _iris_coverage(grid, eyes, side)
-    target = _iris_field(grid, iris, eyes.iris_radius, colour) * _ellipsoid_shading(
-        grid, face.head.centre, face.head.radii, face.look)[..., None]
-    _paint(image, footprint * np.float32(strength), target)
+    radius = eyes.iris_radius * rng.uniform(1.0, 1.2)
+    footprint = _ellipse(grid, iris, (radius, radius)) * _sclera(grid, eyes, side)
+    pupil_radii = eyes.pupil_radius * np.array([rng.uniform(0.35, 0.6), rng.uniform(0.7, 1.0)])
+    pupil = _ellipse(grid, iris, pupil_radii, angle=rng.uniform(0, np.pi))
+    field = _iris_field(grid, iris, radius, colour)
+    _paint(field, pupil, np.float32([0.03, 0.025, 0.03]))
+    shading = _ellipsoid_shading(grid, face.head.centre, face.head.radii, face.look)
+    _paint(image, footprint * np.float32(strength), field * shading[..., None])
     return footprint
 
 
@@ -648,7 +647,7 @@ def _teeth_smear(image: np.ndarray, face: Face, rng: np.random.Generator, streng
     footprint = np.clip((1 - distance) / 0.25, 0, 1)
     period = mouth.tooth_width * rng.uniform(0.55, 1.6)
     cosine = np.cos(2 * np.pi * (grid.x - centre[0]) / period + 1.5 * np.sin(grid.x * 70))
-    streaks = np.clip((cosine - 0.6) / 0.4, 0, 1) * rng.uniform(0.2, 0.45)
+    streaks = np.clip((cosine - 0.6) / 0.4, 0, 1) * rng.uniform(0.45, 0.75)
     tint = mouth.teeth_colour * np.float32([1.0, 0.93, 0.9]) * rng.uniform(0.8, 1.0)
     shading = _ellipsoid_shading(grid, face.head.centre, face.head.radii, face.look)
     target = tint * ((1 - streaks) * (1 - 0.25 * (grid.y - centre[1]) / radii[1]) * shading)[..., None]
@@ -674,8 +673,8 @@ def _hair_warp(image: np.ndarray, face: Face, rng: np.random.Generator, strength
     turn = np.float32(strength * rng.choice([-1, 1]) * rng.uniform(1.0, 1.6))
     _swirl(image, crop, centre, dx, dy, turn * window)
     spiral = np.sin(np.arctan2(dy, dx) * rng.integers(6, 11) + distance * np.sign(turn) * rng.uniform(6, 12))
-    streaks = np.float32(strength * rng.uniform(0.3, 0.4)) * window * spiral
-    image[crop] *= 1 + streaks[crop][..., None]
+    strands = np.float32(strength * rng.uniform(0.08, 0.14)) * window * spiral  # bright and dark, mean zero
+    image[crop] += strands[crop][..., None]
     return np.clip((1 - distance) / 0.12, 0, 1)
 
 

@@ -191,7 +191,7 @@ class Explorer:
 def build_app(explorer: Explorer):
     """The ipywidgets interface around `explorer`: upload, model, method, colormap, opacity, and the output."""
     import ipywidgets as widgets
-    from IPython.display import display
+    from IPython.display import Image, display
 
     upload = widgets.FileUpload(accept=",".join(ACCEPTED_SUFFIXES), multiple=False, description="Upload a face")
     model = widgets.Dropdown(options=list(explorer.choices) or ["(no model found)"], description="Model")
@@ -209,7 +209,7 @@ def build_app(explorer: Explorer):
         figure = explorer.figure()
         if figure is not None:
             with output:
-                display(figure)
+                display(Image(data=overlay.to_png(figure)))  # a PNG shows the same under any matplotlib backend
 
     def on_upload(change):
         files = uploaded_files(change["new"])

@@ -7,6 +7,7 @@ callbacks) and written as PNG when a path is given, normally under `reports/`. T
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -64,6 +65,13 @@ def save(figure: Figure, path: str | Path | None, dpi: int = 110) -> Figure:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
     return figure
+
+
+def to_png(figure: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (for widgets: shown with `IPython.display.Image` whatever the backend)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, bbox_inches="tight", format="png")
+    return buffer.getvalue()
 
 
 def _verdict_title(probability: float, label: int | None, threshold: float) -> str:

@@ -136,7 +136,10 @@ class ResultsTable:
         self.rows: dict[str, dict[str, str]] = {}
         if self.path.is_file():
             with self.path.open(newline="") as handle:
-                for row in csv.DictReader(handle):
+                reader = csv.DictReader(handle)
+                if "experiment_id" not in (reader.fieldnames or []):
+                    raise ConfigError(f"{self.path} has no experiment_id column; move it away to start a new table")
+                for row in reader:
                     self.rows[row["experiment_id"]] = {key: value or "" for key, value in row.items()}
 
     def get(self, experiment_id: str) -> dict[str, str] | None:
@@ -234,13 +237,13 @@ def run_job(job: Job) -> Record:
     import papermill
 
     output_dir = Path(job.output_dir)
-    shutil.rmtree(output_dir, ignore_errors=True)  # a half-written folder from an interrupted run
-    output_dir.mkdir(parents=True)
     threads = _threads_here(job)
     started = time.time()
     record: Record = {"experiment_id": job.experiment_id, "status": "done", "error": "",
                       "start": _timestamp(started), "threads": threads, "metrics": {}}
     try:
+        shutil.rmtree(output_dir, ignore_errors=True)  # a half-written folder from an interrupted run
+        output_dir.mkdir(parents=True)
         papermill.execute_notebook(
             job.notebook, str(output_dir / "02_train.ipynb"),
             parameters={**job.parameters, "threads": threads, "output_dir": str(output_dir)},
@@ -249,7 +252,8 @@ def run_job(job: Job) -> Record:
     except Exception as error:  # errors as values: whatever broke this experiment becomes its row
         record.update(status="failed", error=one_line_error(error))
     record["duration"] = round(time.time() - started, 2)
-    _write_json(output_dir / RUN_FILE, record)
+    with contextlib.suppress(OSError):  # the record still reaches results.csv through the return value
+        _write_json(output_dir / RUN_FILE, record)
     return record
 
 
@@ -501,7 +505,7 @@ def format_record(record: Mapping[str, Any], metric: str) -> str:
 
 
 def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max_failures: int | None = None,
-            runner: Runner = run_job, progress: bool = True) -> SweepOutcome:
+            runner: Runner = run_job, progress: bool = True, echo: bool = True) -> SweepOutcome:
     """Run the plan's selected experiments, recording each row in results.csv as it starts and finishes.
 
     Args:
@@ -511,6 +515,7 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
         max_failures: stop submitting experiments once this many failed in this invocation.
         runner: the function run per job (tests substitute a fast fake; it must be importable for Dask).
         progress: show the progress bar.
+        echo: print one line per finished experiment.
 
     Raises:
         KeyboardInterrupt: after marking the experiments in flight as failed ("interrupted"); rerun to resume.
@@ -541,7 +546,8 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
                 table.put(make_row(configs[job.experiment_id], record))
                 outcome.records.append(record)
                 bar.update()
-                bar.write(format_record(record, plan.params.tracker.metric))
+                if echo:
+                    bar.write(format_record(record, plan.params.tracker.metric))
     except KeyboardInterrupt:
         _mark_interrupted(table, configs, in_flight)
         raise

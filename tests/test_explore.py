@@ -1,0 +1,147 @@
+"""fakelib.explore (the explore notebook's callback logic, without a browser) and a smoke test of explore.ipynb."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_explain import demo_model_dir
+
+from fakelib import explain, explore
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_model_dir(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def experiment(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An experiment folder as fakelib.train writes it: model.keras plus metrics.json with a chosen threshold."""
+    folder = tmp_path_factory.mktemp("experiments") / "abc123"
+    folder.mkdir()
+    shutil.copy(demo_dir / "model.keras", folder / "model.keras")
+    (folder / "metrics.json").write_text(json.dumps({"threshold": 0.4}))
+    return folder
+
+
+@pytest.fixture
+def explorer(experiment: Path) -> explore.Explorer:
+    return explore.Explorer({"demo": str(experiment / "model.keras")}, method="gradcam")
+
+
+def _encoded(demo_dir: Path, fmt: str) -> bytes:
+    image = Image.open(next((demo_dir / "data" / "fake").glob("*.jpg")))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name,fmt", [("face.jpg", "JPEG"), ("face.PNG", "PNG"), ("face.webp", "WEBP")])
+def test_upload_gives_a_verdict_with_probability_and_per_layer_heatmaps(explorer, demo_dir, name, fmt):
+    verdict = explorer.set_upload(name, _encoded(demo_dir, fmt))
+    assert verdict.ok and verdict.filename == name
+    assert 0.0 <= verdict.probability <= 1.0
+    assert verdict.threshold == pytest.approx(0.4)  # read from metrics.json beside the model
+    assert verdict.label == ("fake" if verdict.probability >= 0.4 else "real")
+    assert verdict.message.startswith(verdict.label.upper()) and f"{verdict.probability:.2f}" in verdict.message
+    assert verdict.result.layers == ["conv1", "conv2", "conv3"] and verdict.image.shape == (48, 48, 3)
+    assert len(verdict.look_at) == (3 if verdict.label == "fake" else 0)
+    figure = explorer.figure()
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titles[0].startswith(f"p(fake) = {verdict.probability:.2f}") and titles[1].startswith("conv1 gradcam")
+    json.dumps(verdict.to_json(), allow_nan=False)
+
+
+def test_a_file_that_is_not_an_image_gets_a_friendly_message(explorer, demo_dir):
+    verdict = explorer.set_upload("notes.txt", b"shopping list")
+    assert not verdict.ok and "JPG, PNG or WebP" in verdict.message and "notes.txt" in verdict.message
+    assert explorer.figure() is None
+    broken = explorer.set_upload("photo.jpg", b"\xff\xd8 this is not really a jpeg")
+    assert not broken.ok and "could not be read as an image" in broken.message and "Traceback" not in broken.message
+    empty = explorer.set_upload("empty.png", b"")
+    assert not empty.ok and "empty.png" in empty.message
+
+
+def test_colormap_and_opacity_redraw_without_recomputing_but_method_recomputes(explorer, demo_dir):
+    first = explorer.set_upload("face.jpg", _encoded(demo_dir, "JPEG"))
+    explorer.set_colormap("magma")
+    explorer.set_opacity(0.8)
+    assert explorer.verdict is first and explorer.figure() is not None
+    with pytest.raises(ValueError):
+        explorer.set_opacity(2.0)
+    second = explorer.choose_method("layercam")
+    assert second is not first and second.result.method == "layercam"
+    assert second.probability == pytest.approx(first.probability, abs=1e-6)
+
+
+def test_without_any_model_the_message_says_what_to_do():
+    verdict = explore.Explorer({}).set_upload("face.png", b"whatever")
+    assert not verdict.ok and "No trained model" in verdict.message
+
+
+def test_model_choices_lists_best_and_experiments(experiment, tmp_path):
+    best = tmp_path / "best"
+    best.mkdir()
+    shutil.copy(experiment / "model.keras", best / "model.keras")
+    choices = explore.model_choices(experiment.parent, best)
+    assert list(choices) == ["best model", "experiment abc123"]
+    assert explore.model_choices(tmp_path / "none", tmp_path / "none") == {}
+
+
+def test_uploaded_files_reads_ipywidgets_8_and_7_values():
+    version_8 = ({"name": "a.png", "type": "image/png", "size": 2, "content": memoryview(b"ab")},)
+    version_7 = {"b.jpg": {"metadata": {"name": "b.jpg"}, "content": b"cd"}}
+    assert explore.uploaded_files(version_8) == [("a.png", b"ab")]
+    assert explore.uploaded_files(version_7) == [("b.jpg", b"cd")]
+    assert explore.uploaded_files(()) == []
+
+
+def test_widgets_call_the_explorer(explorer, demo_dir):
+    app = explore.build_app(explorer)
+    handles = app.widgets
+    handles["upload"].value = ({"name": "face.png", "type": "image/png", "size": 1,
+                                "content": memoryview(_encoded(demo_dir, "PNG")),
+                                "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+    assert explorer.verdict.ok and "p(fake)" in handles["message"].value
+    handles["method"].value = "hirescam"
+    assert explorer.verdict.result.method == "hirescam"
+    handles["opacity"].value = 0.25
+    handles["colormap"].value = "viridis"
+    assert (explorer.opacity, explorer.colormap) == (0.25, "viridis")
+    handles["upload"].value = ({"name": "readme.md", "type": "text/plain", "size": 1, "content": memoryview(b"x"),
+                                "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+    assert "JPG, PNG or WebP" in handles["message"].value
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_explore_notebook_renders_the_verdict_for_an_example_image(experiment, demo_dir, tmp_path):
+    import nbformat
+    import papermill
+
+    from fakelib import paths
+
+    example = next((demo_dir / "data" / "fake").glob("*.jpg"))
+    papermill.execute_notebook(
+        str(paths.NOTEBOOKS / "explore.ipynb"), str(tmp_path / "explore.ipynb"), kernel_name="python3",
+        progress_bar=False, cwd=str(paths.ROOT), extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        parameters={"model_path": str(experiment / "model.keras"), "experiments_dir": str(tmp_path / "none"),
+                    "example_image": str(example), "output_dir": str(tmp_path / "explore"), "method": "layercam",
+                    "opacity": 0.6})
+    record = json.loads((tmp_path / "explore" / "explore.json").read_text(), parse_constant=pytest.fail)
+    assert record["ok"] and record["filename"] == example.name and record["method"] == "layercam"
+    assert 0.0 <= record["probability"] <= 1.0 and record["threshold"] == pytest.approx(0.4)
+    assert record["layers"] == ["conv1", "conv2", "conv3"]
+    assert (tmp_path / "explore" / "example.png").is_file()
+    executed = nbformat.read(str(tmp_path / "explore.ipynb"), as_version=4)
+    shown = [output for cell in executed.cells for output in cell.get("outputs", [])]
+    assert any("image/png" in output.get("data", {}) for output in shown)
+    assert any(record["message"] in output.get("text", "") for output in shown)
+    assert np.isfinite(record["probability"]) and explain.list_methods()
