@@ -92,7 +92,8 @@ def main() -> None:
         "goal_speedup": 3.0, "meets_speed_goal": bool(speedup >= 3.0),
         "max_abs_difference_per_layer": {layer: float(f"{value:.3g}") for layer, value in difference.items()},
         "tolerance": 1e-4, "within_tolerance": bool(max(difference.values()) <= 1e-4),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "tf_keras_vis": tf_keras_vis.__version__},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "tf_keras_vis": tf_keras_vis.__version__},
     }))
 
 

@@ -116,12 +116,8 @@ def hash_split(digest: str, val_ratio: float, test_ratio: float) -> str:
 
 def list_files(root: Path) -> list[tuple[str, int]]:
     """Every image file under `real/` and `fake/` as (relpath, label), sorted; `_duplicates/` folders skipped."""
-    files = []
-    for name, folder in find_class_dirs(root).items():
-        for path in folder.rglob("*"):
-            if path.is_file() and imagelib.is_image_path(path) and "_duplicates" not in path.parts:
-                files.append((path.relative_to(root).as_posix(), LABELS[name]))
-    return sorted(files)
+    return sorted((path.relative_to(root).as_posix(), LABELS[name])
+                  for name, folder in find_class_dirs(root).items() for path in _images_under(folder))
 
 
 def cache_key(root: Path, files: list[tuple[str, int]], config: DataConfig) -> str:
@@ -222,7 +218,7 @@ def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base:
 
     Args:
         config: the data section of an experiment.
-        cache_root: where prepared caches live (default `data/cache/`).
+        cache_root: where prepared caches live (default `$FAKELIB_CACHE`, else `data/cache/`).
         base: folder relative `data_dir` values are taken from (default: the repository root).
 
     Raises:
@@ -233,21 +229,34 @@ def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base:
     for name, label in LABELS.items():
         if not any(item[1] == label for item in files):
             raise ValueError(f"{root}: the {name}/ folder holds no image files")
+    return _prepare(root, files, config, cache_root, require_both=True)
+
+
+def load_folder_images(data_dir: str | Path, image_size: int, equalize_quality: int = 0,
+                       cache_root: str | Path | None = None) -> PreparedData:
+    """Every image of a folder at `image_size`, for evaluation: `real/` or `fake/` alone is accepted."""
+    root = paths.resolve(data_dir, Path.cwd())
+    config = DataConfig(data_dir=str(root), image_size=image_size, equalize_quality=equalize_quality)
+    return _prepare(root, _evaluation_files(root), config, cache_root, require_both=False)
+
+
+def _prepare(root: Path, files: list[tuple[str, int]], config: DataConfig, cache_root: str | Path | None,
+             require_both: bool) -> PreparedData:
+    """Build the cache for `files` unless it exists, then memory-map it."""
     target = Path(cache_root or os.environ.get("FAKELIB_CACHE", paths.CACHE)) / cache_key(root, files, config)
     if not (target / "report.json").is_file():
         _build_cache(root, files, config, target)
-    return _open_cache(target, root)
-
-
-def _open_cache(target: Path, root: Path) -> PreparedData:
     report = json.loads((target / "report.json").read_text())
     with (target / "index.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     labels = np.array([int(row["label"]) for row in rows], dtype=np.int64)
-    for name, label in LABELS.items():
+    required = LABELS.items() if require_both else []
+    for name, label in required:
         if not (labels == label).any():
             raise ValueError(f"{root}: no usable {name} image ({report['n_skipped']} files skipped; "
                              f"see {target / 'report.json'})")
+    if not rows:
+        raise ValueError(f"{root}: no usable image ({report['n_skipped']} files skipped)")
     return PreparedData(
         images=np.load(target / "images.npy", mmap_mode="r"),
         labels=labels,
@@ -258,39 +267,22 @@ def _open_cache(target: Path, root: Path) -> PreparedData:
     )
 
 
-def load_folder_images(data_dir: str | Path, image_size: int, equalize_quality: int = 0,
-                       cache_root: str | Path | None = None) -> PreparedData:
-    """Every image of a dataset folder at `image_size` (for evaluation): splits kept, one class may be absent."""
-    root = paths.resolve(data_dir, Path.cwd())
-    config = DataConfig(data_dir=str(root), image_size=image_size, equalize_quality=equalize_quality)
-    files = _evaluation_files(root)
-    target = Path(cache_root or os.environ.get("FAKELIB_CACHE", paths.CACHE)) / cache_key(root, files, config)
-    if not (target / "report.json").is_file():
-        _build_cache(root, files, config, target)
-    report = json.loads((target / "report.json").read_text())
-    with (target / "index.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise ValueError(f"{root}: no usable image ({report['n_skipped']} files skipped)")
-    return PreparedData(np.load(target / "images.npy", mmap_mode="r"),
-                        np.array([int(row["label"]) for row in rows], dtype=np.int64),
-                        np.array([row["split"] for row in rows]), np.array([row["relpath"] for row in rows]),
-                        report, target)
-
-
 def _evaluation_files(root: Path) -> list[tuple[str, int]]:
     """Like `list_files`, but a folder with only `real/` or only `fake/` is accepted."""
-    if not root.is_dir():
+    if not root.exists():
         raise FileNotFoundError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a folder: {root}")
     found = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
     if not any(name in found for name in LABELS):
         raise ValueError(f"{root} has neither real/ nor fake/ folder")
-    files = []
-    for name, label in LABELS.items():
-        if name in found:
-            files.extend((path.relative_to(root).as_posix(), label) for path in found[name].rglob("*")
-                         if path.is_file() and imagelib.is_image_path(path) and "_duplicates" not in path.parts)
-    return sorted(files)
+    return sorted((path.relative_to(root).as_posix(), label) for name, label in LABELS.items() if name in found
+                  for path in _images_under(found[name]))
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*")
+            if path.is_file() and imagelib.is_image_path(path) and "_duplicates" not in path.parts]
 
 
 # ----------------------------------------------------------------------------------------------- tf.data pipeline

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import functools
 import io
 import json
@@ -179,6 +180,8 @@ class Head:
     ear_y: float
     neck_half_width: float
     clothes: Colour
+    clothes_radii: tuple[float, float]
+    neckline_depth: float
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,7 @@ def _sample_head(rng: np.random.Generator) -> Head:
         centre=(0.5 + yaw_shift, rng.uniform(0.515, 0.545)), radii=radii, jaw_taper=rng.uniform(0.08, 0.35),
         skin=_palette_colour(rng, SKIN_TONES, 0.03), blush=rng.uniform(0.05, 0.3), ear_y=rng.uniform(0.50, 0.56),
         neck_half_width=rng.uniform(0.10, 0.14), clothes=clothes,
+        clothes_radii=(rng.uniform(0.38, 0.5), rng.uniform(0.18, 0.24)), neckline_depth=rng.uniform(0.04, 0.09),
     )
 
 
@@ -412,22 +416,23 @@ def _hair_cap(grid: Grid, hair: Hair) -> np.ndarray:
     return cap * _step((hairline - grid.y) * grid.size, 0, 1.5)
 
 
-def _long_hair(grid: Grid, hair: Hair, head: Head) -> np.ndarray:
+def _long_hair(grid: Grid, hair: Hair) -> np.ndarray:
     """(size, size) coverage of long hair falling to the shoulders, behind and beside the face."""
     centre = (hair.cap_centre[0], hair.cap_centre[1] + 0.08)
     return _ellipse(grid, centre, (hair.cap_radii[0] + 0.03, hair.cap_radii[1] + 0.1))
 
 
 def _draw_body(canvas: _Canvas, face: Face, rng: np.random.Generator) -> None:
+    """Long hair behind, neck, clothes, ears, head, hair cap, and long hair in front of the ears."""
     grid, head, hair, look = canvas.grid, face.head, face.hair, face.look
-    long_hair = _long_hair(grid, hair, head) if hair.style == "long" else None
+    long_hair = _long_hair(grid, hair) if hair.style == "long" else None
     hair_shading = _ellipsoid_shading(grid, hair.cap_centre, hair.cap_radii, look)
     strands = _hair_texture(grid, hair) if hair.style != "bald" else None
     if long_hair is not None:
         canvas.paint(long_hair, strands * 0.8, hair_shading)
     canvas.paint(_ellipse(grid, (head.centre[0], 1.02), (head.neck_half_width, 0.3)), head.skin * 0.9, 0.72)
-    clothes = _ellipse(grid, (0.5, 1.13), (rng.uniform(0.38, 0.5), rng.uniform(0.18, 0.24)))
-    neckline = _ellipse(grid, (head.centre[0], 0.9), (head.neck_half_width * 1.1, rng.uniform(0.04, 0.09)))
+    clothes = _ellipse(grid, (0.5, 1.13), head.clothes_radii)
+    neckline = _ellipse(grid, (head.centre[0], 0.9), (head.neck_half_width * 1.1, head.neckline_depth))
     canvas.paint(clothes * (1 - neckline), head.clothes, 0.95)
     for side in (-1, 1):
         ear_x = head.centre[0] + side * head.radii[0] * 0.97
@@ -548,7 +553,8 @@ def _draw_mouth(canvas: _Canvas, face: Face) -> None:
 def draw_face(face: Face, size: int, rng: np.random.Generator) -> np.ndarray:
     """Render `face` as linear-light (size, size, 3) float32 in about [0, 1], before grading, blur and noise.
 
-    `rng` supplies only texture noise (skin, background); every geometric choice is already in `face`.
+    `rng` supplies the background's bokeh or edge and the low-frequency skin and background texture; the face's
+    geometry, colours and light are already in `face`.
     """
     grid = _grid(size)
     canvas = _Canvas(grid, _background(grid, face.look, rng))
@@ -833,7 +839,10 @@ def _run_jobs(jobs: list[_Job], workers: int) -> list[dict[str, object]]:
     if workers <= 1 or len(jobs) < 8:
         return [_write_one(job) for job in jobs]
     chunk = max(1, min(32, len(jobs) // (workers * 4)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # forkserver, not fork: a caller such as a notebook may already run TensorFlow threads, and forking a
+    # threaded process can deadlock the child.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         return list(pool.map(_write_one, jobs, chunksize=chunk))
 
 

@@ -1,4 +1,4 @@
-"""Multi-layer CAM methods (Grad-CAM, Grad-CAM++, LayerCAM, HiResCAM) in one forward/backward pass; a registry of methods.
+"""Multi-layer CAM methods (Grad-CAM, Grad-CAM++, LayerCAM, HiResCAM) in one pass; a registry of methods.
 
 `compute_cams(model, images)` returns, for every requested convolution layer, a heatmap at input resolution
 in [0, 1], plus the model's probabilities, from ONE forward and ONE backward pass: the model is rebuilt as

@@ -1,4 +1,4 @@
-"""Heatmap overlay grids, region bar charts and quality charts (plotting only; the numbers come from explain/regions/quality).
+"""Heatmap overlay grids, region bar charts and quality charts (plotting only).
 
 Figures are built on `matplotlib.figure.Figure` (no pyplot state, so nothing leaks in long sessions or widget
 callbacks) and written as PNG when a path is given, normally under `reports/`. The default colormap is
@@ -113,8 +113,8 @@ def plot_cam_grid(images: np.ndarray, heatmaps: Mapping[str, np.ndarray], probab
         axes[row, 0].set_title(_verdict_title(probability, label, threshold), fontsize=8)
         for column, layer in enumerate(layers, start=1):
             axes[row, column].imshow(overlay(images[row], heatmaps[layer][row], colormap, opacity))
-            axes[row, column].set_title(f"{layer} {method}\np(fake) = {probability:.2f}".replace("  ", " "),
-                                        fontsize=8)
+            name = f"{layer} {method}" if method else layer
+            axes[row, column].set_title(f"{name}\np(fake) = {probability:.2f}", fontsize=8)
     for axis in axes.ravel():
         axis.set_axis_off()
     mappable = matplotlib.cm.ScalarMappable(cmap=check_colormap(colormap), norm=matplotlib.colors.Normalize(0, 1))
