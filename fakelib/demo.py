@@ -445,7 +445,8 @@ def _draw_body(canvas: _Canvas, face: Face, rng: np.random.Generator) -> None:
     if long_hair is not None:  # the strands that fall in front of the ears and the sides of the face
         face_window = _ellipse(grid, head.centre, (head.radii[0] * 0.86, head.radii[1] * 1.1), soft=2)
         below_hairline = _step(grid.y * grid.size, hair.hairline * grid.size, 2)
-        canvas.paint(long_hair * (1 - face_window) * below_hairline, strands, hair_shading)
+        beside_neck = _step(np.abs(grid.x - head.centre[0]) * grid.size, head.neck_half_width * grid.size, 2)
+        canvas.paint(long_hair * (1 - face_window) * below_hairline * beside_neck, strands, hair_shading)
 
 
 def _iris_field(grid: Grid, centre, radius: float, colour: Colour) -> np.ndarray:

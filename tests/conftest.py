@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -46,3 +48,44 @@ def trained_experiment(tiny_config, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("experiment")
     run_experiment(tiny_config, out, verbose=0)
     return out
+
+
+EXPLAIN_DEMO_SIZE = 48
+
+
+def _paired_faces(pairs: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real and fake renders of the same face side by side: they differ only inside the artifact footprints."""
+    from fakelib.demo import render_face
+
+    images, labels = [], []
+    for index in range(pairs):
+        for fake in (False, True):
+            image, _, _ = render_face(np.random.default_rng([seed, index]), size, fake, 1.0)
+            images.append(image)
+            labels.append(int(fake))
+    return np.stack(images), np.array(labels)
+
+
+@pytest.fixture(scope="session")
+def explain_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with `model.keras` (a tiny demo detector that uses the artifacts) and `data/` (unseen demo faces).
+
+    Real/fake pairs from `fakelib.demo.render_face` make the artifacts the only difference, so a 3-layer CNN
+    learns to use them in ~8 epochs (a few seconds). The dataset on disk has another seed, so localization
+    is measured on fakes the model never saw.
+    """
+    import keras
+
+    from fakelib.demo import generate
+    from fakelib.models import create_model
+
+    folder = tmp_path_factory.mktemp("explain-demo")
+    generate(folder / "data", count=60, size=EXPLAIN_DEMO_SIZE, seed=3, strength=1.0, workers=1)
+    images, labels = _paired_faces(400, EXPLAIN_DEMO_SIZE, seed=7)
+    keras.utils.set_random_seed(0)
+    model = create_model("cnn", EXPLAIN_DEMO_SIZE, conv_filters=[16, 32, 32], dense_units=[16], dropout=0.0,
+                         batch_norm=False, l2=0.0)
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    model.fit(images.astype("float32"), labels, epochs=8, batch_size=32, shuffle=False, verbose=0)
+    model.save(folder / "model.keras")
+    return folder

@@ -1,8 +1,7 @@
 """fakelib.explain and fakelib.overlay: CAM methods against tf-keras-vis (the oracle), one pass against per-layer
 computation, saved/loaded and nested models, overlay figures, and a smoke test of notebooks/03_explain.ipynb.
 
-`demo_model_dir(base)` trains the tiny demo detector once per session (cached on disk under pytest's base temp
-folder) and is imported by test_quality.py and test_explore.py.
+The tiny trained demo detector comes from the session fixture `explain_demo_dir` in conftest.py.
 """
 
 from __future__ import annotations
@@ -16,48 +15,6 @@ import pytest
 
 from fakelib import explain, overlay
 from fakelib.models import conv_layer_names, create_model, load_model
-
-DEMO_SIZE = 48
-
-
-# ---------------------------------------------------------------------------------------------- shared fixtures
-
-
-def _paired_faces(pairs: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Real and fake renders of the same face side by side: they differ only inside the artifact footprints."""
-    from fakelib.demo import render_face
-
-    images, labels = [], []
-    for index in range(pairs):
-        for fake in (False, True):
-            image, _, _ = render_face(np.random.default_rng([seed, index]), size, fake, 1.0)
-            images.append(image)
-            labels.append(int(fake))
-    return np.stack(images), np.array(labels)
-
-
-def demo_model_dir(base: Path) -> Path:
-    """`base/explain-demo` holding `model.keras` (a tiny trained demo detector) and `data/` (a small demo dataset).
-
-    Built once per session: real/fake pairs from `fakelib.demo.render_face` make the artifacts the only
-    difference, so a 3-layer CNN learns to use them in ~8 epochs (a few seconds). The dataset on disk is a
-    different seed, so localization is measured on unseen fakes.
-    """
-    folder = base / "explain-demo"
-    model_path = folder / "model.keras"
-    if model_path.is_file():
-        return folder
-    from fakelib.demo import generate
-
-    generate(folder / "data", count=60, size=DEMO_SIZE, seed=3, strength=1.0, workers=1)
-    images, labels = _paired_faces(400, DEMO_SIZE, seed=7)
-    keras.utils.set_random_seed(0)
-    model = create_model("cnn", DEMO_SIZE, conv_filters=[16, 32, 32], dense_units=[16], dropout=0.0,
-                         batch_norm=False, l2=0.0)
-    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
-    model.fit(images.astype("float32"), labels, epochs=8, batch_size=32, shuffle=False, verbose=0)
-    model.save(model_path)
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +37,8 @@ def pixels() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_model_dir(tmp_path_factory.getbasetemp())
+def demo_dir(explain_demo_dir: Path) -> Path:
+    return explain_demo_dir
 
 
 # ---------------------------------------------------------------------------------------------- registry, shapes

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_explain import demo_model_dir
 
 from fakelib import explore
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_model_dir(tmp_path_factory.getbasetemp())
+def demo_dir(explain_demo_dir: Path) -> Path:
+    return explain_demo_dir
 
 
 @pytest.fixture(scope="module")

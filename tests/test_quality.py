@@ -11,7 +11,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from test_explain import demo_model_dir
 
 from fakelib import quality
 from fakelib.__main__ import main
@@ -19,8 +18,8 @@ from fakelib.models import create_model, load_model
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_model_dir(tmp_path_factory.getbasetemp())
+def demo_dir(explain_demo_dir: Path) -> Path:
+    return explain_demo_dir
 
 
 @pytest.fixture(scope="module")
