@@ -29,7 +29,7 @@ run: install demo
 ## venv + install + every test (unit, notebook smoke tests through papermill, then nbval over the executed notebooks)
 test: install
 	rm -rf $(EXECUTED)
-	FAKELIB_EXECUTED=$(EXECUTED) $(PY) -m pytest tests
+	FAKELIB_EXECUTED_DIR=$(EXECUTED) $(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider $(EXECUTED)
 
 test-fast: install

@@ -12,6 +12,32 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def executed_dir() -> Path:
+    """Where notebook smoke tests keep executed copies for the nbval pass (`make test` sets the variable)."""
+    from fakelib import paths
+
+    return Path(os.environ.get("FAKELIB_EXECUTED_DIR", paths.ROOT / "build" / "executed"))
+
+
+def execute_notebook(name: str, parameters: dict, output: Path | None = None):
+    """Run notebooks/<name> through papermill with `parameters` into `output` (default: the executed dir).
+
+    Returns the executed notebook (nbformat). Copies kept in the executed dir are re-run by
+    `pytest --nbval-lax` afterwards, with the tiny parameters papermill injected.
+    """
+    import nbformat
+    import papermill
+
+    from fakelib import paths
+
+    output = output or executed_dir() / name
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(paths.NOTEBOOKS / name), str(output), parameters=parameters,
+                               kernel_name="python3", progress_bar=False, cwd=str(paths.ROOT),
+                               extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    return nbformat.read(str(output), as_version=4)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keep prepared caches out of the repository's data/cache during tests."""

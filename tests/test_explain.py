@@ -211,21 +211,15 @@ def test_grid_titles_name_layers_and_probabilities_and_png_is_written(tiny_model
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_explain_notebook_writes_its_figures_and_json(demo_dir, tmp_path):
-    import nbformat
-    import papermill
-
-    from fakelib import paths
+    from conftest import execute_notebook
 
     output_dir = tmp_path / "explain"
-    papermill.execute_notebook(
-        str(paths.NOTEBOOKS / "03_explain.ipynb"), str(tmp_path / "03_explain.ipynb"), kernel_name="python3",
-        progress_bar=False, cwd=str(paths.ROOT), extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        parameters={"model_path": str(demo_dir / "model.keras"), "data_dir": str(demo_dir / "data"),
-                    "output_dir": str(output_dir), "method": "layercam", "n_images": 4, "quality_limit": 12,
-                    "colormap": "viridis", "seed": 1})
+    executed = execute_notebook("03_explain.ipynb", {
+        "model_path": str(demo_dir / "model.keras"), "data_dir": str(demo_dir / "data"),
+        "output_dir": str(output_dir), "method": "layercam", "n_images": 4, "quality_limit": 12,
+        "colormap": "viridis", "seed": 1})
     for name in ("grid.png", "where_to_look.csv", "where_to_look.png", "quality.png", "explain.json"):
         assert (output_dir / name).is_file(), name
-    executed = nbformat.read(str(tmp_path / "03_explain.ipynb"), as_version=4)
     shown = [output for cell in executed.cells for output in cell.get("outputs", [])]
     assert sum("image/png" in output.get("data", {}) for output in shown) == 3  # grid, ranking, quality
     record = json.loads((output_dir / "explain.json").read_text(), parse_constant=pytest.fail)

@@ -121,24 +121,18 @@ def test_widgets_call_the_explorer(explorer, demo_dir):
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_explore_notebook_renders_the_verdict_for_an_example_image(experiment, demo_dir, tmp_path):
-    import nbformat
-    import papermill
-
-    from fakelib import paths
+    from conftest import execute_notebook
 
     example = next((demo_dir / "data" / "fake").glob("*.jpg"))
-    papermill.execute_notebook(
-        str(paths.NOTEBOOKS / "explore.ipynb"), str(tmp_path / "explore.ipynb"), kernel_name="python3",
-        progress_bar=False, cwd=str(paths.ROOT), extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        parameters={"model_path": str(experiment / "model.keras"), "experiments_dir": str(tmp_path / "none"),
-                    "example_image": str(example), "output_dir": str(tmp_path / "explore"), "method": "layercam",
-                    "opacity": 0.6})
+    executed = execute_notebook("explore.ipynb", {
+        "model_path": str(experiment / "model.keras"), "experiments_dir": str(tmp_path / "none"),
+        "example_image": str(example), "output_dir": str(tmp_path / "explore"), "method": "layercam",
+        "opacity": 0.6})
     record = json.loads((tmp_path / "explore" / "explore.json").read_text(), parse_constant=pytest.fail)
     assert record["ok"] and record["filename"] == example.name and record["method"] == "layercam"
     assert 0.0 <= record["probability"] <= 1.0 and record["threshold"] == pytest.approx(0.4)
     assert record["layers"] == ["conv1", "conv2", "conv3"]
     assert (tmp_path / "explore" / "example.png").is_file()
-    executed = nbformat.read(str(tmp_path / "explore.ipynb"), as_version=4)
     shown = [output for cell in executed.cells for output in cell.get("outputs", [])]
     assert any("image/png" in output.get("data", {}) for output in shown)
     assert any(record["message"] in output.get("text", "") for output in shown)
