@@ -15,6 +15,7 @@ Everything lives under one reports folder (default `reports/`):
 Errors are values: an experiment that fails for any reason (bad combination, out of memory, dead kernel, lost
 worker) becomes a `failed` row with a one-line error, and the sweep goes on. The row of an experiment being
 trained says `running`; a rerun treats `running` and `failed` as not done, so a killed sweep simply resumes.
+Reading these files back for the report (leaderboard, swept parameters) is `fakelib.report`.
 """
 
 from __future__ import annotations
@@ -39,18 +40,15 @@ from typing import Any
 
 from fakelib import paths
 from fakelib.config import KEY_SECTIONS, NON_RESULT_KEYS, ConfigError, ExperimentConfig, Params, load_params
+from fakelib.report import PARAMETER_KEYS, RESULTS_FILE, SUMMARY_FILE, test_metric_for
 
 TRAIN_NOTEBOOK = paths.NOTEBOOKS / "02_train.ipynb"
 EXPLAIN_NOTEBOOK = paths.NOTEBOOKS / "03_explain.ipynb"
 REPORT_NOTEBOOK = paths.NOTEBOOKS / "04_report.ipynb"
-RESULTS_FILE = "results.csv"
-SUMMARY_FILE = "sweep.json"
 RUN_FILE = "run.json"
 KERNEL = "python3"
 # Parameters the training notebook takes besides the experiment's own keys.
 NOTEBOOK_ONLY_PARAMETERS = ("output_dir",)
-# Result-relevant parameters, in config order: the parameter columns of results.csv.
-PARAMETER_KEYS = tuple(key for key in KEY_SECTIONS if key not in NON_RESULT_KEYS)
 RUN_COLUMNS = ("status", "error", "start", "duration", "threads", "param_count")
 BEST_FILES = ("model.keras", "metrics.json", "params.yaml", "history.csv", "curves.png", "confusion_matrix.png",
               "roc_pr.png")
@@ -76,12 +74,6 @@ def available_cores() -> int:
 def higher_is_better(metric: str) -> bool:
     """Every validation metric is a score except the loss."""
     return metric != "val_loss"
-
-
-def test_metric_for(metric: str) -> str:
-    """The test-set counterpart of a validation metric (the loss has none: ROC-AUC stands in)."""
-    candidate = "test_" + metric.removeprefix("val_")
-    return "test_roc_auc" if candidate == "test_loss" else candidate
 
 
 def one_line_error(error: BaseException, limit: int = ERROR_LIMIT) -> str:
@@ -717,80 +709,3 @@ def finalize(plan: SweepPlan, outcome: SweepOutcome | None = None, report: bool 
             summary["report"] = f"failed: {one_line_error(error)}"
     return summary
 
-
-# ------------------------------------------------------------------------------- reading back (for the report)
-
-
-def load_summary(reports_dir: str | Path) -> dict[str, Any]:
-    """The sweep.json of a reports folder."""
-    return json.loads((Path(reports_dir) / SUMMARY_FILE).read_text())
-
-
-def load_results(reports_dir: str | Path):
-    """results.csv as a pandas DataFrame (list-valued parameters stay JSON strings, handy as categories)."""
-    import pandas as pd
-
-    return pd.read_csv(Path(reports_dir) / RESULTS_FILE, dtype={"experiment_id": str, "error": str},
-                       keep_default_na=False, na_values=[""])
-
-
-def current_results(results, summary: Mapping[str, Any]):
-    """The rows of the latest sweep, in sweep order (results.csv may also hold older experiments)."""
-    order = {experiment_id: index for index, experiment_id in enumerate(summary["experiment_ids"])}
-    current = results[results["experiment_id"].isin(order)]
-    return current.sort_values("experiment_id", key=lambda column: column.map(order)).reset_index(drop=True)
-
-
-def swept_parameters(results, summary: Mapping[str, Any]) -> list[str]:
-    """Parameters that take more than one value in these rows: the swept keys first, then any other that varies."""
-    candidates = list(summary.get("swept", [])) + [key for key in PARAMETER_KEYS if key not in summary.get("swept", [])]
-    return [key for key in candidates if key in results and results[key].astype(str).nunique() > 1]
-
-
-def leaderboard(results, summary: Mapping[str, Any]):
-    """Finished experiments of the latest sweep, best first, with the swept parameters and test metrics beside."""
-    metric, test_metric = summary["metric"], summary.get("test_metric", test_metric_for(summary["metric"]))
-    done = current_results(results, summary)
-    done = done[done["status"] == "done"]
-    columns = ["experiment_id", *swept_parameters(done, summary), metric]
-    columns += [key for key in ("val_roc_auc", "val_average_precision", "val_f1", "val_accuracy", "val_loss",
-                                test_metric, "test_roc_auc", "test_average_precision", "test_accuracy", "test_f1",
-                                "test_f1_at_threshold", "param_count", "train_seconds", "epochs_run")
-                if key in done and key not in columns]
-    board = done.sort_values(metric, ascending=not summary.get("higher_is_better", True), kind="stable")[columns]
-    for key in ("param_count", "epochs_run"):  # integers, read as floats when a failed row left them empty
-        if key in board and board[key].notna().all():
-            board[key] = board[key].astype(int)
-    board.index = range(1, len(board) + 1)
-    return board
-
-
-def ordinal_codes(frame, columns: Sequence[str]) -> tuple[Any, dict[str, list[str]]]:
-    """Each column's values as positions in [0, 1] (numbers in numeric order, others as text), with the labels.
-
-    Returns:
-        (DataFrame of floats with the same index and columns, {column: labels in order}) for parallel coordinates.
-    """
-    import pandas as pd
-
-    codes, labels = pd.DataFrame(index=frame.index), {}
-    for column in columns:
-        values = frame[column].astype(str)
-        unique = sorted(values.unique(), key=_natural_key)
-        position = {value: (index / (len(unique) - 1) if len(unique) > 1 else 0.5) for index, value in enumerate(unique)}
-        codes[column] = values.map(position).astype(float)
-        labels[column] = unique
-    return codes, labels
-
-
-def _natural_key(text: str) -> tuple:
-    """Sort numbers numerically and JSON lists element-wise ([8, 16] before [16, 32] before [16, 32, 64])."""
-    try:
-        value = json.loads(text.lower() if text in ("True", "False") else text)
-    except ValueError:
-        return (2, 0, text)
-    if isinstance(value, list):
-        return (1, len(value), [float(item) if isinstance(item, (int, float)) else 0.0 for item in value])
-    if isinstance(value, (int, float)):
-        return (0, float(value), text)
-    return (2, 0, text)

@@ -1,4 +1,4 @@
-"""The experiment tracker (fakelib.sweep, run_all.py).
+"""The experiment tracker (fakelib.sweep, run_all.py) and the reading back of its results (fakelib.report).
 
 Fast tests drive the tracker with a fake runner (no kernel, no training); the slow ones run real tiny
 experiments through papermill: a sweep killed mid-experiment and resumed, a failing experiment among good ones,
@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fakelib import paths, sweep
+from fakelib import paths, report, sweep
 from fakelib.config import ConfigError
 
 RUN_ALL = paths.ROOT / "run_all.py"
@@ -46,7 +46,7 @@ def write_params(path: Path, sweep_values: dict, **sections) -> Path:
 
 
 def read_rows(reports: Path) -> dict[str, dict[str, str]]:
-    with (reports / sweep.RESULTS_FILE).open(newline="") as handle:
+    with (reports / report.RESULTS_FILE).open(newline="") as handle:
         return {row["experiment_id"]: row for row in csv.DictReader(handle)}
 
 
@@ -238,11 +238,11 @@ def test_leaderboard_and_ordinal_codes(tmp_path):
         "val_roc_auc": [0.7, 0.8, None, 0.99], "param_count": [10.0, 5.0, None, 1.0]})
     summary = {"metric": "val_roc_auc", "higher_is_better": True, "experiment_ids": ["a", "b", "c"],
                "swept": ["conv_filters", "dropout"]}
-    board = sweep.leaderboard(results, summary)
+    board = report.leaderboard(results, summary)
     assert board["experiment_id"].tolist() == ["b", "a"]  # older experiments outside the sweep are left out
     assert "conv_filters" in board and "dropout" not in board  # dropout does not vary among finished ones
     assert board["param_count"].tolist() == [5, 10]
-    codes, labels = sweep.ordinal_codes(results, ["conv_filters", "dropout"])
+    codes, labels = report.ordinal_codes(results, ["conv_filters", "dropout"])
     assert labels["conv_filters"] == ["[4]", "[8, 16]", "[16, 32]"] and labels["dropout"] == ["0.0", "0.1", "0.3"]
     assert codes["conv_filters"].tolist() == [1.0, 0.5, 0.5, 0.0]
 
@@ -354,7 +354,7 @@ def test_best_explain_and_report_follow_the_sweep(resumed_sweep):
     recorded = json.loads((reports / "report.json").read_text())
     assert recorded["best_experiment_id"] == best_id and recorded["n_done"] == 2 and recorded["n_failed"] == 1
     assert recorded["leaderboard"][0] == best_id
-    explain = json.loads((reports / sweep.SUMMARY_FILE).read_text())["explain"]
+    explain = json.loads((reports / report.SUMMARY_FILE).read_text())["explain"]
     if sweep.EXPLAIN_NOTEBOOK.is_file():
         assert explain["status"] == "done", explain["error"]
         assert recorded["explanations_shown"]
@@ -369,7 +369,7 @@ def test_two_workers_on_a_local_cluster_give_the_same_table_as_one(resumed_sweep
     assert {record["threads"] for record in outcome.records} == {1}
 
     def table(reports: Path) -> pd.DataFrame:
-        frame = sweep.load_results(reports).drop(columns=RUN_TIME_COLUMNS)
+        frame = report.load_results(reports).drop(columns=RUN_TIME_COLUMNS)
         return frame.sort_values("experiment_id").reset_index(drop=True)
 
     parallel, sequential = table(plan.reports_dir), table(resumed_sweep["reports"])
