@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import email.utils
 import io
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -27,11 +25,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib import robotparser
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
-import urllib3
 import yaml
 from bs4 import BeautifulSoup
 from PIL import Image
@@ -39,6 +35,7 @@ from tqdm.auto import tqdm
 
 from fakelib import __version__
 from fakelib.dedup import HashIndex, free_name, list_images, load_manifest_hashes, phash_hex, scan_folder
+from fakelib.fetch import NOAI_DIRECTIVES, Body, FetchContext, FetchSettings, fetch, is_http, new_session, short_error
 from fakelib.images import MAX_PIXELS, ImageError, fit_square, open_image, sha256_bytes
 
 if TYPE_CHECKING:
@@ -62,11 +59,6 @@ NOT_FAILURES = frozenset({"saved", "duplicate", "near_duplicate", "robots_disall
 # Content-Length to tell looks the same.
 FINAL_STATUSES = frozenset({"saved", "duplicate", "near_duplicate", "not_image", "empty", "too_large",
                             "too_many_pixels", "too_small", "noai"})
-IMAGE_TYPES = ("application/octet-stream", "binary/octet-stream", "")  # besides image/*: what CDNs send
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-NOAI_DIRECTIVES = frozenset({"noai", "noimageai"})
-MAX_REDIRECTS = 10
-ROBOTS_MAX_BYTES = 512_000  # RFC 9309 lets crawlers stop reading robots.txt at 500 KiB
 EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
               "TIFF": ".tif"}
 ENCODERS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png"), "webp": ("WEBP", ".webp")}
@@ -143,7 +135,7 @@ class ScrapeConfig:
             _check_number(key, getattr(self, key), positive)
         if not self.source.strip():
             raise ValueError("source must be a URL or a file of URLs, got ''")
-        if self.mode == "endpoint" and not _is_http(self.source):
+        if self.mode == "endpoint" and not is_http(self.source):
             raise ValueError(f"source must be an http(s) URL in endpoint mode, got {self.source!r}")
         if not self.user_agent.strip() or not self.selector.strip() or not self.attribute.strip():
             raise ValueError("user_agent, selector and attribute must not be empty")
@@ -168,9 +160,13 @@ def _check_number(key: str, value: object, positive: bool) -> None:
         raise ValueError(f"{key} must be a number {'> 0' if positive else '>= 0'}; got {value!r}")
 
 
-def _is_http(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+def fetch_settings(config: ScrapeConfig) -> FetchSettings:
+    """The part of `config` the fetch layer needs: identity, politeness, retries and limits of one download."""
+    return FetchSettings(
+        user_agent=config.user_agent, rate=config.rate, timeout=config.timeout, max_bytes=config.max_bytes,
+        retries=config.retries, backoff=config.backoff, max_retry_after=config.max_retry_after,
+        respect_robots=config.respect_robots,
+    )
 
 
 @dataclass
@@ -196,304 +192,6 @@ class Attempt:
         if http_status is not None:
             self.http_status = http_status
         return self
-
-
-@dataclass
-class Body:
-    """A fetched response body with the facts the checks need."""
-
-    data: bytes
-    url: str  # after redirects: the base of a page's relative links
-
-
-# ----------------------------------------------------------------------------------------------- pacing and robots
-
-
-class RateLimiter:
-    """Spaces requests `1 / rate` seconds apart across all threads; `pause` holds back every later request."""
-
-    def __init__(self, rate: float):
-        self._interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until this caller's slot; False when `stop` was set meanwhile."""
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self._interval
-        return not stop.wait(slot - now) if slot > now else not stop.is_set()
-
-    def pause(self, seconds: float) -> None:
-        """Let no request start in the next `seconds` (a server asked us to back off)."""
-        with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
-
-
-class Pacer:
-    """The global rate limit plus one limiter per host that asked for a Crawl-delay in its robots.txt."""
-
-    def __init__(self, rate: float):
-        self.limiter = RateLimiter(rate)
-        self._hosts: dict[str, RateLimiter] = {}
-        self._lock = threading.Lock()
-
-    def set_crawl_delay(self, origin: str, seconds: float) -> None:
-        """Space requests to `origin` at least `seconds` apart."""
-        with self._lock:
-            self._hosts.setdefault(origin, RateLimiter(1.0 / seconds))
-
-    def wait(self, url: str, stop: threading.Event) -> bool:
-        """Block until a request to `url` may start; False when `stop` was set meanwhile."""
-        with self._lock:
-            host = self._hosts.get(_origin(url))
-        return self.limiter.wait(stop) and (host is None or host.wait(stop))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-class RobotsCache:
-    """Fetches each host's robots.txt once (through the rate limit) and answers whether a URL may be fetched."""
-
-    def __init__(self, config: ScrapeConfig, pacer: Pacer):
-        self._config = config
-        self._pacer = pacer
-        self._parsers: dict[str, tuple[robotparser.RobotFileParser, str]] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def check(self, url: str, session: requests.Session, stop: threading.Event) -> str:
-        """Return '' when `url` may be fetched, else why not."""
-        if not self._config.respect_robots:
-            return ""
-        origin = _origin(url)
-        with self._lock:
-            origin_lock = self._locks.setdefault(origin, threading.Lock())
-        with origin_lock:  # one fetch per host, other hosts are not held up
-            if origin not in self._parsers:
-                self._parsers[origin] = self._fetch(origin, session, stop)
-        parser, note = self._parsers[origin]
-        if parser.can_fetch(self._config.user_agent, url):
-            return ""
-        return f"robots.txt of {origin} disallows it" + (f" ({note})" if note else "")
-
-    def _fetch(self, origin: str, session: requests.Session, stop: threading.Event
-               ) -> tuple[robotparser.RobotFileParser, str]:
-        parser = robotparser.RobotFileParser(origin + "/robots.txt")
-        try:
-            if not self._pacer.wait(origin, stop):
-                raise requests.ConnectionError("stopped")
-            with session.get(parser.url, timeout=self._config.timeout, stream=True) as response:
-                code = response.status_code
-                text = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True) if code < 400 else b""
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-            parser.disallow_all = True  # unreachable: assume the worst until a later run can read it
-            return parser, f"robots.txt unreachable: {type(error).__name__}"
-        if code in (401, 403) or code >= 500:
-            parser.disallow_all = True
-            return parser, f"robots.txt answered HTTP {code}"
-        if code >= 400:
-            parser.allow_all = True
-            return parser, ""
-        parser.parse(text.decode("utf-8", errors="replace").splitlines())
-        delay = parser.crawl_delay(self._config.user_agent)
-        if delay:
-            self._pacer.set_crawl_delay(origin, float(delay))
-        return parser, ""
-
-
-# -------------------------------------------------------------------------------------------------------- fetching
-
-
-class _Retry(Exception):
-    """Raised inside one try when the request may succeed if tried again later."""
-
-    def __init__(self, status: str, message: str, http_status: int | None = None, delay: float | None = None):
-        super().__init__(message)
-        self.status, self.message, self.http_status, self.delay = status, message, http_status, delay
-
-
-class _Refused(Exception):
-    """Raised inside one try when the response is judged and refused; trying again would not help."""
-
-    def __init__(self, status: str, message: str, http_status: int | None = None):
-        super().__init__(message)
-        self.status, self.message, self.http_status = status, message, http_status
-
-
-def new_session(config: ScrapeConfig) -> requests.Session:
-    """A session with the identifying User-Agent, no automatic retries (ours are paced) and a small pool."""
-    session = requests.Session()
-    session.headers["User-Agent"] = config.user_agent
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def fetch(url: str, attempt: Attempt, expect: str, context: _Context, session: requests.Session) -> Body | None:
-    """Download `url`, retrying connection errors, 5xx and 429 with backoff; None when `attempt` records a failure.
-
-    Args:
-        url: http(s) URL.
-        attempt: receives the HTTP code, the retry count and, on failure, the status and message.
-        expect: `image` or `html`: which content types are accepted.
-        context: the run's shared state (config, pacer, robots, stop event).
-        session: this worker's session.
-    """
-    config = context.config
-    for number in range(config.retries + 1):
-        attempt.retries = number
-        try:
-            body = _fetch_once(url, attempt, expect, context, session)
-            attempt.status = ""
-            attempt.message = f"succeeded on retry {number}; before: {attempt.message}" if number else ""
-            return body
-        except _Refused as refused:
-            attempt.fail(refused.status, refused.message, refused.http_status)
-            return None
-        except _Retry as retry:
-            attempt.fail(retry.status, retry.message, retry.http_status)
-            if number == config.retries:
-                break
-            delay = retry.delay if retry.delay is not None else config.backoff * 2**number * (1 + random.random())
-            if retry.delay is not None:
-                context.pacer.limiter.pause(delay)  # the server asked everyone to slow down, not just this worker
-            if context.stop.wait(delay):
-                break
-    if attempt.retries:
-        attempt.message += f" (after {attempt.retries} retries)"
-    return None
-
-
-def _fetch_once(url: str, attempt: Attempt, expect: str, context: _Context, session: requests.Session) -> Body:
-    response = _follow_redirects(url, context, session)
-    with response:
-        attempt.http_status = response.status_code
-        _check_status(response, context.config)
-        _check_headers(response, expect, context.config)
-        data = _read_body(response, context.config)
-        return Body(data, response.url)
-
-
-def _follow_redirects(url: str, context: _Context, session: requests.Session) -> requests.Response:
-    """GET `url`, following redirects by hand so each hop is paced, checked against robots.txt and loop-checked."""
-    seen = {url}
-    for _ in range(MAX_REDIRECTS + 1):
-        if not _is_http(url):
-            raise _Refused("invalid_url", f"not an http(s) URL: {url[:200]}")
-        reason = context.robots.check(url, session, context.stop)
-        if reason:
-            raise _Refused("robots_disallowed", reason)
-        if not context.pacer.wait(url, context.stop):
-            raise _Refused("stopped", "run stopped before the request")
-        response = _get(url, context.config, session)
-        if not response.is_redirect:
-            return response
-        response.close()
-        url = urljoin(url, response.headers["Location"])
-        if url in seen:
-            raise _Refused("redirect_loop", f"redirect loop back to {url[:200]}", response.status_code)
-        seen.add(url)
-    raise _Refused("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
-
-
-def _get(url: str, config: ScrapeConfig, session: requests.Session) -> requests.Response:
-    try:
-        return session.get(url, timeout=config.timeout, stream=True, allow_redirects=False)
-    except requests.ConnectionError as error:  # includes connect timeouts: the server never got the request
-        raise _Retry("connection_error", _short(error)) from None
-    except requests.Timeout as error:
-        raise _Refused("timeout", f"no response within {config.timeout:g} s: {_short(error)}") from None
-    except requests.RequestException as error:
-        raise _Refused("invalid_url", _short(error)) from None
-
-
-def _check_status(response: requests.Response, config: ScrapeConfig) -> None:
-    code = response.status_code
-    if code in (429, 503) and "Retry-After" in response.headers:
-        delay = _retry_after(response.headers["Retry-After"])
-        if delay is None or delay > config.max_retry_after:
-            raise _Refused("http_error", f"HTTP {code}, Retry-After {response.headers['Retry-After']!r} "
-                                         f"beyond the {config.max_retry_after:g} s cap", code)
-        raise _Retry("http_error", f"HTTP {code}, Retry-After {delay:g} s", code, delay)
-    if code >= 500 or code == 429:
-        raise _Retry("http_error", f"HTTP {code} {response.reason}", code)
-    if code >= 300 or code < 200:
-        raise _Refused("http_error", f"HTTP {code} {response.reason}", code)
-
-
-def _retry_after(value: str) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None when unreadable."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
-
-
-def _check_headers(response: requests.Response, expect: str, config: ScrapeConfig) -> None:
-    if noai_directives(response.headers.get("X-Robots-Tag", ""), config.user_agent):
-        raise _Refused("noai", f"X-Robots-Tag: {response.headers['X-Robots-Tag']}")
-    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if expect == "image":
-        accepted = content_type.startswith("image/") or content_type in IMAGE_TYPES
-    else:
-        accepted = content_type in HTML_TYPES or content_type == ""
-    if not accepted:
-        wanted = "an image" if expect == "image" else "an HTML page"
-        status = "not_image" if expect == "image" else "not_html"
-        raise _Refused(status, f"content type {content_type!r} is not {wanted}")
-    length = response.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > config.max_bytes:
-        raise _Refused("too_large", f"Content-Length {length} exceeds {config.max_bytes} bytes")
-
-
-def noai_directives(header: str, user_agent: str) -> set[str]:
-    """The `noai` / `noimageai` directives of an X-Robots-Tag value that apply to us (all bots, or our product)."""
-    product = user_agent.split("/")[0].strip().lower()
-    found = set()
-    for part in header.split(","):
-        bot, _, directive = part.rpartition(":")
-        if (not bot.strip() or bot.strip().lower() == product) and directive.strip().lower() in NOAI_DIRECTIVES:
-            found.add(directive.strip().lower())
-    return found
-
-
-def _read_body(response: requests.Response, config: ScrapeConfig) -> bytes:
-    """Stream the body, stopping as soon as it exceeds `max_bytes` or takes longer than `timeout` in all."""
-    deadline = time.monotonic() + config.timeout
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        for chunk in response.iter_content(chunk_size=65536):
-            total += len(chunk)
-            if total > config.max_bytes:
-                raise _Refused("too_large", f"body exceeds {config.max_bytes} bytes (stopped reading)")
-            if time.monotonic() > deadline:
-                raise _Refused("timeout", f"body took longer than {config.timeout:g} s")
-            chunks.append(chunk)
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
-        if "Read timed out" in str(error):
-            raise _Refused("timeout", f"body stalled for {config.timeout:g} s") from None
-        raise _Retry("connection_error", f"connection dropped before the body was complete: {_short(error)}") from None
-    except requests.RequestException as error:
-        raise _Refused("connection_error", _short(error)) from None
-    return b"".join(chunks)
-
-
-def _short(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # ------------------------------------------------------------------------------------------- judging and writing
@@ -703,7 +401,7 @@ def _urls_from_rows(rows: list[list[str]]) -> list[str]:
         if name in header:
             column = header.index(name)
             return [row[column].strip() for row in rows[1:] if len(row) > column and row[column].strip()]
-    found = (next((cell.strip() for cell in row if _is_http(cell.strip())), "") for row in rows)
+    found = (next((cell.strip() for cell in row if is_http(cell.strip())), "") for row in rows)
     return [url for url in found if url]
 
 
@@ -747,7 +445,7 @@ def _tasks(config: ScrapeConfig, skip: set[str]) -> Iterator[tuple[str, str]]:
         yield from (("image", url) for url in read_url_list(Path(config.source)) if url not in skip)
     else:
         source = Path(config.source)
-        pages = read_url_list(source) if not _is_http(config.source) else [config.source]
+        pages = read_url_list(source) if not is_http(config.source) else [config.source]
         yield from (("page", url) for url in pages)
 
 
@@ -850,8 +548,7 @@ class _Context:
     """What every worker shares during one run."""
 
     config: ScrapeConfig
-    pacer: Pacer
-    robots: RobotsCache
+    fetching: FetchContext
     index: HashIndex
     manifest: Manifest
     scheduler: _Scheduler
@@ -859,7 +556,7 @@ class _Context:
 
 
 def _worker(context: _Context) -> None:
-    session = new_session(context.config)
+    session = new_session(context.config.user_agent)
     try:
         while (task := context.scheduler.next_task()) is not None:
             attempt, found = _run_task(task, context, session)
@@ -874,7 +571,7 @@ def _run_task(task: tuple[str, str], context: _Context, session: requests.Sessio
     kind, url = task
     attempt = Attempt(url)
     try:
-        body = fetch(url, attempt, "html" if kind == "page" else "image", context, session)
+        body = fetch(url, attempt, "html" if kind == "page" else "image", context.fetching, session)
         if body is None:
             return attempt, []
         if kind == "image":
@@ -889,7 +586,7 @@ def _run_task(task: tuple[str, str], context: _Context, session: requests.Sessio
             attempt.status, attempt.message = "page", f"{len(found)} image URLs"
         return attempt, found
     except Exception as error:  # errors as values: one bad response never ends the run; the row says what broke
-        attempt.fail("error", f"{type(error).__name__}: {_short(error)}")
+        attempt.fail("error", f"{type(error).__name__}: {short_error(error)}")
         return attempt, []
 
 
@@ -913,7 +610,7 @@ def scrape(config: ScrapeConfig, stop: threading.Event | None = None) -> dict:
         ValueError: another scrape is writing to the folder, or its manifest has foreign columns.
     """
     stop = stop or threading.Event()
-    if config.mode != "endpoint" and not _is_http(config.source) and not Path(config.source).is_file():
+    if config.mode != "endpoint" and not is_http(config.source) and not Path(config.source).is_file():
         raise FileNotFoundError(f"no such URL list: {config.source}")
     config.output_dir.mkdir(parents=True, exist_ok=True)
     with _folder_lock(config.output_dir):
@@ -931,8 +628,8 @@ def _run(config: ScrapeConfig, index: HashIndex, saved: int, skip: set[str], man
                desc="saved", dynamic_ncols=True)
     manifest = Manifest(manifest_path)
     scheduler = _Scheduler(config, _tasks(config, skip), saved, skip, stop, bar)
-    pacer = Pacer(config.rate)
-    context = _Context(config, pacer, RobotsCache(config, pacer), index, manifest, scheduler, stop)
+    fetching = FetchContext.create(fetch_settings(config), stop)
+    context = _Context(config, fetching, index, manifest, scheduler, stop)
     started = time.perf_counter()
     try:
         interrupted = _run_workers(context)

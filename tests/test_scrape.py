@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from fakelib import fetch as fetch_module
 from fakelib import scrape as scrape_module
 from fakelib.__main__ import main
 from fakelib.dedup import hamming, phash_hex
+from fakelib.fetch import noai_directives
 from fakelib.images import is_image_path, open_image, sha256_bytes
-from fakelib.scrape import (DEFAULT_USER_AGENT, MANIFEST_FIELDS, ScrapeConfig, extract_image_urls,
-                            noai_directives, read_manifest, read_url_list, scrape)
+from fakelib.scrape import (DEFAULT_USER_AGENT, MANIFEST_FIELDS, ScrapeConfig, extract_image_urls, read_manifest,
+                            read_url_list, scrape)
 from scrape_server import ScrapeServer, image_bytes
 
 pytestmark = pytest.mark.timeout(60)
@@ -386,6 +388,6 @@ def test_x_robots_tag_directives(header, expected):
 
 
 def test_retry_after_reads_seconds_and_dates():
-    assert scrape_module._retry_after("3") == 3.0
-    assert scrape_module._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
-    assert scrape_module._retry_after("soon") is None
+    assert fetch_module._retry_after("3") == 3.0
+    assert fetch_module._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
+    assert fetch_module._retry_after("soon") is None
