@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
@@ -30,6 +31,7 @@ def plot_history(history: pd.DataFrame, path: str | Path | None = None) -> plt.F
             if prefix + key in history:
                 axis.plot(epochs, history[prefix + key], style, label=("validation " if prefix else "train ") + key)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(key)
         axis.grid(alpha=0.3)
         axis.legend()
