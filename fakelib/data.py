@@ -139,9 +139,7 @@ def _decode(root: Path, relpath: str, size: int, quality: int) -> tuple[np.ndarr
     """Decode one file to (size, size, 3) uint8; returns (array or None, sha256 or '', error reason or '')."""
     try:
         data = (root / relpath).read_bytes()
-        array = imagelib.load_array(data, size=size, min_size=MIN_SIDE)
-        if quality:
-            array = imagelib.load_array(imagelib.encode_jpeg(array, quality))
+        array = imagelib.load_array(data, size=size, min_size=MIN_SIDE, equalize_quality=quality)
         return array, imagelib.sha256_bytes(data), ""
     except imagelib.ImageError as error:
         return None, "", f"{error.reason}: {error}"

@@ -102,11 +102,18 @@ def encode_jpeg(image: Image.Image | np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def load_array(source: str | Path | bytes, size: int | None = None, min_size: int = 1) -> np.ndarray:
-    """Decode `source` to a (height, width, 3) uint8 array, square-fitted to `size` when given."""
+def load_array(source: str | Path | bytes, size: int | None = None, min_size: int = 1,
+               equalize_quality: int = 0) -> np.ndarray:
+    """Decode `source` to a (height, width, 3) uint8 array, square-fitted to `size` when given.
+
+    `equalize_quality` > 0 re-encodes the fitted image as JPEG at that quality and decodes it again, the
+    equalization that training, evaluation and explanation must all apply the same way.
+    """
     image = open_image(source, min_size=min_size)
     if size is not None:
         image = fit_square(image, size)
+    if equalize_quality:
+        image = Image.open(io.BytesIO(encode_jpeg(image, equalize_quality))).convert("RGB")
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -50,10 +50,7 @@ class Predictor:
 
     def prepare(self, source: str | Path | bytes) -> np.ndarray:
         """Decode one image to the model's (size, size, 3) uint8 input, equalized like training."""
-        array = imagelib.load_array(source, size=self.image_size)
-        if self.equalize_quality:
-            array = imagelib.load_array(imagelib.encode_jpeg(array, self.equalize_quality))
-        return array
+        return imagelib.load_array(source, size=self.image_size, equalize_quality=self.equalize_quality)
 
     def predict_arrays(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(n,) probability of fake for (n, size, size, 3) pixel arrays, predicted in batches."""

@@ -129,9 +129,7 @@ def load_sample(data_dir: str | Path, size: int, per_class: int | None = None, s
     images, label_ids, masks, has_mask, relpaths, errors = [], [], [], [], [], []
     for row in rows:
         try:
-            image = imagelib.load_array(root / row["relpath"], size)
-            if equalize_quality:
-                image = imagelib.load_array(imagelib.encode_jpeg(image, equalize_quality))
+            image = imagelib.load_array(root / row["relpath"], size, equalize_quality=equalize_quality)
             mask_relpath = row.get("mask_relpath") or ""
             mask = read_mask(root / mask_relpath, size) if mask_relpath else np.zeros((size, size), bool)
         except imagelib.ImageError as error:
