@@ -415,10 +415,9 @@ def compute_cams_per_layer(model: keras.Model, images: np.ndarray, method: str =
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(batch,) `p_fake` of raw-pixel images, without gradients."""
-    pixels = _as_batch(model, images)
-    outputs = [np.asarray(model(pixels[start:start + batch_size], training=False)).reshape(-1)
-               for start in range(0, len(pixels), batch_size)]
-    return np.concatenate(outputs).astype(np.float32)
+    from fakelib.models import predict_probabilities as predict
+
+    return predict(model, _as_batch(model, images), batch_size)
 
 
 def load_images(model: keras.Model, sources: Sequence[str | Path | bytes] | str | Path | bytes) -> np.ndarray:

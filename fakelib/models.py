@@ -120,6 +120,18 @@ def conv_layer_names(model: keras.Model) -> list[str]:
     return names
 
 
+def predict_probabilities(model: keras.Model, images, batch_size: int = 64):
+    """(n,) float32 `p_fake` for (n, size, size, 3) raw pixels, one batch at a time.
+
+    Slicing per batch keeps memory at one batch even for a memory-mapped uint8 cache.
+    """
+    import numpy as np
+
+    outputs = [np.asarray(model(np.asarray(images[start:start + batch_size], dtype=np.float32), training=False))
+               .reshape(-1) for start in range(0, len(images), batch_size)]
+    return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(0, np.float32)
+
+
 def load_model(path: str | Path) -> keras.Model:
     """Load a `.keras` model with `safe_mode=True` (no arbitrary code), with a one-line error for a bad path.
 

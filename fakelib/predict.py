@@ -54,11 +54,9 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(n,) probability of fake for (n, size, size, 3) pixel arrays, predicted in batches."""
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
-            outputs.append(np.asarray(self.model(batch, training=False)).reshape(-1))
-        return np.concatenate(outputs) if outputs else np.zeros(0, np.float32)
+        from fakelib.models import predict_probabilities
+
+        return predict_probabilities(self.model, images, batch_size)
 
     def predict_file(self, path: str | Path) -> dict:
         """One JSON-ready row: `path`, `p_fake`, `label`, or `path`, `error` for an unusable file."""

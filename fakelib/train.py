@@ -66,9 +66,11 @@ def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int
     import keras
     from sklearn.metrics import log_loss, roc_auc_score
 
+    from fakelib.models import predict_probabilities
+
     class ValidationScores(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = np.clip(_predict(self.model, images, batch_size), 1e-7, 1 - 1e-7)
+            probabilities = np.clip(predict_probabilities(self.model, images, batch_size), 1e-7, 1 - 1e-7)
             logs = logs if logs is not None else {}
             logs["val_auc"] = float(roc_auc_score(labels, probabilities))
             logs["val_loss"] = float(log_loss(labels, probabilities, labels=[0, 1]))
@@ -155,23 +157,17 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     return metrics
 
 
-def _predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    from fakelib.data import make_dataset
-
-    dataset = make_dataset(images, np.zeros(len(images), np.int64), batch_size)
-    return np.asarray(model.predict(dataset.map(lambda pixels, _: pixels), verbose=0)).reshape(-1)
-
-
 def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, history: dict,
               train_seconds: float) -> tuple[dict, dict]:
     """Flat metrics (validation scores, test at 0.5 and at the validation-chosen threshold, run facts),
     and the (labels, probabilities) of validation and test for the figures."""
     from fakelib import metrics as metriclib
+    from fakelib.models import predict_probabilities
 
     val_images, val_labels = splits["val"]
     test_images, test_labels = splits["test"]
-    val_probabilities = _predict(model, val_images, batch_size)
-    test_probabilities = _predict(model, test_images, batch_size)
+    val_probabilities = predict_probabilities(model, val_images, batch_size)
+    test_probabilities = predict_probabilities(model, test_images, batch_size)
     threshold = metriclib.choose_threshold(val_labels, val_probabilities)
     val = metriclib.binary_metrics(val_labels, val_probabilities)
     test = metriclib.binary_metrics(test_labels, test_probabilities)
