@@ -13,6 +13,7 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
+import scipy.fftpack  # noqa: F401  imagehash.phash imports it on first use: 0.7 s that would stall a running scrape
 from PIL import Image
 
 from fakelib.images import MAX_PIXELS, ImageError, is_image_path, open_image, sha256_bytes

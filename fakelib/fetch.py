@@ -219,9 +219,35 @@ class _Refused(Exception):
         self.status, self.message, self.http_status = status, message, http_status
 
 
+class _Session(requests.Session):
+    """A `requests.Session` that reads proxy and CA-bundle settings from the environment once per origin.
+
+    `requests` re-reads the whole environment (proxies, no_proxy, REQUESTS_CA_BUNDLE) on every request: 2-3 ms
+    of pure Python per image in our profile of 16 workers, the largest single cost of a download and all of it
+    under the GIL. The environment does not change during a run, so the merged settings are cached per origin
+    and per-request arguments; the semantics (no_proxy per host, CA bundles) stay those of requests.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple, dict] = {}
+        self._environment_lock = threading.Lock()
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify, cert)
+        with self._environment_lock:
+            cached = self._environment.get(key)
+        if cached is None:
+            cached = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            with self._environment_lock:
+                self._environment[key] = cached
+        return {**cached, "proxies": dict(cached["proxies"])}  # requests may modify what it gets
+
+
 def new_session(user_agent: str) -> requests.Session:
     """A session with the identifying User-Agent, no automatic retries (ours are paced) and a small pool."""
-    session = requests.Session()
+    session = _Session()
     session.headers["User-Agent"] = user_agent
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
     session.mount("http://", adapter)

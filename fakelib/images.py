@@ -50,6 +50,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, min_size: int = 1) -> Image.Image:
     """Open and fully decode an image from a path or bytes, returning it in RGB.
 
+    The returned image's `format` is that of the source ("JPEG", "PNG", ...), so callers need not open it twice.
+
     Raises:
         ImageError: reason is one of `empty`, `not_image`, `truncated`, `too_many_pixels`, `too_small`, `unreadable`.
     """
@@ -77,7 +79,9 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, min_siz
         raise ImageError("truncated", f"corrupt or truncated image: {error}") from None
     if min(image.size) < min_size:
         raise ImageError("too_small", f"{image.size[0]}x{image.size[1]} is smaller than {min_size} px")
-    return to_rgb(image)
+    rgb = to_rgb(image)
+    rgb.format = image.format
+    return rgb
 
 
 def fit_square(image: Image.Image, size: int) -> Image.Image:

@@ -230,7 +230,7 @@ def decode(data: bytes, config: ScrapeConfig) -> tuple[Image.Image, str]:
         ImageError: see `images.open_image`.
     """
     image = open_image(data, max_pixels=config.max_pixels, min_size=config.min_size)
-    return image, Image.open(io.BytesIO(data)).format or ""  # header only; size already checked
+    return image, image.format or ""
 
 
 def encode(data: bytes, image: Image.Image, source_format: str, config: ScrapeConfig

@@ -393,3 +393,27 @@ def test_retry_after_reads_seconds_and_dates():
     assert fetch_module._retry_after("3") == 3.0
     assert fetch_module._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
     assert fetch_module._retry_after("soon") is None
+
+
+def test_session_reads_the_environment_once_per_origin_and_keeps_no_proxy(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    calls = []
+    original = fetch_module.requests.sessions.get_environ_proxies
+    monkeypatch.setattr(fetch_module.requests.sessions, "get_environ_proxies",
+                        lambda url, no_proxy=None: calls.append(url) or original(url, no_proxy=no_proxy))
+    session = fetch_module.new_session("test-agent")
+
+    def proxies(url):
+        return session.merge_environment_settings(url, {}, True, None, None)["proxies"]
+
+    assert proxies("http://example.com/a.png")["http"] == "http://proxy.invalid:3128"
+    proxies("http://example.com/b.png")["http"] = "changed by requests"  # a caller's change must not leak back
+    assert proxies("http://example.com/c.png")["http"] == "http://proxy.invalid:3128"
+    assert "http" not in proxies("http://127.0.0.1:8000/a.png")  # no_proxy still holds per host
+    assert calls == ["http://example.com/a.png", "http://127.0.0.1:8000/a.png"]
+
+
+def test_open_image_reports_the_source_format():
+    assert open_image(image_bytes(1, "JPEG")).format == "JPEG"
+    assert open_image(image_bytes(1, "PNG")).format == "PNG"
