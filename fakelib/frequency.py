@@ -6,7 +6,9 @@ Both models look at how pixels relate to their neighbours rather than at what th
   azimuthal average of the log power spectrum, then logistic regression (standardization + one sigmoid unit).
 * `npr` feeds a small CNN with the neighbouring-pixel residual of the NPR work (Tan et al., CVPR 2024):
   the image minus its nearest-neighbour down-then-up-sampled copy, which cancels image content and keeps the
-  local correlations that a generator's up-sampling layers leave behind.
+  local correlations that a generator's up-sampling layers leave behind. The residual is then unshuffled
+  (space-to-depth): each 2 x 2 block becomes one position with the block's four phases as channels, so the
+  first convolution sees the up-sampling grid's phases as separate inputs, at a quarter of the positions.
 
 Both layers are registered Keras serializables with `get_config`, so the models save and load as `.keras` files
 with `safe_mode=True`, and both take the shared raw-pixel input of `fakelib.models`.
@@ -115,6 +117,41 @@ class NearestResidual(layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
+@keras.saving.register_keras_serializable(package="fakelib")
+class PixelUnshuffle(layers.Layer):
+    """Space-to-depth: (batch, h, w, c) -> (batch, h // f, w // f, c * f * f), lossless for even sides.
+
+    Channel `(dy * f + dx) * c + k` of output position (i, j) is input channel k at pixel (f*i + dy, f*j + dx),
+    the layout of `tf.nn.space_to_depth`. A trailing row or column that does not fill a block is dropped.
+    Written with reshape and transpose so it runs on every Keras backend.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        if int(factor) < 2:
+            raise ValueError(f"factor = {factor!r} is not allowed; expected an integer >= 2")
+        self.factor = int(factor)
+
+    def build(self, input_shape):
+        self._shape = tuple(int(dim) for dim in input_shape[1:])  # static: tf.data can hide the spatial dims
+
+    def call(self, inputs):
+        factor = self.factor
+        height, width, channels = self._shape
+        rows, columns = height // factor, width // factor
+        x = inputs[:, :rows * factor, :columns * factor, :]
+        x = ops.reshape(x, (-1, rows, factor, columns, factor, channels))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # (batch, rows, columns, dy, dx, channels)
+        return ops.reshape(x, (-1, rows, columns, factor * factor * channels))
+
+    def compute_output_shape(self, input_shape):
+        factor = self.factor
+        return (input_shape[0], input_shape[1] // factor, input_shape[2] // factor, input_shape[3] * factor**2)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 @register_model("spectrum")
 def build_spectrum(image_size: int, l2: float = 1e-4) -> keras.Model:
     """Durall et al.'s baseline: 1-D log power spectrum, standardized, then logistic regression.
@@ -134,16 +171,18 @@ def build_spectrum(image_size: int, l2: float = 1e-4) -> keras.Model:
 def build_npr(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
               kernel_sizes: Sequence[int] | int = 3, pooling: str = "max", batch_norm: bool = True,
               dropout: float = 0.3, dense_units: Sequence[int] = (64,), l2: float = 1e-4) -> keras.Model:
-    """The NPR-style detector: neighbouring-pixel residual -> the shared conv blocks -> global pooling -> head.
+    """The NPR-style detector: neighbouring-pixel residual -> unshuffle -> the shared conv blocks -> pooling -> head.
 
     Works best when images reach the model at their native resolution: any resampling before it (resize,
-    crop-and-resize augmentation) blurs the up-sampling traces the residual isolates.
+    crop-and-resize augmentation) blurs the up-sampling traces the residual isolates. The unshuffle halves the
+    side before the first convolution, so a 256 px input costs the conv blocks what a 128 px one costs `cnn`.
     """
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(conv_filters)
     inputs = image_input(image_size)
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     x = NearestResidual(2, name="npr")(x)
+    x = PixelUnshuffle(2, name="unshuffle")(x)
     x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="npr")

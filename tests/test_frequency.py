@@ -83,3 +83,21 @@ def test_model_trains_a_step(name):
 def test_npr_has_named_conv_layers_for_explanations():
     model = models.create_model("npr", image_size=32, **TINY)
     assert models.conv_layer_names(model) == ["conv1", "conv2"]
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_unshuffle_matches_tensorflow_space_to_depth(size):
+    import tensorflow as tf
+
+    images = pixels(size, count=2)
+    even = images[:, : size - size % 2, : size - size % 2]
+    np.testing.assert_array_equal(np.asarray(frequency.PixelUnshuffle(2)(images)),
+                                  tf.nn.space_to_depth(even, 2).numpy())
+    with pytest.raises(ValueError, match="factor"):
+        frequency.PixelUnshuffle(1)
+
+
+def test_npr_feeds_the_residual_phases_to_the_first_convolution():
+    model = models.create_model("npr", image_size=32, **TINY)
+    assert model.get_layer("unshuffle").output.shape[1:] == (16, 16, 12)
+    assert model.get_layer("conv1").output.shape[1:3] == (16, 16)
