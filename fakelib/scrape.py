@@ -673,7 +673,7 @@ def _summary(config: ScrapeConfig, scheduler: _Scheduler, elapsed: float, manife
         "target": config.count, "images_before": scheduler.saved_before, "images": scheduler.saved,
         "saved": saved_now, "attempts": sum(scheduler.statuses.values()),
         "statuses": dict(sorted(scheduler.statuses.items())),
-        "elapsed_s": round(elapsed, 3), "images_per_s": round(saved_now / elapsed, 3) if elapsed > 0 else 0.0,
+        "elapsed_s": round(elapsed, 4), "images_per_s": round(saved_now / elapsed, 3) if elapsed > 0 else 0.0,
         "stop_reason": scheduler.stop_reason,
         "message": scheduler.message or messages.get(scheduler.stop_reason, ""),
         "output_dir": str(config.output_dir), "manifest": str(manifest_path),

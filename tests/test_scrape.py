@@ -194,13 +194,14 @@ def test_killed_run_resumes_without_downloading_saved_images_again(tmp_path):
 def test_ctrl_c_finishes_requests_in_flight_and_prints_the_summary(tmp_path):
     with ScrapeServer() as server:
         command = [sys.executable, "-m", "fakelib", "scrape", "--mode", "endpoint", "--count", "500", "--out",
-                   str(tmp_path), "--workers", "4", "--rate", "20", "--no-progress", server.url("/face")]
+                   str(tmp_path), "--workers", "4", "--rate", "20", "--timeout", "2", "--no-progress",
+                   server.url("/face")]  # 2 s: a stalled request in flight must not outlast communicate()
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 40
         while _saved_rows(tmp_path) < 3 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
         process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=20)
+        out, _ = process.communicate(timeout=30)
     summary = json.loads(out)
     assert process.returncode == 130 and summary["stop_reason"] == "interrupted"
     assert summary["attempts"] == len(read_manifest(tmp_path / "manifest.csv")) == summary["statuses"]["saved"]

@@ -39,6 +39,7 @@ def test_notebook_scrapes_a_local_endpoint(tmp_path):
     summary = json.loads((output_dir / "scrape_summary.json").read_text())
     assert summary["stop_reason"] == "target_reached" and summary["images"] == 5
     assert summary["statuses"] == {"saved": 5, "duplicate": 4, "near_duplicate": 4}
-    assert summary["images_per_s"] == pytest.approx(summary["saved"] / summary["elapsed_s"], rel=0.01)
+    rounding = 0.00005 / summary["elapsed_s"]  # elapsed_s has 4 decimals; a loopback run can take 20 ms
+    assert summary["images_per_s"] == pytest.approx(summary["saved"] / summary["elapsed_s"], rel=0.01 + rounding)
     executed = nbformat.read(tmp_path / "01_scrape.ipynb", as_version=4)
     assert any(output.get("data", {}).get("image/png") for cell in executed.cells for output in cell.get("outputs", []))
