@@ -173,7 +173,7 @@ def test_killed_run_resumes_without_downloading_saved_images_again(tmp_path):
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 40
-            while _saved_rows(out) < 8 and time.monotonic() < deadline and process.poll() is None:
+            while _saved_files(out) < 8 and time.monotonic() < deadline and process.poll() is None:
                 time.sleep(0.02)
         finally:
             process.kill()
@@ -198,7 +198,7 @@ def test_ctrl_c_finishes_requests_in_flight_and_prints_the_summary(tmp_path):
                    server.url("/face")]  # 2 s: a stalled request in flight must not outlast communicate()
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 40
-        while _saved_rows(tmp_path) < 3 and time.monotonic() < deadline and process.poll() is None:
+        while _saved_files(tmp_path) < 3 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=30)
@@ -208,10 +208,11 @@ def test_ctrl_c_finishes_requests_in_flight_and_prints_the_summary(tmp_path):
     assert len(assert_clean_folder(tmp_path)) == summary["images"]
 
 
-def _saved_rows(out: Path) -> int:
+def _saved_files(out: Path) -> int:
+    """Images renamed into place so far (temporaries are hidden): polling the files, not a manifest being written."""
     try:
-        return sum(row["status"] == "saved" for row in read_manifest(out / "manifest.csv"))
-    except (OSError, ValueError):
+        return sum(is_image_path(path) and not path.name.startswith(".") for path in out.iterdir())
+    except OSError:
         return 0
 
 
