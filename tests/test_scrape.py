@@ -170,7 +170,7 @@ def test_killed_run_resumes_without_downloading_saved_images_again(tmp_path):
         url_list = write_list(tmp_path / "urls.txt", server, [f"/img/{number}.png" for number in range(10, 50)])
         command = [sys.executable, "-m", "fakelib", "scrape", "--mode", "list", "--count", "30", "--out", str(out),
                    "--workers", "2", "--rate", "15", "--no-progress", str(url_list)]
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command, cwd=ROOT, preexec_fn=_default_sigint, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 40
             while _saved_files(out) < 8 and time.monotonic() < deadline and process.poll() is None:
@@ -196,7 +196,7 @@ def test_ctrl_c_finishes_requests_in_flight_and_prints_the_summary(tmp_path):
         command = [sys.executable, "-m", "fakelib", "scrape", "--mode", "endpoint", "--count", "500", "--out",
                    str(tmp_path), "--workers", "4", "--rate", "20", "--timeout", "2", "--no-progress",
                    server.url("/face")]  # 2 s: a stalled request in flight must not outlast communicate()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(command, cwd=ROOT, preexec_fn=_default_sigint, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 40
         while _saved_files(tmp_path) < 3 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
@@ -206,6 +206,12 @@ def test_ctrl_c_finishes_requests_in_flight_and_prints_the_summary(tmp_path):
     assert process.returncode == 130 and summary["stop_reason"] == "interrupted"
     assert summary["attempts"] == len(read_manifest(tmp_path / "manifest.csv")) == summary["statuses"]["saved"]
     assert len(assert_clean_folder(tmp_path)) == summary["images"]
+
+
+def _default_sigint() -> None:
+    """Give the child Python's own Ctrl-C handling: earlier tests (Jupyter kernels) can leave SIGINT ignored in
+    this process, and an ignored signal stays ignored across exec, so the child would never see the interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _saved_files(out: Path) -> int:
