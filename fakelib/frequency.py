@@ -44,6 +44,13 @@ def radial_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return index, np.bincount(index)
 
 
+def block_factor(factor: int) -> int:
+    """`factor` as an int, the side of the square blocks the residual and unshuffle layers work on (>= 2)."""
+    if int(factor) < 2:
+        raise ValueError(f"factor = {factor!r} is not allowed; expected an integer >= 2")
+    return int(factor)
+
+
 @keras.saving.register_keras_serializable(package="fakelib")
 class AzimuthalSpectrum(layers.Layer):
     """(batch, size, size, 3) pixels in [0, 255] -> (batch, n_bins) azimuthally averaged log power spectrum.
@@ -99,9 +106,7 @@ class NearestResidual(layers.Layer):
 
     def __init__(self, factor: int = 2, **kwargs):
         super().__init__(**kwargs)
-        if int(factor) < 2:
-            raise ValueError(f"factor = {factor!r} is not allowed; expected an integer >= 2")
-        self.factor = int(factor)
+        self.factor = block_factor(factor)
 
     def call(self, inputs):
         factor = self.factor
@@ -128,9 +133,7 @@ class PixelUnshuffle(layers.Layer):
 
     def __init__(self, factor: int = 2, **kwargs):
         super().__init__(**kwargs)
-        if int(factor) < 2:
-            raise ValueError(f"factor = {factor!r} is not allowed; expected an integer >= 2")
-        self.factor = int(factor)
+        self.factor = block_factor(factor)
 
     def build(self, input_shape):
         self._shape = tuple(int(dim) for dim in input_shape[1:])  # static: tf.data can hide the spatial dims
