@@ -117,8 +117,9 @@ class _Section:
 class DataConfig(_Section):
     """Where the images are and how they become model inputs."""
 
-    data_dir: str = "data/demo"
+    data_dir: str | tuple[str, ...] = "data/demo"
     image_size: int = 128
+    train_crop: int = 0
     val_ratio: float = 0.15
     test_ratio: float = 0.15
     equalize_quality: int = 0
@@ -127,13 +128,15 @@ class DataConfig(_Section):
 
     def validate(self) -> None:
         _check_range("data.image_size", self.image_size, 32, 1024)
+        if self.train_crop != 0:
+            _check_range("data.train_crop", self.train_crop, 32, self.image_size)
         _check_range("data.val_ratio", self.val_ratio, 0.0, 0.5, low_open=True)
         _check_range("data.test_ratio", self.test_ratio, 0.0, 0.5, low_open=True)
         if self.equalize_quality != 0:
             _check_range("data.equalize_quality", self.equalize_quality, 30, 100)
         _check_range("data.max_images_per_class", self.max_images_per_class, 0, 10_000_000)
-        if not self.data_dir:
-            _fail("data.data_dir", self.data_dir, "a folder with real/ and fake/")
+        if not self.data_dir or (not isinstance(self.data_dir, str) and not all(self.data_dir)):
+            _fail("data.data_dir", self.data_dir, "a folder with real/ and fake/, or a list of such folders")
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,20 @@ class AugmentConfig(_Section):
     blur_sigma: tuple[float, float] = (0.1, 1.5)
     jpeg_prob: float = 0.1
     jpeg_quality: tuple[int, int] = (65, 100)
+    double_jpeg_prob: float = 0.0
+    rescale_prob: float = 0.0
+    rescale_min: float = 0.5
+    sharpen_prob: float = 0.0
+    noise_prob: float = 0.0
+    noise_sigma: float = 4.0
     section = "augment"
 
     def validate(self) -> None:
-        for name in ("flip", "blur_prob", "jpeg_prob"):
+        for name in ("flip", "blur_prob", "jpeg_prob", "double_jpeg_prob", "rescale_prob", "sharpen_prob",
+                     "noise_prob"):
             _check_range(f"augment.{name}", getattr(self, name), 0.0, 1.0)
+        _check_range("augment.rescale_min", self.rescale_min, 0.1, 1.0)
+        _check_range("augment.noise_sigma", self.noise_sigma, 0.5, 50.0)
         _check_range("augment.crop", self.crop, 0.0, 0.5)
         _check_range("augment.color_jitter", self.color_jitter, 0.0, 1.0)
         low, high = self.blur_sigma
@@ -218,6 +230,7 @@ class TrainConfig(_Section):
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     patience: int = 3
+    bn_recompute_batches: int = 0
     seed: int = 0
     threads: int = 0
     section = "train"
@@ -228,6 +241,7 @@ class TrainConfig(_Section):
         _check_range("train.learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
         _check_choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine", "plateau"))
         _check_range("train.patience", self.patience, 0, 1000)
+        _check_range("train.bn_recompute_batches", self.bn_recompute_batches, 0, 10_000)
         _check_range("train.seed", self.seed, 0, 2**31 - 1)
         _check_range("train.threads", self.threads, 0, 256)
 

@@ -1,14 +1,18 @@
 """Dataset discovery (`real/`, `fake/`, manifest or hash split), a prepared uint8 cache, and the tf.data pipeline.
 
 A dataset is a folder holding `real/` and `fake/` (any letter case, nested sub-folders allowed), optionally with
-a `manifest.csv` whose `relpath` and `split` columns fix the split. Images are decoded once per
-(dataset contents, size, equalization) into `data/cache/<key>/` as a (n, size, size, 3) uint8 `.npy` that
-every experiment of a sweep memory-maps; a changed file, size or setting gives a new key.
+a `manifest.csv` whose `relpath` and `split` columns fix the split; `data_dir` may list several such folders
+(one may hold a single class, e.g. extra real photos), which are used together. Images are decoded once per
+(folder contents, size, equalization) into `data/cache/<key>/` as a (n, size, size, 3) uint8 `.npy` that every
+experiment of a sweep memory-maps; a changed file, size or setting gives a new key. Every image goes through
+`fakelib.images.load_view`: never up-sampled, padded when smaller than the input, and its own side is kept in
+the cache so augmentation works on the image, not on its padding.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,7 +29,7 @@ from fakelib import images as imagelib
 from fakelib import paths
 from fakelib.config import AugmentConfig, DataConfig
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: views padded, never up-sampled; per-image side in index.csv
 LABELS = {"real": 0, "fake": 1}
 SPLITS = ("train", "val", "test")
 # Smallest accepted side: a face below this carries no usable detail, and tiny files are usually thumbnails or icons.
@@ -52,6 +56,7 @@ class PreparedData:
         relpaths: (n,) paths relative to the dataset root.
         report: counts, skipped files with reasons, converted modes.
         cache_dir: where the prepared arrays live.
+        sides: (n,) int, side of the image inside its (size, size) input (smaller images are padded).
     """
 
     images: np.ndarray
@@ -60,11 +65,17 @@ class PreparedData:
     relpaths: np.ndarray
     report: dict
     cache_dir: Path
+    sides: np.ndarray | None = None
 
     def subset(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(images, labels) of one split; images stay memory-mapped until indexed."""
         mask = self.splits == split
         return self.images[mask], self.labels[mask]
+
+    def split_sides(self, split: str) -> np.ndarray:
+        """(n,) image sides of one split (the full input side where unknown)."""
+        sides = self.sides if self.sides is not None else np.full(len(self.labels), self.image_size)
+        return sides[self.splits == split]
 
     @property
     def image_size(self) -> int:
@@ -135,16 +146,16 @@ def cache_key(root: Path, files: list[tuple[str, int]], config: DataConfig) -> s
     return hasher.hexdigest()[:16]
 
 
-def _decode(root: Path, relpath: str, size: int, quality: int) -> tuple[np.ndarray | None, str, str]:
-    """Decode one file to (size, size, 3) uint8; returns (array or None, sha256 or '', error reason or '')."""
+def _decode(root: Path, relpath: str, size: int, quality: int) -> tuple[np.ndarray | None, int, str, str]:
+    """Decode one file to (size, size, 3) uint8; returns (array or None, side, sha256 or '', error reason or '')."""
     try:
-        data = (root / relpath).read_bytes()
-        array = imagelib.load_array(data, size=size, min_size=MIN_SIDE, equalize_quality=quality)
-        return array, imagelib.sha256_bytes(data), ""
+        data = imagelib.read_image_bytes(root / relpath)
+        array, side = imagelib.load_view(data, size, min_size=MIN_SIDE, equalize_quality=quality)
+        return array, side, imagelib.sha256_bytes(data), ""
     except imagelib.ImageError as error:
-        return None, "", f"{error.reason}: {error}"
+        return None, 0, "", f"{error.reason}: {error}"
     except OSError as error:
-        return None, "", f"unreadable: {error}"
+        return None, 0, "", f"unreadable: {error}"
 
 
 def _cap_per_class(files: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
@@ -166,13 +177,13 @@ def _build_cache(root: Path, files: list[tuple[str, int]], config: DataConfig, t
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         decoded = list(pool.map(lambda item: _decode(root, item[0], size, quality), files))
     arrays, rows, skipped = [], [], []
-    for (relpath, label), (array, digest, error) in zip(files, decoded):
+    for (relpath, label), (array, side, digest, error) in zip(files, decoded):
         if array is None:
             skipped.append({"path": relpath, "reason": error})
             continue
         split = manifest_splits.get(relpath) or hash_split(digest, config.val_ratio, config.test_ratio)
         arrays.append(array)
-        rows.append({"relpath": relpath, "label": label, "split": split, "sha256": digest})
+        rows.append({"relpath": relpath, "label": label, "split": split, "sha256": digest, "side": side})
     report = _report(root, rows, skipped, bool(manifest_splits), config)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -190,7 +201,7 @@ def _build_cache(root: Path, files: list[tuple[str, int]], config: DataConfig, t
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["relpath", "label", "split", "sha256"])
+        writer = csv.DictWriter(handle, fieldnames=["relpath", "label", "split", "sha256", "side"])
         writer.writeheader()
         writer.writerows(rows)
 
@@ -211,8 +222,16 @@ def _report(root: Path, rows: list[dict], skipped: list[dict], from_manifest: bo
     }
 
 
+def data_dirs(config: DataConfig) -> tuple[str, ...]:
+    """The folders of `config.data_dir` (one string or a list of them)."""
+    return (config.data_dir,) if isinstance(config.data_dir, str) else tuple(config.data_dir)
+
+
 def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base: Path | None = None) -> PreparedData:
     """Discover, decode (once) and memory-map a dataset at `config.image_size`.
+
+    With several folders in `config.data_dir`, each is prepared (and cached) on its own and the results are
+    joined in memory; a folder may then hold one class only, as long as the union holds both.
 
     Args:
         config: the data section of an experiment.
@@ -222,12 +241,53 @@ def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base:
     Raises:
         ValueError: missing class folder, or a class with no usable image (one line).
     """
-    root = paths.resolve(config.data_dir, base or paths.ROOT)
-    files = _cap_per_class(list_files(root), config.max_images_per_class)
+    folders = data_dirs(config)
+    if len(folders) == 1:
+        root = paths.resolve(folders[0], base or paths.ROOT)
+        files = _cap_per_class(list_files(root), config.max_images_per_class)
+        for name, label in LABELS.items():
+            if not any(item[1] == label for item in files):
+                raise ValueError(f"{root}: the {name}/ folder holds no image files")
+        return _prepare(root, files, config, cache_root, require_both=True)
+    parts = []
+    for folder in folders:
+        root = paths.resolve(folder, base or paths.ROOT)
+        files = _cap_per_class(_evaluation_files(root), config.max_images_per_class)
+        parts.append(_prepare(root, files, dataclasses.replace(config, data_dir=str(root)), cache_root,
+                              require_both=False))
+    return _join(parts)
+
+
+def _join(parts: list[PreparedData]) -> PreparedData:
+    """Several prepared folders as one dataset (in memory); relpaths keep their folder's name in front."""
+    labels = np.concatenate([part.labels for part in parts])
     for name, label in LABELS.items():
-        if not any(item[1] == label for item in files):
-            raise ValueError(f"{root}: the {name}/ folder holds no image files")
-    return _prepare(root, files, config, cache_root, require_both=True)
+        if not (labels == label).any():
+            raise ValueError(f"no usable {name} image in any of {', '.join(part.report['data_dir'] for part in parts)}")
+    counts = Counter()
+    for part in parts:
+        for split, per_class in part.report["per_split"].items():
+            counts.update({(split, name): number for name, number in per_class.items()})
+    report = {
+        "data_dir": [part.report["data_dir"] for part in parts],
+        "image_size": parts[0].report["image_size"], "equalize_quality": parts[0].report["equalize_quality"],
+        "split_source": sorted({part.report["split_source"] for part in parts}),
+        "n_images": int(len(labels)), "n_real": int((labels == 0).sum()), "n_fake": int((labels == 1).sum()),
+        "per_split": {split: {name: counts[(split, name)] for name in LABELS} for split in SPLITS},
+        "n_skipped": sum(part.report["n_skipped"] for part in parts),
+        "skipped": [item for part in parts for item in part.report["skipped"]],
+        "sources": [{key: value for key, value in part.report.items() if key != "skipped"} for part in parts],
+    }
+    return PreparedData(
+        images=np.concatenate([np.asarray(part.images) for part in parts]),
+        labels=labels,
+        splits=np.concatenate([part.splits for part in parts]),
+        relpaths=np.concatenate([[f"{Path(part.report['data_dir']).name}/{relpath}" for relpath in part.relpaths]
+                                 for part in parts]),
+        report=report,
+        cache_dir=parts[0].cache_dir,
+        sides=np.concatenate([part.sides for part in parts]),
+    )
 
 
 def load_folder_images(data_dir: str | Path, image_size: int, equalize_quality: int = 0,
@@ -262,6 +322,7 @@ def _prepare(root: Path, files: list[tuple[str, int]], config: DataConfig, cache
         relpaths=np.array([row["relpath"] for row in rows]),
         report=report,
         cache_dir=target,
+        sides=np.array([int(row.get("side") or report["image_size"]) for row in rows], dtype=np.int64),
     )
 
 
@@ -287,50 +348,54 @@ def _images_under(folder: Path) -> list[Path]:
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: AugmentConfig | None = None,
-                 shuffle: bool = False, seed: int = 0):
+                 shuffle: bool = False, seed: int = 0, sides: np.ndarray | None = None, crop: int = 0):
     """A batched, prefetched `tf.data.Dataset` of (float32 pixels in [0, 255], float32 labels).
 
     Indices are shuffled and batched first, then each batch is gathered from the (memory-mapped) uint8
     array in one slice, so memory stays at a few batches whatever the dataset size. Augmentation runs per
-    batch with stateless random ops seeded from `seed`, so a run is reproducible.
+    batch with random generators seeded from `seed`, so a run is reproducible: the photo degradations of
+    `fakelib.augment` (which need each image's own side, `sides`) while gathering, then flip, crop-and-resize
+    and colour jitter vectorized over the batch. With `crop` > 0 (training a fully convolutional model),
+    every sample is a random native-resolution `crop` x `crop` window of its image.
     """
     import tensorflow as tf
 
+    from fakelib import augment as augmentlib
+
     count = len(images)
     size = images.shape[1]
+    sides = np.full(count, size, np.int64) if sides is None else np.asarray(sides, np.int64)
+    out_side = crop if 0 < crop < size else size
+    degrade = augment is not None and (augmentlib.degrades(augment) or out_side < size)
     indices = tf.data.Dataset.range(count)
     if shuffle:
         indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    batches = indices.batch(batch_size)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    batches = tf.data.Dataset.zip((indices.batch(batch_size), seeds))
 
-    def gather(index_batch):
+    def gather(index_batch, seed_pair):
         sorted_indices = np.sort(index_batch)  # sorted reads are sequential on a memory map
         order = np.argsort(np.argsort(index_batch))
-        return images[sorted_indices][order], labels[index_batch].astype(np.float32)
+        pixels = images[sorted_indices][order]
+        if degrade:
+            pixels = augmentlib.degrade_batch(pixels, sides[index_batch], augment, seed_pair, out_side)
+        return pixels, labels[index_batch].astype(np.float32)
 
-    def load(index_batch):
-        pixels, batch_labels = tf.numpy_function(gather, [index_batch], [tf.uint8, tf.float32])
-        pixels.set_shape([None, size, size, 3])
+    def load(index_batch, seed_pair):
+        pixels, batch_labels = tf.numpy_function(gather, [index_batch, seed_pair], [tf.uint8, tf.float32])
+        pixels.set_shape([None, out_side if degrade else size, out_side if degrade else size, 3])
         batch_labels.set_shape([None])
-        return pixels, batch_labels
+        if augment is not None:
+            return augment_batch(pixels, seed_pair, augment), batch_labels
+        return tf.cast(pixels, tf.float32), batch_labels
 
-    dataset = batches.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, pair: (augment_batch(batch[0], pair, augment), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        dataset = dataset.map(lambda pixels, batch_labels: (tf.cast(pixels, tf.float32), batch_labels))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def augment_batch(pixels, seed_pair, augment: AugmentConfig):
-    """Augment a (batch, size, size, 3) uint8 batch; returns float32 in [0, 255].
+    """Flip, crop-and-resize and colour jitter of a (batch, size, size, 3) uint8 batch, vectorized; float32 out.
 
-    Flip, crop-and-resize and colour jitter are vectorized over the batch; Gaussian blur and JPEG
-    re-encoding (the CNNDetection recipe against compression and resampling shortcuts) act per image,
-    each with its own probability.
+    The per-image photo degradations (scale, blur, sharpening, noise, JPEG) live in `fakelib.augment`.
     """
     import tensorflow as tf
 
@@ -339,10 +404,6 @@ def augment_batch(pixels, seed_pair, augment: AugmentConfig):
     batch = tf.shape(pixels)[0]
     size = tf.shape(pixels)[1]
     images = tf.cast(pixels, tf.float32)
-    if augment.jpeg_prob > 0:
-        images = _random_jpeg(images, keys[0], augment)
-    if augment.blur_prob > 0:
-        images = _random_blur(images, keys[1], augment)
     if augment.flip > 0:
         flip = tf.random.stateless_uniform([batch, 1, 1, 1], keys[2]) < augment.flip
         images = tf.where(flip, tf.reverse(images, axis=[2]), images)
@@ -376,49 +437,6 @@ def _color_jitter(images, key, strength: float):
     images = (images - mean) * contrast + mean + brightness
     gray = tf.reduce_mean(images, axis=3, keepdims=True)
     return gray + (images - gray) * saturation
-
-
-def _random_blur(images, key, augment: AugmentConfig):
-    """Gaussian blur with sigma ~ U(blur_sigma) on a `blur_prob` share of the batch (separable, per image)."""
-    import tensorflow as tf
-
-    batch = tf.shape(images)[0]
-    keys = tf.random.experimental.stateless_split(key, num=2)
-    apply = tf.random.stateless_uniform([batch], keys[0]) < augment.blur_prob
-    low, high = augment.blur_sigma
-    sigmas = tf.random.stateless_uniform([batch], keys[1], low, high)
-    radius = int(np.ceil(3 * high))
-    taps = tf.range(-radius, radius + 1, dtype=tf.float32)
-    kernels = tf.exp(-0.5 * (taps[None, :] / sigmas[:, None]) ** 2)
-    kernels = kernels / tf.reduce_sum(kernels, axis=1, keepdims=True)  # (batch, taps)
-
-    def blur_one(args):
-        image, kernel = args
-        horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
-        vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
-        padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-        out = tf.nn.depthwise_conv2d(padded, horizontal, [1, 1, 1, 1], "VALID")
-        return tf.nn.depthwise_conv2d(out, vertical, [1, 1, 1, 1], "VALID")[0]
-
-    blurred = tf.map_fn(blur_one, (images, kernels), fn_output_signature=tf.float32)
-    return tf.where(apply[:, None, None, None], blurred, images)
-
-
-def _random_jpeg(images, key, augment: AugmentConfig):
-    """Re-encode a `jpeg_prob` share of the batch as JPEG with quality ~ U(jpeg_quality)."""
-    import tensorflow as tf
-
-    batch = tf.shape(images)[0]
-    keys = tf.random.experimental.stateless_split(key, num=2)
-    apply = tf.random.stateless_uniform([batch], keys[0]) < augment.jpeg_prob
-    low, high = augment.jpeg_quality
-    qualities = tf.random.stateless_uniform([batch], keys[1], low, high + 1, dtype=tf.int32)
-
-    def encode_one(args):
-        image, quality, flag = args
-        return tf.cond(flag, lambda: tf.image.adjust_jpeg_quality(image / 255.0, quality) * 255.0, lambda: image)
-
-    return tf.map_fn(encode_one, (images, qualities, apply), fn_output_signature=tf.float32)
 
 
 def run_cli(args) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from fakelib import images as imagelib
-from fakelib.models import conv_layer_names, input_size
+from fakelib.models import conv_layer_names, fully_convolutional, input_size
 
 # fn(activations, gradients) -> cam, all tf tensors: (batch, h, w, channels) x2 -> (batch, h, w), before ReLU.
 CamMethod = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -321,6 +321,8 @@ def _as_batch(model: keras.Model, images: np.ndarray) -> np.ndarray:
     if array.ndim == 3:
         array = array[None]
     size = input_size(model)
+    if fully_convolutional(model) and array.ndim == 4 and array.shape[1] == array.shape[2] and array.shape[1] >= 32:
+        size = array.shape[1]  # a fully convolutional model explains an image at its own size
     if array.ndim != 4 or array.shape[1:] != (size, size, 3):
         raise ValueError(f"images must be (batch, {size}, {size}, 3) raw pixels for this model, got {array.shape}; "
                          "use fakelib.explain.load_images to fit files to the model's input size")
@@ -391,7 +393,7 @@ def compute_cams(model: keras.Model, images: np.ndarray, method: str = "gradcam"
         raise ValueError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
     pixels = _as_batch(model, images)
     names = _resolve_layers(model, layers)
-    step = _compiled_step(_cam_graph(model, names), method, target, input_size(model))
+    step = _compiled_step(_cam_graph(model, names), method, target, int(pixels.shape[1]))
     heatmaps: dict[str, list[np.ndarray]] = {name: [] for name in names}
     probabilities = []
     for start in range(0, len(pixels), batch_size):

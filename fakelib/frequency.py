@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fakelib.models import classifier_head, conv_blocks, image_input, register_model
+from fakelib.models import InputScale, calibrated_output, classifier_head, conv_blocks, image_input, register_model
 
 # ITU-R BT.601 luma weights, the grayscale conversion of Pillow and OpenCV.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -136,12 +136,11 @@ class PixelUnshuffle(layers.Layer):
         self.factor = block_factor(factor)
 
     def build(self, input_shape):
-        self._shape = tuple(int(dim) for dim in input_shape[1:])  # static: tf.data can hide the spatial dims
+        self._channels = int(input_shape[-1])
 
     def call(self, inputs):
-        factor = self.factor
-        height, width, channels = self._shape
-        rows, columns = height // factor, width // factor
+        factor, channels = self.factor, self._channels
+        rows, columns = ops.shape(inputs)[1] // factor, ops.shape(inputs)[2] // factor  # any side (fully conv)
         x = inputs[:, :rows * factor, :columns * factor, :]
         x = ops.reshape(x, (-1, rows, factor, columns, factor, channels))
         x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # (batch, rows, columns, dy, dx, channels)
@@ -149,7 +148,8 @@ class PixelUnshuffle(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         factor = self.factor
-        return (input_shape[0], input_shape[1] // factor, input_shape[2] // factor, input_shape[3] * factor**2)
+        spatial = [None if dim is None else dim // factor for dim in input_shape[1:3]]
+        return (input_shape[0], *spatial, input_shape[3] * factor**2)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
@@ -166,8 +166,8 @@ def build_spectrum(image_size: int, l2: float = 1e-4) -> keras.Model:
     x = AzimuthalSpectrum(name="spectrum")(inputs)
     x = layers.BatchNormalization(momentum=0.9, center=False, scale=False, name="standardize")(x)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, name="p_fake")(x)
-    return keras.Model(inputs, outputs, name="spectrum")
+    logit = layers.Dense(1, kernel_regularizer=regularizer, name="logit")(x)
+    return keras.Model(inputs, calibrated_output(logit), name="spectrum")
 
 
 @register_model("npr")
@@ -182,8 +182,8 @@ def build_npr(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
     """
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(conv_filters)
-    inputs = image_input(image_size)
-    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    inputs = image_input(None)
+    x = InputScale(image_size, name="scale")(inputs)
     x = NearestResidual(2, name="npr")(x)
     x = PixelUnshuffle(2, name="unshuffle")(x)
     x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)

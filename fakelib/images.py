@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ from PIL import Image, ImageOps
 
 # A decoded image larger than this is refused (decompression bombs); 8k x 8k is far beyond any face photo.
 MAX_PIXELS = 64_000_000
+# A file larger than this is refused before it is read (a junk file named .jpg must not fill memory);
+# $FAKELIB_MAX_IMAGE_BYTES changes it.
+MAX_BYTES = 100_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -47,18 +51,40 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, min_size: int = 1) -> Image.Image:
+def max_image_bytes() -> int:
+    """The file-size limit: `$FAKELIB_MAX_IMAGE_BYTES` when set to a positive integer, else `MAX_BYTES`."""
+    value = os.environ.get("FAKELIB_MAX_IMAGE_BYTES", "")
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_BYTES
+
+
+def read_image_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of an image file, refused by size before reading.
+
+    Raises:
+        ImageError: reason `too_large` or `unreadable`.
+    """
+    limit = max_bytes or max_image_bytes()
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise ImageError("too_large", f"{size} bytes exceeds the {limit} byte limit")
+            return handle.read(limit + 1)
+    except OSError as error:
+        raise ImageError("unreadable", f"cannot read file: {error.strerror or error}") from None
+
+
+def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, min_size: int = 1,
+               max_bytes: int | None = None) -> Image.Image:
     """Open and fully decode an image from a path or bytes, returning it in RGB.
 
     The returned image's `format` is that of the source ("JPEG", "PNG", ...), so callers need not open it twice.
 
     Raises:
-        ImageError: reason is one of `empty`, `not_image`, `truncated`, `too_many_pixels`, `too_small`, `unreadable`.
+        ImageError: reason is one of `empty`, `not_image`, `truncated`, `too_many_pixels`, `too_small`, `unreadable`,
+            `too_large`.
     """
-    try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    except OSError as error:
-        raise ImageError("unreadable", f"cannot read file: {error.strerror or error}") from None
+    data = source if isinstance(source, bytes) else read_image_bytes(source, max_bytes)
     if not data:
         raise ImageError("empty", "zero bytes")
     # No process-wide Pillow setting is touched, so this is safe from many threads at once: the pixel
@@ -106,16 +132,74 @@ def encode_jpeg(image: Image.Image | np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
+# Grey of the padding around an image smaller than the model's input: a constant leaves a zero neighbouring-pixel
+# residual, so padding adds no up-sampling trace (up-sampling a small real photo plants exactly that trace).
+PAD_VALUE = 128
+
+
+def square_view(image: Image.Image, size: int) -> tuple[Image.Image, int]:
+    """The resolution policy of every model input: centre square, never up-sampled.
+
+    A square larger than `size` is down-sampled with an area (box) filter, which anti-aliases; a smaller one
+    keeps its pixels untouched. Returns the square and its side (<= `size`); `pad_square` places it in the
+    model's input.
+    """
+    width, height = image.size
+    side = min(width, height)
+    if width != height:
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if side > size:
+        image, side = image.resize((size, size), Image.Resampling.BOX), size
+    return image, side
+
+
+def pad_offset(side: int, size: int) -> int:
+    """Top-left offset of a `side` square centred in `size`, rounded down to an even number of pixels.
+
+    Even offsets keep the image's own 2 x 2 pixel grid aligned with the model's (the NPR residual and the
+    unshuffle work on 2 x 2 blocks), so a padded image has the same residual as the image alone.
+    """
+    return max(0, (size - side) // 2) & ~1
+
+
+def pad_square(array: np.ndarray, size: int) -> np.ndarray:
+    """Place a (side, side, 3) uint8 square centred on a (size, size, 3) canvas of `PAD_VALUE` grey."""
+    side = array.shape[0]
+    if side == size:
+        return array
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    offset = pad_offset(side, size)
+    canvas[offset:offset + side, offset:offset + side] = array[:size, :size]
+    return canvas
+
+
+def unpad(view: np.ndarray, side: int) -> np.ndarray:
+    """The (side, side, 3) image inside a padded model input (the inverse of `pad_square`)."""
+    offset = pad_offset(side, view.shape[0])
+    return view[offset:offset + side, offset:offset + side]
+
+
+def load_view(source: str | Path | bytes, size: int, min_size: int = 1, equalize_quality: int = 0,
+              max_bytes: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode `source` into the model's (size, size, 3) uint8 input and the side of the image inside it.
+
+    The one preprocessing path of training, evaluation, prediction and explanation: `square_view` (down-sample
+    only), the optional JPEG equalization at that side, then `pad_square`.
+    """
+    image = open_image(source, min_size=min_size, max_bytes=max_bytes)
+    image, side = square_view(image, size)
+    if equalize_quality:
+        image = Image.open(io.BytesIO(encode_jpeg(image, equalize_quality))).convert("RGB")
+    return pad_square(np.asarray(image, dtype=np.uint8), size), side
+
+
 def load_array(source: str | Path | bytes, size: int | None = None, min_size: int = 1,
                equalize_quality: int = 0) -> np.ndarray:
-    """Decode `source` to a (height, width, 3) uint8 array, square-fitted to `size` when given.
-
-    `equalize_quality` > 0 re-encodes the fitted image as JPEG at that quality and decodes it again, the
-    equalization that training, evaluation and explanation must all apply the same way.
-    """
-    image = open_image(source, min_size=min_size)
+    """Decode `source` to a (height, width, 3) uint8 array; with `size`, the model input of `load_view`."""
     if size is not None:
-        image = fit_square(image, size)
+        return load_view(source, size, min_size, equalize_quality)[0]
+    image = open_image(source, min_size=min_size)
     if equalize_quality:
         image = Image.open(io.BytesIO(encode_jpeg(image, equalize_quality))).convert("RGB")
     return np.asarray(image, dtype=np.uint8)

@@ -18,7 +18,8 @@ def _finite(value: float) -> float | None:
 
 
 def choose_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """The threshold maximizing Youden's J (TPR - FPR) on validation data; 0.5 if one class is missing.
+    """The threshold maximizing Youden's J (TPR - FPR) on validation data, clipped to `THRESHOLD_RANGE`;
+    0.5 if one class is missing.
 
     Youden's J balances both error kinds, so it stays sensible when classes are imbalanced or when a new
     generator shifts every score (the failure mode of a fixed 0.5).
@@ -29,7 +30,49 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
     fpr, tpr, thresholds = skm.roc_curve(labels, probabilities)
     best = int(np.argmax(tpr - fpr))
     threshold = float(thresholds[best])
-    return float(min(max(threshold, 1e-6), 1.0)) if math.isfinite(threshold) else 0.5
+    low, high = THRESHOLD_RANGE
+    return float(min(max(threshold, low), high)) if math.isfinite(threshold) else 0.5
+
+
+def calibration_errors(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> dict:
+    """Expected calibration error (equal-width bins, weighted by count) and Brier score of p_fake.
+
+    ECE is the mean gap between the predicted probability and the observed share of fakes, bin by bin:
+    0.05 means a face given p_fake = 0.8 is fake between 75 and 85% of the time, on average over bins.
+    """
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    probabilities = np.asarray(probabilities, dtype=np.float64).ravel()
+    if not labels.size:
+        return {"ece": None, "brier": None}
+    index = np.minimum((probabilities * bins).astype(int), bins - 1)
+    gaps = [abs(probabilities[index == b].mean() - labels[index == b].mean()) * (index == b).sum()
+            for b in range(bins) if (index == b).any()]
+    return {"ece": _finite(sum(gaps) / labels.size), "brier": _finite(np.mean((probabilities - labels) ** 2))}
+
+
+def fit_platt(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+    """(scale, bias) minimizing the log loss of sigmoid(scale * logit + bias) on held-out data (Platt scaling).
+
+    Falls back to the identity (1, 0) when one class is missing or the fit would invert the ranking.
+    """
+    from scipy.optimize import minimize
+
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    logits = np.asarray(logits, dtype=np.float64).ravel()
+    if len(np.unique(labels)) < 2:
+        return 1.0, 0.0
+
+    def loss(params: np.ndarray) -> float:
+        z = params[0] * logits + params[1]
+        return float(np.mean(np.logaddexp(0.0, z) - labels * z))  # binary cross-entropy on the logit
+
+    result = minimize(loss, np.array([1.0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9})
+    scale, bias = (float(value) for value in result.x)
+    return (scale, bias) if scale > 0 and math.isfinite(scale) and math.isfinite(bias) else (1.0, 0.0)
+
+
+# A saved threshold outside this range says the probabilities are not calibrated; it is clipped into it.
+THRESHOLD_RANGE = (0.05, 0.95)
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict:

@@ -3,6 +3,11 @@
 Every model takes raw pixel values, float32 in [0, 255] with shape (batch, size, size, 3), and returns one
 sigmoid probability that the face is generated. Scaling happens inside the model, and the input size is
 the model's own input shape, so training, explanation and prediction never copy constants.
+
+Every head ends `Dense(1) "logit" -> PlattScaling "calibration" -> sigmoid "p_fake"`. The calibration layer is
+the identity while training; afterwards `fakelib.train` fits its scale and bias on validation (Platt scaling),
+so the saved model's `p_fake` is a calibrated probability wherever it is read: predict, evaluate, explain,
+explore and the report all call the model, never a side file.
 """
 
 from __future__ import annotations
@@ -50,9 +55,36 @@ def create_model(name: str, image_size: int, **params: object) -> keras.Model:
     return builder(image_size=image_size, **used)
 
 
-def image_input(image_size: int) -> keras.KerasTensor:
-    """The shared input: raw RGB pixel values in [0, 255], float32."""
+def image_input(image_size: int | None) -> keras.KerasTensor:
+    """The shared input: raw RGB pixel values in [0, 255], float32; `None` for a fully convolutional model."""
     return keras.Input(shape=(image_size, image_size, 3), name="image")
+
+
+@keras.saving.register_keras_serializable(package="fakelib")
+class InputScale(layers.Layer):
+    """Pixels in [0, 255] -> [0, 1], carrying the model's input side (`view_side`) in its saved config.
+
+    A fully convolutional model accepts any side, so the side its inputs are prepared at (down-sampled to when
+    larger, see `fakelib.images.load_view`) has to travel with the model instead of with its input shape.
+    """
+
+    def __init__(self, view_side: int, **kwargs):
+        super().__init__(**kwargs)
+        self.view_side = int(view_side)
+
+    def call(self, inputs):
+        return inputs / 255.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "view_side": self.view_side}
+
+
+def fully_convolutional(model: keras.Model) -> bool:
+    """True when the model accepts any input side (it then scores small images at their own size)."""
+    return model.inputs[0].shape[1] is None
 
 
 def classifier_head(features: keras.KerasTensor, dense_units: Sequence[int], dropout: float,
@@ -64,7 +96,56 @@ def classifier_head(features: keras.KerasTensor, dense_units: Sequence[int], dro
         x = layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"dense{index}")(x)
         if dropout > 0:
             x = layers.Dropout(dropout, name=f"dense{index}_dropout")(x)
-    return layers.Dense(1, activation="sigmoid", name="p_fake")(x)
+    return calibrated_output(layers.Dense(1, name="logit")(x))
+
+
+@keras.saving.register_keras_serializable(package="fakelib")
+class PlattScaling(layers.Layer):
+    """logit -> scale * logit + bias, with non-trainable weights set after training (identity until then)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", trainable=False, name="scale")
+        self.bias = self.add_weight(shape=(), initializer="zeros", trainable=False, name="bias")
+
+    def call(self, inputs):
+        return inputs * self.scale + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def calibrated_output(logit: keras.KerasTensor) -> keras.KerasTensor:
+    """The shared end of every head: logit -> `PlattScaling` "calibration" -> sigmoid "p_fake"."""
+    return layers.Activation("sigmoid", name="p_fake")(PlattScaling(name="calibration")(logit))
+
+
+def logit_model(model: keras.Model) -> keras.Model:
+    """A model sharing `model`'s weights that returns the uncalibrated logit, (batch, 1).
+
+    Raises:
+        ValueError: the model has no "logit" layer (built before calibration existed).
+    """
+    try:
+        layer = model.get_layer("logit")
+    except ValueError:
+        raise ValueError("this model has no 'logit' layer, so it cannot be calibrated; retrain it") from None
+    return keras.Model(model.inputs, layer.output)
+
+
+def calibration(model: keras.Model) -> tuple[float, float] | None:
+    """(scale, bias) of the model's Platt scaling, or None for a model without it."""
+    try:
+        layer = model.get_layer("calibration")
+    except ValueError:
+        return None
+    return float(keras.ops.convert_to_numpy(layer.scale)), float(keras.ops.convert_to_numpy(layer.bias))
+
+
+def set_calibration(model: keras.Model, scale: float, bias: float) -> None:
+    """Set the Platt scaling of `model` in place (p_fake = sigmoid(scale * logit + bias))."""
+    layer = model.get_layer("calibration")
+    layer.scale.assign(float(scale))
+    layer.bias.assign(float(bias))
 
 
 def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes: Sequence[int], pooling: str,
@@ -82,10 +163,11 @@ def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes:
         if batch_norm:
             x = layers.BatchNormalization(name=f"bn{index}")(x)
         x = layers.Activation("relu", name=f"relu{index}")(x)
+        # "same" padding: an input of any side (down to 1 x 1 at the last block) gives a feature map.
         if pooling == "max":
-            x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
+            x = layers.MaxPooling2D(2, padding="same", name=f"pool{index}")(x)
         elif pooling == "avg":
-            x = layers.AveragePooling2D(2, name=f"pool{index}")(x)
+            x = layers.AveragePooling2D(2, padding="same", name=f"pool{index}")(x)
     return x
 
 
@@ -96,17 +178,23 @@ def build_cnn(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
     """The plain detector: conv blocks, global average pooling, a dense head, one sigmoid output."""
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(conv_filters)
-    inputs = image_input(image_size)
-    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    inputs = image_input(None)
+    x = InputScale(image_size, name="scale")(inputs)
     x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="cnn")
 
 
 def input_size(model: keras.Model) -> int:
-    """The square input side a model expects, read from its own input shape."""
+    """The square input side a model's inputs are prepared at: its input shape, or for a fully convolutional
+    model the `view_side` its `InputScale` layer carries."""
     shape = model.inputs[0].shape
-    return int(shape[1])
+    if shape[1] is not None:
+        return int(shape[1])
+    scales = [layer for layer in model._flatten_layers() if isinstance(layer, InputScale)]
+    if not scales:
+        raise ValueError("a fully convolutional model needs an InputScale layer to say its input side")
+    return scales[0].view_side
 
 
 def conv_layer_names(model: keras.Model) -> list[str]:
@@ -120,16 +208,42 @@ def conv_layer_names(model: keras.Model) -> list[str]:
     return names
 
 
-def predict_probabilities(model: keras.Model, images, batch_size: int = 64):
+def predict_probabilities(model: keras.Model, images, batch_size: int = 64, sides=None):
     """(n,) float32 `p_fake` for (n, size, size, 3) raw pixels, one batch at a time.
 
-    Slicing per batch keeps memory at one batch even for a memory-mapped uint8 cache.
+    With `sides` (the side of each image inside its padded input, see `fakelib.images.load_view`), a fully
+    convolutional model scores each image at its own size, without the padding: images of one side are batched
+    together. A list of (side, side, 3) arrays of different sides is scored the same way. Slicing per batch
+    keeps memory at one batch even for a memory-mapped uint8 cache.
     """
     import numpy as np
 
-    outputs = [np.asarray(model(np.asarray(images[start:start + batch_size], dtype=np.float32), training=False))
-               .reshape(-1) for start in range(0, len(images), batch_size)]
-    return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(0, np.float32)
+    from fakelib.images import pad_offset
+
+    if isinstance(images, list):
+        sides = np.array([image.shape[0] for image in images])
+        full = max(sides, default=0)
+        images = [image if side == full else _pad(image, full) for image, side in zip(images, sides)]
+        images = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
+    size = images.shape[1] if len(images) else 0
+    if sides is None or not fully_convolutional(model):
+        sides = np.full(len(images), size)
+    sides = np.minimum(np.asarray(sides, dtype=np.int64), size)
+    probabilities = np.zeros(len(images), np.float32)
+    for side in np.unique(sides):
+        members = np.flatnonzero(sides == side)
+        offset = pad_offset(int(side), size)
+        for start in range(0, len(members), batch_size):
+            batch = members[start:start + batch_size]
+            pixels = np.asarray(images[batch], dtype=np.float32)[:, offset:offset + side, offset:offset + side]
+            probabilities[batch] = np.asarray(model(pixels, training=False)).reshape(-1)
+    return probabilities
+
+
+def _pad(image, size: int):
+    from fakelib.images import pad_square
+
+    return pad_square(image, size)
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -10,6 +10,10 @@ import numpy as np
 
 from fakelib import images as imagelib
 
+# The one common format of `common_format`: small enough that every group is down-sampled or nearly so.
+COMMON_SIDE = 128
+COMMON_QUALITY = 85
+
 
 @dataclass
 class Predictor:
@@ -49,14 +53,23 @@ class Predictor:
         return input_size(self.model)
 
     def prepare(self, source: str | Path | bytes) -> np.ndarray:
-        """Decode one image to the model's (size, size, 3) uint8 input, equalized like training."""
-        return imagelib.load_array(source, size=self.image_size, equalize_quality=self.equalize_quality)
+        """Decode one image to the model's input, equalized like training, never up-sampled.
 
-    def predict_arrays(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(n,) probability of fake for (n, size, size, 3) pixel arrays, predicted in batches."""
+        A fully convolutional model gets the (side, side, 3) uint8 image at its own side (at most the model's
+        input side: larger images are down-sampled); a fixed-size model the padded (size, size, 3) input.
+        """
+        from fakelib.models import fully_convolutional
+
+        view, side = imagelib.load_view(source, self.image_size, equalize_quality=self.equalize_quality)
+        return imagelib.unpad(view, side) if fully_convolutional(self.model) else view
+
+    def predict_arrays(self, images: np.ndarray | list[np.ndarray], batch_size: int = 64,
+                       sides: np.ndarray | None = None) -> np.ndarray:
+        """(n,) probability of fake for (n, size, size, 3) inputs (with each image's `sides` when padded), or for a
+        list of `prepare` outputs of any sides, predicted in batches."""
         from fakelib.models import predict_probabilities
 
-        return predict_probabilities(self.model, images, batch_size)
+        return predict_probabilities(self.model, images, batch_size, sides)
 
     def predict_file(self, path: str | Path) -> dict:
         """One JSON-ready row: `path`, `p_fake`, `label`, or `path`, `error` for an unusable file."""
@@ -76,7 +89,7 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
     from fakelib.metrics import binary_metrics
 
     prepared = load_folder_images(data_dir, predictor.image_size, predictor.equalize_quality)
-    probabilities = predictor.predict_arrays(prepared.images, batch_size)
+    probabilities = predictor.predict_arrays(prepared.images, batch_size, prepared.sides)
     scores = binary_metrics(prepared.labels, probabilities, predictor.threshold)
     keys = ("n", "n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
             "threshold", "real_rate", "fake_rate")
@@ -105,3 +118,77 @@ def run_predict_cli(args) -> int:
         failed |= "error" in row
         print(json.dumps(row), flush=True)
     return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------- per-group (shift) scoring
+
+
+def group_of(relpath: str) -> str:
+    """The group of a file: its class folder and the first folder below it (`fake/stylegan2/x.jpg` -> `fake/stylegan2`)."""
+    parts = Path(relpath).parts
+    return "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def common_format(data: bytes, side: int = COMMON_SIDE, quality: int = COMMON_QUALITY) -> bytes:
+    """One common resize and re-encode for every file: centre square resized to `side` px, JPEG at `quality`.
+
+    Scoring every group after this removes what file properties (size, format, compression) could tell a
+    model, so a score that holds afterwards is read from the faces, not from the files.
+    """
+    image = imagelib.open_image(data)
+    return imagelib.encode_jpeg(imagelib.fit_square(image, side), quality)
+
+
+def score_files(predictor: Predictor, root: Path, relpaths: list[str], transform=None,
+                batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
+    """(n,) p_fake of `root/relpath` files (NaN where unusable), optionally after `transform(bytes) -> bytes`."""
+    probabilities = np.full(len(relpaths), np.nan, dtype=np.float64)
+    errors = []
+    for start in range(0, len(relpaths), batch_size):
+        arrays, positions = [], []
+        for position in range(start, min(start + batch_size, len(relpaths))):
+            try:
+                data = imagelib.read_image_bytes(root / relpaths[position])
+                arrays.append(predictor.prepare(transform(data) if transform else data))
+                positions.append(position)
+            except imagelib.ImageError as error:
+                errors.append(f"{relpaths[position]}: {error.reason}")
+        if arrays:
+            probabilities[positions] = predictor.predict_arrays(arrays, batch_size)
+    return probabilities, errors
+
+
+def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = True) -> dict:
+    """Per-group figures on a folder of `real/<group>/` and `fake/<group>/` images, at the saved threshold.
+
+    A real group's figure is the share kept as real, a fake group's the share caught. Each fake group also gets
+    its ROC-AUC against all the folder's reals; with `common`, the same after `common_format` of every file.
+    """
+    from fakelib.data import LABELS, _evaluation_files
+    from fakelib.metrics import binary_metrics
+
+    root = Path(data_dir)
+    files = _evaluation_files(root)
+    relpaths = [relpath for relpath, _ in files]
+    labels = np.array([label for _, label in files])
+    groups = np.array([group_of(relpath) for relpath in relpaths])
+    views = {"as_published": None, **({"common_format": common_format} if common else {})}
+    result: dict = {"data": str(root), "threshold": predictor.threshold, "common_format": {
+        "side": COMMON_SIDE, "jpeg_quality": COMMON_QUALITY}, "groups": {}, "errors": []}
+    for view, transform in views.items():
+        probabilities, errors = score_files(predictor, root, relpaths, transform)
+        result["errors"] += [f"{view}: {error}" for error in errors]
+        usable = ~np.isnan(probabilities)
+        reals = usable & (labels == LABELS["real"])
+        for group in sorted(set(groups)):
+            members = usable & (groups == group)
+            is_fake = labels[members][0] == LABELS["fake"] if members.any() else False
+            called_fake = probabilities[members] >= predictor.threshold
+            row = result["groups"].setdefault(group, {"label": "fake" if is_fake else "real", "n": int(members.sum())})
+            row[f"{view}_{'caught' if is_fake else 'kept_real'}"] = (
+                float(called_fake.mean() if is_fake else 1 - called_fake.mean()) if members.any() else None)
+            row[f"{view}_mean_p_fake"] = float(probabilities[members].mean()) if members.any() else None
+            if is_fake and reals.any():
+                pair = members | reals
+                row[f"{view}_roc_auc_vs_all_reals"] = binary_metrics(labels[pair], probabilities[pair])["roc_auc"]
+    return result

@@ -55,7 +55,7 @@ def _schedule(config: ExperimentConfig, steps_per_epoch: int):
     return train.learning_rate
 
 
-def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int):
+def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int, sides: np.ndarray | None = None):
     """A callback that scores the validation split once per epoch with exact metrics.
 
     Keras' streaming AUC buckets probabilities into fixed thresholds and reads 0.5 when an early model's
@@ -70,7 +70,7 @@ def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int
 
     class ValidationScores(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = np.clip(predict_probabilities(self.model, images, batch_size), 1e-7, 1 - 1e-7)
+            probabilities = np.clip(predict_probabilities(self.model, images, batch_size, sides), 1e-7, 1 - 1e-7)
             logs = logs if logs is not None else {}
             logs["val_auc"] = float(roc_auc_score(labels, probabilities))
             logs["val_loss"] = float(log_loss(labels, probabilities, labels=[0, 1]))
@@ -79,10 +79,50 @@ def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int
     return ValidationScores()
 
 
-def _callbacks(config: ExperimentConfig, output_dir: Path, validation) -> list:
+def recompute_batchnorm(model, batches) -> int:
+    """Replace every batch-norm layer's moving statistics by their exact average over `batches` (precise BN).
+
+    The moving averages lag behind weights that change every step, so the inference statistics, and with them
+    the offset of every probability, drift from epoch to epoch while the ranking holds (the swinging
+    validation loss). Running training-mode forward passes with momentum k / (k + 1) at batch k makes each
+    moving mean and variance the plain average of its batch statistics under the current weights. No weight
+    changes. Returns the number of batches used (0 when the model has no batch norm).
+    """
     import keras
 
-    callbacks = [
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return 0
+    momenta = [layer.momentum for layer in norms]
+    used = 0
+    try:
+        for used, (pixels, _) in enumerate(batches, start=1):
+            for layer in norms:
+                layer.momentum = (used - 1) / used  # read at call time: the model runs eagerly here
+            model(pixels, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return used
+
+
+def _batchnorm_callback(train_data, batches: int):
+    """Precise batch norm before each epoch's validation (see `recompute_batchnorm`)."""
+    import keras
+
+    class PreciseBatchNorm(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            recompute_batchnorm(self.model, train_data.take(batches))
+
+    return PreciseBatchNorm()
+
+
+def _callbacks(config: ExperimentConfig, output_dir: Path, validation, train_data=None) -> list:
+    import keras
+
+    callbacks = [] if not (config.train.bn_recompute_batches and train_data is not None) else [
+        _batchnorm_callback(train_data, config.train.bn_recompute_batches)]
+    callbacks += [
         validation,
         keras.callbacks.ModelCheckpoint(output_dir / "model.keras", monitor="val_auc", mode="max",
                                         save_best_only=True),
@@ -129,6 +169,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     import keras
 
     from fakelib.data import load_dataset, make_dataset
+    from fakelib.models import fully_convolutional
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -138,26 +179,43 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     prepared = load_dataset(config.data, cache_root)
     write_json(output_dir / "data_report.json", prepared.report)
     splits = {split: prepared.subset(split) for split in ("train", "val", "test")}
+    sides = {split: prepared.split_sides(split) for split in splits}
     for split, (_, labels) in splits.items():
         if len(np.unique(labels)) < 2:
             raise ValueError(f"the {split} split needs both real and fake images; it has {len(labels)} image(s) "
                              f"of {len(np.unique(labels))} class(es)")
     batch = config.train.batch_size
-    train_data = make_dataset(*splits["train"], batch, config.augment, shuffle=True, seed=config.train.seed)
     model = build_and_compile(config, math.ceil(len(splits["train"][1]) / batch))
-    validation = _validation_callback(*splits["val"], batch)
+    crop = config.data.train_crop if fully_convolutional(model) else 0  # a fixed-size model trains on whole inputs
+    train_data = make_dataset(*splits["train"], batch, config.augment, shuffle=True, seed=config.train.seed,
+                              sides=sides["train"], crop=crop)
+    validation = _validation_callback(*splits["val"], batch, sides["val"])
     started = time.perf_counter()
     history = model.fit(train_data, epochs=config.train.epochs, verbose=verbose, shuffle=False,
-                        callbacks=_callbacks(config, output_dir, validation))
+                        callbacks=_callbacks(config, output_dir, validation, train_data))
     train_seconds = time.perf_counter() - started
     best = keras.saving.load_model(output_dir / "model.keras", safe_mode=True, compile=False)
-    metrics, predictions = _evaluate(best, splits, batch, config, history.history, train_seconds)
+    calibrate(best, *splits["val"], batch, sides["val"])
+    best.save(output_dir / "model.keras")
+    metrics, predictions = _evaluate(best, splits, sides, batch, config, history.history, train_seconds)
     _figures(output_dir, metrics, predictions)
     write_json(output_dir / "metrics.json", metrics)
     return metrics
 
 
-def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, history: dict,
+def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64,
+              sides: np.ndarray | None = None) -> tuple[float, float]:
+    """Fit the model's Platt scaling on held-out (validation) images and set it in place; returns (scale, bias)."""
+    from fakelib.metrics import fit_platt
+    from fakelib.models import logit_model, predict_probabilities, set_calibration
+
+    logits = predict_probabilities(logit_model(model), images, batch_size, sides)
+    scale, bias = fit_platt(labels, logits)
+    set_calibration(model, scale, bias)
+    return scale, bias
+
+
+def _evaluate(model, splits: dict, sides: dict, batch_size: int, config: ExperimentConfig, history: dict,
               train_seconds: float) -> tuple[dict, dict]:
     """Flat metrics (validation scores, test at 0.5 and at the validation-chosen threshold, run facts),
     and the (labels, probabilities) of validation and test for the figures."""
@@ -166,14 +224,17 @@ def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, hi
 
     val_images, val_labels = splits["val"]
     test_images, test_labels = splits["test"]
-    val_probabilities = predict_probabilities(model, val_images, batch_size)
-    test_probabilities = predict_probabilities(model, test_images, batch_size)
+    val_probabilities = predict_probabilities(model, val_images, batch_size, sides["val"])
+    test_probabilities = predict_probabilities(model, test_images, batch_size, sides["test"])
     threshold = metriclib.choose_threshold(val_labels, val_probabilities)
     val = metriclib.binary_metrics(val_labels, val_probabilities)
     test = metriclib.binary_metrics(test_labels, test_probabilities)
     test_at = metriclib.binary_metrics(test_labels, test_probabilities, threshold)
     val_auc = history.get("val_auc", [])
     best_epoch = int(np.argmax(val_auc)) + 1 if val_auc else 0
+    from fakelib.models import calibration
+
+    scale, bias = calibration(model) or (1.0, 0.0)
     metrics = {
         "experiment_id": config.experiment_id,
         "model": config.model.model,
@@ -191,8 +252,25 @@ def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, hi
         "n_train": int(len(splits["train"][1])), "n_val": int(len(val_labels)), "n_test": int(len(test_labels)),
         "val_probabilities_mean_fake": float(val_probabilities[val_labels == 1].mean()),
         "val_probabilities_mean_real": float(val_probabilities[val_labels == 0].mean()),
+        "calibration_scale": scale, "calibration_bias": bias,
+        **metriclib.prefixed(metriclib.calibration_errors(val_labels, val_probabilities), "val", keys=("ece", "brier")),
+        **metriclib.prefixed(metriclib.calibration_errors(test_labels, test_probabilities), "test",
+                             keys=("ece", "brier")),
+        **convergence(history),
     }
     return metrics, {"validation": (val_labels, val_probabilities), "test": (test_labels, test_probabilities)}
+
+
+def convergence(history: dict, after_epoch: int = 5, last: int = 10) -> dict:
+    """How settled training was: the largest ratio between consecutive epochs' validation losses after
+    `after_epoch` (either direction; 1 = flat) and the spread (max - min) of validation ROC-AUC over the last
+    `last` epochs. None where the run was too short to say."""
+    losses = np.asarray(history.get("val_loss", []), dtype=np.float64)
+    aucs = np.asarray(history.get("val_auc", []), dtype=np.float64)
+    tail = losses[after_epoch - 1:] if len(losses) > after_epoch else np.zeros(0)
+    ratios = np.maximum(tail[1:] / tail[:-1], tail[:-1] / tail[1:]) if len(tail) > 1 else np.zeros(0)
+    return {"val_loss_max_jump": float(ratios.max()) if ratios.size else None,
+            "val_auc_spread_last": float(np.ptp(aucs[-last:])) if len(aucs) >= 2 else None}
 
 
 def _figures(output_dir: Path, metrics: dict, predictions: dict) -> None:

@@ -58,9 +58,10 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
     params.write_text(yaml.safe_dump({
         "data": {"image_size": 32}, "model": {"model": "npr", "conv_filters": [4, 8], "dense_units": [4]},
         "train": {"epochs": 1, "batch_size": 8, "patience": 0, "threads": 2}}))
+    shift = write_shift_like(tmp_path / "shift")
     bench = load_bench()
     code = bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params),
-                       "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.5"])
+                       "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.5", "--shift", str(shift)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and len(lines) == 1, lines[-1][:3000]
     report = json.loads(lines[0])
@@ -77,7 +78,31 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
         assert load_model(result["model_path"]).output_shape == (None, 1)
     assert (tmp_path / "out" / "default" / "model.keras").is_file()
     assert (tmp_path / "out" / "spectrum" / "model.keras").is_file()
-    assert set(report["comparison"]["goal_met"]) >= {"test_roc_auc", "test_f1", "ahead_of_spectrum", "all"}
+    assert set(report["comparison"]["goal_met"]) >= {"test_roc_auc", "test_f1", "ahead_of_spectrum", "all",
+                                                      "test_ece", "shift_real_kept", "shift_stylegan_caught"}
+    for result in (default, spectrum):
+        assert 0.05 <= result["threshold"] <= 0.95
+        assert result["test_ece"] is not None and result["test_brier"] is not None
+        groups = result["shift"]["groups"]
+        assert set(groups) == {"real/camera-small", "fake/stylegan-png"}
+        assert groups["real/camera-small"]["n"] == 4 and groups["fake/stylegan-png"]["n"] == 3
+        assert 0 <= groups["real/camera-small"]["as_published_kept_real"] <= 1
+        assert 0 <= groups["fake/stylegan-png"]["common_format_caught"] <= 1
+        assert groups["fake/stylegan-png"]["as_published_roc_auc_vs_all_reals"] is not None
+        assert result["shift"]["errors"] == ["as_published: real/camera-small/broken.jpg: truncated",
+                                             "common_format: real/camera-small/broken.jpg: truncated"]
+
+
+def write_shift_like(root: Path) -> Path:
+    """Two groups in other formats and sizes than training: small JPEG reals, larger PNG fakes, one broken file."""
+    rng = np.random.default_rng(1)
+    for group, count, size, suffix in (("real/camera-small", 4, 28, ".jpg"), ("fake/stylegan-png", 3, 48, ".png")):
+        (root / group).mkdir(parents=True)
+        for index in range(count):
+            pixels = rng.normal(128, 30, (size + 6, size, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / group / f"{index}{suffix}")
+    (root / "real/camera-small/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
 
 
 def test_unknown_model_name_is_rejected(tmp_path):

@@ -164,16 +164,94 @@ def test_each_augmentation_changes_pixels():
     images = np.random.default_rng(2).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
     import tensorflow as tf
 
+    from fakelib import augment as augmentlib
+
+    off = dict(flip=0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0)
     for name, augment in {
-        "flip": AugmentConfig(flip=1.0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0),
-        "crop": AugmentConfig(flip=0, crop=0.4, color_jitter=0, blur_prob=0, jpeg_prob=0),
-        "jitter": AugmentConfig(flip=0, crop=0, color_jitter=0.5, blur_prob=0, jpeg_prob=0),
-        "blur": AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=1.0, jpeg_prob=0),
-        "jpeg": AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=1.0),
+        "flip": AugmentConfig(**{**off, "flip": 1.0}),
+        "crop": AugmentConfig(**{**off, "crop": 0.4}),
+        "jitter": AugmentConfig(**{**off, "color_jitter": 0.5}),
     }.items():
         out = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64), augment).numpy()
         assert out.shape == images.shape, name
         assert np.abs(out - images).mean() > 1.0, name
+    for name, augment in {
+        "blur": AugmentConfig(**{**off, "blur_prob": 1.0}),
+        "jpeg": AugmentConfig(**{**off, "jpeg_prob": 1.0}),
+        "sharpen": AugmentConfig(**{**off, "sharpen_prob": 1.0}),
+        "noise": AugmentConfig(**{**off, "noise_prob": 1.0}),
+    }.items():
+        out = augmentlib.degrade_batch(images, np.full(8, 32), augment, (1, 2))
+        assert out.shape == images.shape and out.dtype == np.uint8, name
+        assert np.abs(out.astype(float) - images).mean() > 1.0, name
     flipped = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64),
-                                    AugmentConfig(flip=1.0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0))
+                                    AugmentConfig(**{**off, "flip": 1.0}))
     np.testing.assert_array_equal(flipped.numpy(), images[:, :, ::-1].astype(np.float32))
+
+
+def test_rescale_shrinks_the_image_and_pads_it_like_inference():
+    from fakelib import augment as augmentlib
+
+    images = np.random.default_rng(3).integers(0, 255, (6, 64, 64, 3), dtype=np.uint8)
+    augment = AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0, rescale_prob=1.0,
+                            rescale_min=0.5)
+    out = augmentlib.degrade_batch(images, np.full(6, 64), augment, (4, 5))
+    padding = (out == imagelib.PAD_VALUE).all(axis=-1)  # (6, 64, 64)
+    assert padding.mean() > 0.2  # factors in [0.5, 1] leave about 40% of the canvas as padding
+    assert padding[:, -1].all(axis=-1).sum() >= 3  # the frame is padding wherever the face shrank by 2+ px
+    assert not padding[:, 16:48, 16:48].any()  # the centre is always the face
+    again = augmentlib.degrade_batch(images, np.full(6, 64), augment, (4, 5))
+    np.testing.assert_array_equal(out, again)  # same seed, same batch
+
+
+def test_degrade_works_on_the_image_not_its_padding():
+    from fakelib import augment as augmentlib
+
+    small = np.random.default_rng(4).integers(0, 255, (20, 20, 3), dtype=np.uint8)
+    padded = imagelib.pad_square(small, 32)
+    augment = AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=1.0, jpeg_prob=0)
+    out = augmentlib.degrade_batch(padded[None], np.array([20]), augment, (0, 1))[0]
+    offset = imagelib.pad_offset(20, 32)
+    outside = np.ones((32, 32), bool)
+    outside[offset:offset + 20, offset:offset + 20] = False
+    assert (out[outside] == imagelib.PAD_VALUE).all()  # the blur did not smear the face into the padding
+    assert np.abs(out[offset:offset + 20, offset:offset + 20].astype(float) - small).mean() > 1.0
+
+
+def test_view_never_upsamples_a_small_image():
+    small = Image.fromarray(np.random.default_rng(5).integers(0, 255, (24, 30, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
+    view, side = imagelib.load_view(buffer.getvalue(), 64)
+    assert view.shape == (64, 64, 3) and side == 24
+    offset = imagelib.pad_offset(24, 64)
+    assert offset % 2 == 0  # the 2 x 2 grid of the image stays aligned with the model's
+    np.testing.assert_array_equal(view[offset:offset + 24, offset:offset + 24], np.asarray(small)[:, 3:27])
+    assert (view[:offset] == imagelib.PAD_VALUE).all()
+
+
+def test_view_downsamples_a_large_image_with_an_area_filter():
+    checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)  # finest possible pattern
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([checker] * 3, axis=-1)).save(buffer, format="PNG")
+    view, side = imagelib.load_view(buffer.getvalue(), 32)
+    assert side == 32
+    # An anti-aliased 2x down-sample averages each 2 x 2 block to flat grey; nearest or plain bilinear would alias.
+    assert np.abs(view.astype(float) - 127.5).max() < 1.0
+
+
+def test_several_folders_are_one_dataset(messy_dataset, tmp_path):
+    extra = tmp_path / "extra"
+    for index in range(5):
+        _save(extra / "real" / f"x{index}.jpg", _rgb(200 + index, size=36), quality=80)
+    config = DataConfig(data_dir=[str(messy_dataset), str(extra)], image_size=48)
+    prepared = datalib.load_dataset(config, cache_root=tmp_path / "cache")
+    alone = datalib.load_dataset(DataConfig(data_dir=str(messy_dataset), image_size=48), cache_root=tmp_path / "cache")
+    assert len(prepared.labels) == len(alone.labels) + 5
+    assert (prepared.labels[-5:] == 0).all()
+    assert sorted(prepared.sides[-5:].tolist()) == [36] * 5  # small photos keep their own side, padded
+    assert prepared.report["n_real"] == alone.report["n_real"] + 5
+    assert any(relpath.startswith("extra/") for relpath in prepared.relpaths)
+    with pytest.raises(ValueError, match="no usable fake"):
+        datalib.load_dataset(DataConfig(data_dir=[str(extra), str(extra)], image_size=48),
+                             cache_root=tmp_path / "cache")

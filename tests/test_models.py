@@ -38,9 +38,38 @@ def test_cnn_follows_its_parameters():
     assert any(layer.name == "pool1" and "Average" in type(layer).__name__ for layer in model.layers)
 
 
-def test_scaling_lives_in_the_model():
-    model = models.create_model("cnn", 32, conv_filters=[4], dense_units=[])
-    assert model.get_layer("scale").scale == pytest.approx(1 / 255)
+def test_scaling_and_input_side_live_in_the_model(tmp_path):
+    model = models.create_model("cnn", 48, conv_filters=[4], dense_units=[])
+    np.testing.assert_allclose(model.get_layer("scale")(np.full((1, 2, 2, 3), 255.0, np.float32)), 1.0)
+    model.save(tmp_path / "m.keras")
+    loaded = models.load_model(tmp_path / "m.keras")
+    assert models.fully_convolutional(loaded) and models.input_size(loaded) == 48
+
+
+@pytest.mark.parametrize("name", ["cnn", "npr"])
+def test_fully_convolutional_models_score_any_side_and_batch_by_side(name):
+    model = models.create_model(name, 64, conv_filters=[4, 8, 8], dense_units=[])
+    rng = np.random.default_rng(0)
+    small, large = rng.integers(0, 255, (40, 40, 3)), rng.integers(0, 255, (64, 64, 3))
+    alone = [float(model(image[None].astype(np.float32))[0, 0]) for image in (small, large)]
+    together = models.predict_probabilities(model, [small.astype(np.uint8), large.astype(np.uint8)])
+    np.testing.assert_allclose(together, alone, rtol=1e-5)
+    from fakelib.images import pad_square
+
+    padded = np.stack([pad_square(small.astype(np.uint8), 64), large.astype(np.uint8)])
+    np.testing.assert_allclose(models.predict_probabilities(model, padded, sides=[40, 64]), alone, rtol=1e-5)
+
+
+def test_calibration_is_saved_with_the_model_and_changes_p_fake(tmp_path):
+    model = models.create_model("npr", 32, conv_filters=[4], dense_units=[])
+    pixels = np.random.default_rng(1).integers(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    logits = np.asarray(models.logit_model(model)(pixels)).ravel()
+    models.set_calibration(model, 2.0, -0.5)
+    model.save(tmp_path / "m.keras")
+    loaded = models.load_model(tmp_path / "m.keras")
+    assert models.calibration(loaded) == pytest.approx((2.0, -0.5))
+    expected = 1 / (1 + np.exp(-(2.0 * logits - 0.5)))
+    np.testing.assert_allclose(np.asarray(loaded(pixels)).ravel(), expected, rtol=1e-5)
 
 
 def test_load_model_errors_are_one_line(tmp_path):

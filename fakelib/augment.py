@@ -1,0 +1,100 @@
+"""Photo degradations for training, applied alike to both classes: what cameras and the web do to a face.
+
+A detector trained on one source learns that source's processing unless both classes go through the same
+processing in training. Each image of a batch independently, each step with its own probability:
+
+0. cropped at native resolution to the training side (when training on crops);
+1. down-scaled by a random factor with a random kernel (box, bilinear, Hamming, bicubic, Lanczos);
+2. Gaussian blur; 3. unsharp-mask sharpening; 4. Gaussian sensor noise;
+5. JPEG at a random quality and chroma subsampling, sometimes twice (a re-shared photo).
+
+Every step works at the image's own side and the result is padded back into the batch's square exactly as
+`fakelib.images.load_view` pads a small photo at inference, so training sees what prediction will see.
+Pillow does the work (it releases the GIL, so tf.data's parallel calls overlap); the random generator is
+seeded per batch, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from fakelib import images as imagelib
+from fakelib.config import AugmentConfig
+
+KERNELS = (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.HAMMING, Image.Resampling.BICUBIC,
+           Image.Resampling.LANCZOS)
+# Smallest side a down-scale may produce: below this a face carries little detail (fakelib.data.MIN_SIDE).
+MIN_SIDE = 32
+
+
+def degrades(config: AugmentConfig) -> bool:
+    """True when any step of the chain can change an image."""
+    return any(probability > 0 for probability in (config.rescale_prob, config.blur_prob, config.sharpen_prob,
+                                                   config.noise_prob, config.jpeg_prob))
+
+
+def sample(view: np.ndarray, side: int, out_side: int, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """One training sample from a (size, size, 3) uint8 model input whose image fills the centred `side` square.
+
+    A random window of the image at its native resolution (even offsets, so the image's 2 x 2 pixel grid
+    stays aligned with the model's) becomes an (out_side, out_side, 3) uint8 sample: with probability
+    `rescale_prob` the window is larger by 1 / factor and down-scaled by the factor with a random kernel;
+    then blur, sharpening, noise and JPEG, each with its probability. A result smaller than `out_side`
+    (a small image, or a strong down-scale of one) is padded like `images.pad_square`.
+    """
+    offset = imagelib.pad_offset(side, view.shape[0])
+    square = view[offset:offset + side, offset:offset + side]
+    factor = rng.uniform(config.rescale_min, 1.0) if rng.random() < config.rescale_prob else 1.0
+    window = min(side, int(np.ceil(out_side / factor)))
+    top, left = (2 * int(rng.integers(0, (side - window) // 2 + 1)) for _ in range(2))
+    image = Image.fromarray(np.ascontiguousarray(square[top:top + window, left:left + window]))
+    target = max(min(MIN_SIDE, window), int(round(window * factor)))
+    if target < window:
+        image = image.resize((target, target), KERNELS[rng.integers(len(KERNELS))])
+    pixels = degrade(image, config, rng)
+    return imagelib.pad_square(pixels[:out_side, :out_side], out_side)
+
+
+def degrade(image: Image.Image, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Blur, sharpening, noise and JPEG (once or twice), each with its probability; (side, side, 3) uint8 out."""
+    if rng.random() < config.blur_prob:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(*config.blur_sigma)))
+    if rng.random() < config.sharpen_prob:
+        image = image.filter(ImageFilter.UnsharpMask(radius=rng.uniform(0.5, 2.0), percent=int(rng.integers(40, 160)),
+                                                     threshold=0))
+    pixels = np.asarray(image)
+    if rng.random() < config.noise_prob:
+        noise = rng.normal(0.0, rng.uniform(0.5, config.noise_sigma), pixels.shape)
+        pixels = np.clip(pixels + noise, 0, 255).round().astype(np.uint8)
+    if rng.random() < config.jpeg_prob:
+        pixels = _jpeg(pixels, config, rng)
+        if rng.random() < config.double_jpeg_prob:
+            pixels = _jpeg(pixels, config, rng)
+    return np.asarray(pixels, dtype=np.uint8)
+
+
+def _jpeg(pixels: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    low, high = config.jpeg_quality
+    buffer = io.BytesIO()
+    subsampling = 2 if rng.random() < 0.7 else 0  # 4:2:0 as most cameras and sites, else 4:4:4
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(rng.integers(low, high + 1)),
+                                 subsampling=subsampling)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def degrade_batch(pixels: np.ndarray, sides: np.ndarray, config: AugmentConfig, seed: np.ndarray | tuple[int, int],
+                  out_side: int | None = None) -> np.ndarray:
+    """`sample` for every image of a (batch, size, size, 3) uint8 batch; (batch, out_side, out_side, 3) uint8 out.
+
+    `sides[i]` is the side of image i inside its input; `out_side` defaults to the input side (no crop).
+    """
+    rng = np.random.default_rng([int(value) & 0xFFFFFFFFFFFFFFFF for value in np.ravel(seed)])
+    size = pixels.shape[1]
+    out_side = out_side or size
+    out = np.empty((len(pixels), out_side, out_side, 3), dtype=np.uint8)
+    for index, (view, side) in enumerate(zip(pixels, np.asarray(sides).astype(int))):
+        out[index] = sample(view, min(int(side), size) or size, out_side, config, rng)
+    return out
