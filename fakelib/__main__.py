@@ -14,12 +14,17 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 # TensorFlow's native start-up lines (absl pre-init warning, oneDNN and CPU-feature notices) ignore
 # TF_CPP_MIN_LOG_LEVEL in 2.21; they would bury a command's one-line error, so they are filtered at import.
 _NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d)")
 # Commands that never touch TensorFlow start instantly.
 _NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit"}
+
+
+MODEL_HELP = ("path to model.keras (default: the best model of the last sweep, reports/best/, else the pretrained "
+              "model shipped in fakelib/pretrained/)")
 
 
 class CliError(Exception):
@@ -57,7 +62,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", help="evaluate a model on one or more folders; one JSON line per folder")
-    parser.add_argument("--model", required=True, help="path to model.keras")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold (default: the one chosen on validation, saved beside the model, else 0.5)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -67,7 +72,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="probability that each image is generated; one JSON line per image")
-    parser.add_argument("--model", required=True, help="path to model.keras")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default as in evaluate)")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.set_defaults(target="fakelib.predict:run_predict_cli")
@@ -116,7 +121,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 
 def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("explain-quality", help="localization, faithfulness and sanity of heatmaps, as JSON")
-    parser.add_argument("--model", required=True, help="path to model.keras")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
     parser.add_argument("--limit", type=int, default=64, help="number of fake images scored")
     parser.add_argument("--fraction", type=float, default=0.1, help="share of pixels removed in the deletion test")
@@ -127,9 +132,21 @@ def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(target="fakelib.quality:run_cli")
 
 
+def _add_pretrained(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("pretrained", help="train (or take a finished run) and package the pretrained model")
+    parser.add_argument("--data", nargs="+", default=None, metavar="DIR",
+                        help="training folders: one with real/, fake/ (and manifest.csv), then extra folders")
+    parser.add_argument("--from-run", default=None, help="package this finished experiment folder instead of training")
+    parser.add_argument("--shift", default=None, help="evaluation-only folder of real/<group>/, fake/<group>/ for the card")
+    parser.add_argument("--params", default=None, help="params file whose base is trained (default: the repo's)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "pretrained"),
+                        help="folder to write (default: the package's pretrained/ folder)")
+    parser.set_defaults(target="fakelib.pretrained:run_cli")
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
-    _add_scrape, _add_dedup, _add_audit, _add_explain_quality,
+    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained,
 )
 
 

@@ -201,7 +201,7 @@ class ModelConfig(_Section):
                 f"{list(self.conv_filters)} has {len(self.conv_filters)}; give one kernel size per conv layer")
         if any(kernel not in (1, 3, 5, 7) for kernel in kernels):
             _fail("model.kernel_sizes", list(kernels), "kernel sizes from 1, 3, 5, 7")
-        _check_choice("model.pooling", self.pooling, ("max", "avg", "stride"))
+        _check_choice("model.pooling", self.pooling, ("max", "avg", "stride", "none"))
         _check_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
         if any(not 1 <= units <= 4096 for units in self.dense_units):
             _fail("model.dense_units", list(self.dense_units), "a list of integers in [1, 4096] (may be empty)")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class Verdict:
         image: (size, size, 3) uint8 as the model saw it (None when not ok).
         result: the per-layer heatmaps (None when not ok).
         look_at: the face regions holding most heatmap evidence, best first (for a fake verdict).
+        model_card: one line on the model behind the verdict: its data, scores and threshold, and a warning
+            when it learnt from the synthetic demo faces only.
     """
 
     ok: bool
@@ -45,18 +48,21 @@ class Verdict:
     image: np.ndarray | None = None
     result: explain.CamResult | None = None
     look_at: list[str] = field(default_factory=list)
+    model_card: str = ""
 
     def to_json(self) -> dict:
         """JSON-ready summary (no arrays)."""
-        return {"ok": self.ok, "message": self.message, "filename": self.filename, "probability": self.probability,
+        return {"ok": self.ok, "message": self.message, "model_card": self.model_card, "filename": self.filename,
+                "probability": self.probability,
                 "label": self.label, "threshold": self.threshold, "look_at": self.look_at,
                 "method": self.result.method if self.result else None,
                 "layers": self.result.layers if self.result else []}
 
 
 def model_choices(experiments_dir: str | Path = paths.EXPERIMENTS, best_dir: str | Path = paths.BEST,
-                  extra: Sequence[str | Path] = ()) -> dict[str, str]:
-    """Label -> path of every `model.keras` to offer: `extra` paths, the best model, then each experiment."""
+                  extra: Sequence[str | Path] = (), pretrained_dir: str | Path | None = None) -> dict[str, str]:
+    """Label -> path of every `model.keras` to offer: `extra` paths, the best model, each experiment, then the
+    pretrained model shipped with the package (the default `pretrained_dir`)."""
     found: dict[str, str] = {}
     for path in extra:
         found[Path(path).name if Path(path).name != "model.keras" else str(path)] = str(path)
@@ -67,6 +73,11 @@ def model_choices(experiments_dir: str | Path = paths.EXPERIMENTS, best_dir: str
     if experiments.is_dir():
         for path in sorted(experiments.glob("*/model.keras")):
             found[f"experiment {path.parent.name}"] = str(path)
+    from fakelib.pretrained import PRETRAINED_DIR
+
+    shipped = Path(pretrained_dir or PRETRAINED_DIR) / "model.keras"
+    if shipped.is_file():
+        found["pretrained (real faces)"] = str(shipped)
     return found
 
 
@@ -175,8 +186,10 @@ class Explorer:
         message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {predictor.threshold:.2f})"
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
+        from fakelib.pretrained import card_line, model_card_facts
+
         return Verdict(True, message, filename, probability, label, float(predictor.threshold), image, result,
-                       look_at)
+                       look_at, card_line(model_card_facts(self.choices[self.model_label])))
 
     def figure(self, path: str | Path | None = None) -> Figure | None:
         """The per-layer heatmap grid of the current verdict (None when there is nothing to show)."""
@@ -204,7 +217,8 @@ def build_app(explorer: Explorer):
 
     def show(*_):
         verdict = explorer.verdict
-        message.value = "" if verdict is None else f"<b>{verdict.message}</b>"
+        message.value = "" if verdict is None else (f"<b>{html.escape(verdict.message)}</b>"
+                                                    f"<br><small>{html.escape(verdict.model_card)}</small>")
         output.clear_output(wait=True)
         figure = explorer.figure()
         if figure is not None:

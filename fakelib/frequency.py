@@ -189,3 +189,30 @@ def build_npr(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
     x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="npr")
+
+
+@register_model("npr_patch")
+def build_npr_patch(image_size: int, conv_filters: Sequence[int] = (32, 64, 128),
+                    kernel_sizes: Sequence[int] | int = 3, batch_norm: bool = True, dropout: float = 0.0,
+                    l2: float = 1e-4) -> keras.Model:
+    """Patch scores pooled into one (after LaDeDa, Cavia et al. 2024): the NPR residual, unshuffled, through a few
+    convolutions without down-sampling, a 1 x 1 convolution giving every position its own logit, and the mean of
+    those logits as the image's logit.
+
+    The receptive field stays small (a 3 x 3 kernel per block on the unshuffled grid: about 2 * (2 * blocks + 1)
+    pixels), so the model can only read local traces, never the face itself, and every position of any input
+    size votes. `conv_filters` are the widths of the blocks, `kernel_sizes` their kernels.
+    """
+    if isinstance(kernel_sizes, int):
+        kernel_sizes = [kernel_sizes] * len(conv_filters)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    inputs = image_input(None)
+    x = InputScale(image_size, name="scale")(inputs)
+    x = NearestResidual(2, name="npr")(x)
+    x = PixelUnshuffle(2, name="unshuffle")(x)
+    x = conv_blocks(x, conv_filters, kernel_sizes, "none", batch_norm, l2)
+    if dropout > 0:
+        x = layers.SpatialDropout2D(dropout, name="patch_dropout")(x)
+    x = layers.Conv2D(1, 1, kernel_regularizer=regularizer, name="patch_logit")(x)  # (batch, h, w, 1) per patch
+    logit = layers.GlobalAveragePooling2D(name="logit")(x)  # (batch, 1): the mean patch logit
+    return keras.Model(inputs, calibrated_output(logit), name="npr_patch")

@@ -153,7 +153,7 @@ def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes:
     """Conv -> (batch norm) -> ReLU -> down-sampling, once per entry of `conv_filters`.
 
     Conv layers are named `conv1`, `conv2`, ... so explanations and reports can name them.
-    `pooling="stride"` down-samples with a stride-2 convolution instead of a pooling layer.
+    `pooling="stride"` down-samples with a stride-2 convolution instead of a pooling layer; "none" keeps the side.
     """
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for index, (filters, kernel) in enumerate(zip(conv_filters, kernel_sizes), start=1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,23 @@ class Predictor:
     threshold: float = 0.5
     equalize_quality: int = 0
 
-    @classmethod
-    def from_path(cls, model_path: str | Path, threshold: float | None = None) -> Predictor:
-        """Load `model.keras` (safe mode) and read `metrics.json` / `params.yaml` beside it if present."""
-        from fakelib.models import load_model
+    model_path: Path | None = None
 
-        model_path = Path(model_path)
+    @classmethod
+    def from_path(cls, model_path: str | Path | None, threshold: float | None = None) -> Predictor:
+        """Load `model.keras` (safe mode) and read `metrics.json` / `params.yaml` beside it if present.
+
+        `model_path` None takes `fakelib.pretrained.default_model()`: the last sweep's best, else the pretrained one.
+
+        Raises:
+            ValueError: a threshold that is not a finite number in [0, 1].
+        """
+        from fakelib.models import load_model
+        from fakelib.pretrained import default_model
+
+        if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise ValueError(f"threshold = {threshold!r} is not allowed; expected a number in [0, 1]")
+        model_path = Path(model_path) if model_path is not None else default_model()
         model = load_model(model_path)
         folder = model_path.parent
         saved_threshold, quality = 0.5, 0
@@ -44,7 +56,7 @@ class Predictor:
             from fakelib.config import load_experiment
 
             quality = load_experiment(folder / "params.yaml").data.equalize_quality
-        return cls(model, saved_threshold if threshold is None else float(threshold), quality)
+        return cls(model, saved_threshold if threshold is None else float(threshold), quality, model_path)
 
     @property
     def image_size(self) -> int:
@@ -80,7 +92,7 @@ class Predictor:
         except OSError as error:
             return {"path": str(path), "error": f"unreadable: {error.strerror or error}"}
         return {"path": str(path), "p_fake": round(probability, 6),
-                "label": "fake" if probability >= self.threshold else "real"}
+                "label": "fake" if probability >= self.threshold else "real", "threshold": round(self.threshold, 6)}
 
 
 def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int = 64) -> dict:
@@ -96,9 +108,17 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
     return {"data": str(data_dir), **{key: scores[key] for key in keys}, "n_skipped": prepared.report["n_skipped"]}
 
 
+def announce(predictor: Predictor) -> None:
+    """One line on stderr (stdout stays JSON): which model and threshold the verdicts come from."""
+    import sys
+
+    print(f"model {predictor.model_path}, threshold {predictor.threshold:.3f}", file=sys.stderr, flush=True)
+
+
 def run_evaluate_cli(args) -> int:
     """`python -m fakelib evaluate`: one JSON line per folder; a bad folder is a line with `error`, exit 1."""
     predictor = Predictor.from_path(args.model, args.threshold)
+    announce(predictor)
     failed = False
     for data_dir in args.data_dirs:
         try:
@@ -112,6 +132,7 @@ def run_evaluate_cli(args) -> int:
 def run_predict_cli(args) -> int:
     """`python -m fakelib predict`: one JSON line per image; unreadable files get an `error` field, exit 1."""
     predictor = Predictor.from_path(args.model, args.threshold)
+    announce(predictor)
     failed = False
     for path in args.images:
         row = predictor.predict_file(path)

@@ -364,5 +364,5 @@ def run_cli(args: argparse.Namespace) -> int:
                              fraction=getattr(args, "fraction", 0.1), fill=getattr(args, "fill", "blur"),
                              seed=getattr(args, "seed", 0), split=getattr(args, "split", "test") or None,
                              equalize_quality=predictor.equalize_quality)
-    print(json.dumps({"model": str(args.model), **report}, indent=2))
+    print(json.dumps({"model": str(predictor.model_path), **report}, indent=2))
     return 0

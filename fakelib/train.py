@@ -233,6 +233,7 @@ def _evaluate(model, splits: dict, sides: dict, batch_size: int, config: Experim
     val_auc = history.get("val_auc", [])
     best_epoch = int(np.argmax(val_auc)) + 1 if val_auc else 0
     from fakelib.models import calibration
+    from fakelib.pretrained import trained_on_demo
 
     scale, bias = calibration(model) or (1.0, 0.0)
     metrics = {
@@ -252,6 +253,7 @@ def _evaluate(model, splits: dict, sides: dict, batch_size: int, config: Experim
         "n_train": int(len(splits["train"][1])), "n_val": int(len(val_labels)), "n_test": int(len(test_labels)),
         "val_probabilities_mean_fake": float(val_probabilities[val_labels == 1].mean()),
         "val_probabilities_mean_real": float(val_probabilities[val_labels == 0].mean()),
+        "trained_on_demo": trained_on_demo(config.data.data_dir),
         "calibration_scale": scale, "calibration_bias": bias,
         **metriclib.prefixed(metriclib.calibration_errors(val_labels, val_probabilities), "val", keys=("ece", "brier")),
         **metriclib.prefixed(metriclib.calibration_errors(test_labels, test_probabilities), "test",

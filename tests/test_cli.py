@@ -55,7 +55,7 @@ def test_predict_reports_probability_or_error_per_image(trained_experiment, demo
                          str(tmp_path / "missing.png"))
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 1
-    assert set(rows[0]) == {"path", "p_fake", "label"} and 0 <= rows[0]["p_fake"] <= 1
+    assert set(rows[0]) == {"path", "p_fake", "label", "threshold"} and 0 <= rows[0]["p_fake"] <= 1
     assert rows[0]["label"] in {"real", "fake"}
     assert "error" in rows[1] and "error" in rows[2]
 

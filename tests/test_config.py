@@ -78,3 +78,18 @@ def test_bad_yaml_is_one_line(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(path)
+
+
+def test_train_notebook_parameter_defaults_equal_the_params_yaml_base():
+    import ast
+
+    import papermill
+
+    from fakelib import paths
+    from fakelib.config import load_params
+
+    declared = papermill.inspect_notebook(str(paths.NOTEBOOKS / "02_train.ipynb"))
+    base = load_params().base.to_flat()
+    assert set(base) <= set(declared), sorted(set(base) - set(declared))
+    for key, value in base.items():
+        assert ast.literal_eval(declared[key]["default"]) == value, key

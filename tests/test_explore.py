@@ -55,6 +55,17 @@ def test_upload_gives_a_verdict_with_probability_and_per_layer_heatmaps(explorer
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
     assert titles[0].startswith(f"p(fake) = {verdict.probability:.2f}") and titles[1].startswith("conv1 gradcam")
     json.dumps(verdict.to_json(), allow_nan=False)
+    assert "threshold 0.40" in verdict.model_card
+
+
+def test_the_model_card_line_warns_about_demo_training(experiment, demo_dir):
+    (experiment / "params.yaml").write_text(f"data:\n  data_dir: {demo_dir / 'data'}\n")
+    try:
+        explorer = explore.Explorer({"demo": str(experiment / "model.keras")}, method="gradcam")
+        verdict = explorer.set_upload("face.png", _encoded(demo_dir, "PNG"))
+    finally:
+        (experiment / "params.yaml").unlink()
+    assert "synthetic demo faces" in verdict.model_card and "trained on data" in verdict.model_card
 
 
 def test_a_file_that_is_not_an_image_gets_a_friendly_message(explorer, demo_dir):
@@ -90,7 +101,7 @@ def test_model_choices_lists_best_and_experiments(experiment, tmp_path):
     shutil.copy(experiment / "model.keras", best / "model.keras")
     choices = explore.model_choices(experiment.parent, best)
     assert list(choices) == ["best model", "experiment abc123"]
-    assert explore.model_choices(tmp_path / "none", tmp_path / "none") == {}
+    assert explore.model_choices(tmp_path / "none", tmp_path / "none", pretrained_dir=tmp_path / "none") == {}
 
 
 def test_uploaded_files_reads_ipywidgets_8_and_7_values():

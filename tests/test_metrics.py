@@ -40,3 +40,26 @@ def test_threshold_separates_shifted_scores():
     assert binary_metrics(labels, probabilities, threshold)["accuracy"] == 1.0
     assert binary_metrics(labels, probabilities)["accuracy"] == 0.5
     assert choose_threshold(np.zeros(5), np.linspace(0, 1, 5)) == 0.5
+
+
+def test_platt_scaling_recovers_a_known_miscalibration():
+    from fakelib.metrics import fit_platt
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, 20000)
+    labels = rng.random(20000) < 1 / (1 + np.exp(-(0.5 * logits + 1.0)))  # true p = sigmoid(0.5 z + 1)
+    scale, bias = fit_platt(labels, logits)
+    assert scale == pytest.approx(0.5, abs=0.05) and bias == pytest.approx(1.0, abs=0.1)
+    assert fit_platt(np.zeros(5), logits[:5]) == (1.0, 0.0)  # one class: identity
+
+
+def test_expected_calibration_error_and_brier():
+    from fakelib.metrics import calibration_errors
+
+    rng = np.random.default_rng(1)
+    probabilities = np.repeat([0.2, 0.8], 5000)
+    labels = rng.random(10000) < probabilities  # calibrated by construction
+    calibrated = calibration_errors(labels, probabilities)
+    assert calibrated["ece"] < 0.02
+    overconfident = calibration_errors(labels, np.where(probabilities > 0.5, 0.999, 0.001))
+    assert overconfident["ece"] > 0.15 and overconfident["brier"] > calibrated["brier"]

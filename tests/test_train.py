@@ -78,3 +78,33 @@ def test_single_class_split_is_one_line(tmp_path, demo_dataset):
     with pytest.raises(ValueError, match="the val split needs both real and fake") as error:
         run_experiment(config, tmp_path / "out", verbose=0)
     assert "\n" not in str(error.value)
+
+
+def test_recompute_batchnorm_sets_the_exact_average_of_batch_statistics():
+    import keras
+
+    from fakelib.train import recompute_batchnorm
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(inputs))
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(scale, 1.0, (16, 4)).astype("float32"), None) for scale in (1.0, 5.0, 9.0)]
+    assert recompute_batchnorm(model, batches) == 3
+    layer = model.get_layer("bn")
+    np.testing.assert_allclose(np.asarray(layer.moving_mean), np.mean([b.mean(axis=0) for b, _ in batches], axis=0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer.moving_variance), np.mean([b.var(axis=0) for b, _ in batches], axis=0),
+                               rtol=1e-4)
+    assert layer.momentum == pytest.approx(0.99)  # restored for training
+
+
+def test_metrics_carry_calibration_and_a_usable_threshold(trained_experiment):
+    metrics = json.loads((trained_experiment / "metrics.json").read_text())
+    assert 0.05 <= metrics["threshold"] <= 0.95
+    assert metrics["calibration_scale"] > 0
+    for key in ("test_ece", "test_brier", "val_ece", "val_brier"):
+        assert 0 <= metrics[key] <= 1, key
+    from fakelib.models import calibration, load_model
+
+    assert calibration(load_model(trained_experiment / "model.keras")) == pytest.approx(
+        (metrics["calibration_scale"], metrics["calibration_bias"]))

@@ -1,0 +1,222 @@
+"""The pretrained detector shipped in `fakelib/pretrained/`, its model card, the default model, and its rebuild.
+
+The folder holds what any experiment folder holds for prediction (`model.keras`, `metrics.json`, `params.yaml`)
+plus `MODEL_CARD.md`, written from those files (and from a per-group evaluation on held-out collections when
+one is given), never typed by hand:
+
+    python -m fakelib pretrained --data FACES_DEV [EXTRA_REAL ...] [--shift FACES_SHIFT] [--out DIR]
+    python -m fakelib pretrained --from-run reports/bench/default [--shift FACES_SHIFT]
+
+The first trains the base configuration of params.yaml on the given folders (`fakelib.train.run_experiment`);
+the second packages a finished run. `default_model()` is what predict, evaluate, explain and the explorer use
+when no model is given: the best model of the last sweep, else this pretrained one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from fakelib import paths
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+FILES = ("model.keras", "metrics.json", "params.yaml")
+# Largest model file the package may carry.
+MAX_MODEL_BYTES = 10_000_000
+# Data folders whose name says the model learnt from the synthetic demo faces.
+DEMO_NAMES = ("demo",)
+DEMO_MARKER = ".fakelib-demo.json"  # written by `fakelib demo` into every folder it creates
+
+
+def default_model(best_dir: str | Path = paths.BEST, pretrained_dir: str | Path = PRETRAINED_DIR) -> Path:
+    """The model used when none is given: the last sweep's best, else the pretrained one.
+
+    Raises:
+        FileNotFoundError: neither exists (one line that says how to get one).
+    """
+    for candidate in (Path(best_dir) / "model.keras", Path(pretrained_dir) / "model.keras"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("no model given and none found: pass a model path, run a sweep (make run), or "
+                            "rebuild the pretrained model (python -m fakelib pretrained --data DIR)")
+
+
+def is_demo_folder(folder: str | Path) -> bool:
+    """True when a data folder is fakelib's synthetic demo: its marker file, its `masks/`, or its name says so."""
+    folder = Path(str(folder))
+    return (folder / DEMO_MARKER).is_file() or (folder / "masks").is_dir() or folder.name in DEMO_NAMES
+
+
+def trained_on_demo(data_dir: str | list[str] | tuple[str, ...]) -> bool:
+    """True when every data folder of an experiment is the synthetic demo dataset."""
+    folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+    return bool(folders) and all(is_demo_folder(folder) for folder in folders)
+
+
+def model_card_facts(model_path: str | Path) -> dict:
+    """What the explorer and the report show beside a verdict: data, scores and threshold of a model's folder."""
+    import yaml
+
+    folder = Path(model_path).parent
+    metrics = _read_json(folder / "metrics.json")
+    params = yaml.safe_load((folder / "params.yaml").read_text()) if (folder / "params.yaml").is_file() else {}
+    data_dir = (params.get("data") or {}).get("data_dir", "unknown")
+    folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+    return {
+        "model": metrics.get("model") or (params.get("model") or {}).get("model"),
+        "data": [Path(str(folder)).name for folder in folders],
+        "demo_data": bool(metrics.get("trained_on_demo", trained_on_demo(data_dir))),
+        "threshold": metrics.get("threshold", 0.5),
+        "val_roc_auc": metrics.get("val_roc_auc"), "test_roc_auc": metrics.get("test_roc_auc"),
+        "test_f1_at_threshold": metrics.get("test_f1_at_threshold"), "test_ece": metrics.get("test_ece"),
+        "card": str(folder / "MODEL_CARD.md") if (folder / "MODEL_CARD.md").is_file() else None,
+    }
+
+
+def card_line(facts: dict) -> str:
+    """One line about a model for a person: what it learnt from, how well it did, and its threshold."""
+    scores = ", ".join(f"{name} {facts[key]:.3f}" for name, key in (
+        ("test ROC-AUC", "test_roc_auc"), ("test F1", "test_f1_at_threshold"), ("calibration error", "test_ece"))
+        if facts.get(key) is not None)
+    line = f"Model {facts['model']} trained on {', '.join(facts['data'])}; {scores or 'no test scores'}; " \
+           f"threshold {facts['threshold']:.2f}."
+    if facts["demo_data"]:
+        line += " Warning: trained on the synthetic demo faces only, so its verdict on a real photo means little."
+    return line
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_card(folder: Path, shift: dict | None = None) -> Path:
+    """Write `folder/MODEL_CARD.md` from the folder's metrics.json and params.yaml (and a shift evaluation)."""
+    import yaml
+
+    metrics = _read_json(folder / "metrics.json")
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    data_dir = params["data"]["data_dir"]
+    folders = [data_dir] if isinstance(data_dir, str) else data_dir
+    lines = [
+        "# Model card: fakelib pretrained detector", "",
+        f"- Architecture: `{metrics['model']}` ({metrics['param_count']:,} parameters), fully convolutional; "
+        f"inputs prepared at {params['data']['image_size']} px (larger photos down-sampled with an area filter, "
+        "smaller ones scored at their own size, never up-sampled).",
+        f"- Trained on: {', '.join(Path(str(item)).name for item in folders)} "
+        f"({metrics['n_train']} training, {metrics['n_val']} validation images), "
+        f"random {params['data']['train_crop']} px native-resolution crops, photo degradations on both classes.",
+        f"- Training: {metrics['epochs_run']} epochs, best validation epoch {metrics['best_epoch']}, "
+        f"{metrics['train_seconds']:.0f} s on 2 CPU cores.",
+        f"- Output `p_fake`: Platt-scaled on validation (scale {metrics['calibration_scale']:.3f}, "
+        f"bias {metrics['calibration_bias']:.3f}).",
+        f"- Threshold: {metrics['threshold']:.3f}, chosen on validation by Youden's J and kept within [0.05, 0.95].",
+        "", "## Held-out test split of the training source", "",
+        "| ROC-AUC | F1 at threshold | accuracy at threshold | reals kept | fakes caught | ECE | Brier |",
+        "|---|---|---|---|---|---|---|",
+        f"| {_number(metrics['test_roc_auc'])} | {_number(metrics['test_f1_at_threshold'])} | "
+        f"{_number(metrics['test_accuracy_at_threshold'])} | {_percent(metrics['test_real_rate_at_threshold'])} | "
+        f"{_percent(metrics['test_fake_rate_at_threshold'])} | {_number(metrics.get('test_ece'))} | "
+        f"{_number(metrics.get('test_brier'))} |",
+    ]
+    if shift:
+        lines += ["", "## Collections it never saw (evaluation only)", "",
+                  f"At the saved threshold, `{Path(shift['data']).name}`: a real group's figure is the share kept as "
+                  "real, a fake group's the share caught; ROC-AUC of a fake group is against all the set's reals, "
+                  f"also after one common re-encode ({shift['common_format']['side']} px, JPEG "
+                  f"{shift['common_format']['jpeg_quality']}).", "",
+                  "| group | n | as published | common format | ROC-AUC vs reals | same, common format |",
+                  "|---|---|---|---|---|---|"]
+        for group, row in shift["groups"].items():
+            kind = "caught" if row["label"] == "fake" else "kept_real"
+            lines.append(f"| {group} | {row['n']} | {_percent(row.get(f'as_published_{kind}'))} | "
+                         f"{_percent(row.get(f'common_format_{kind}'))} | "
+                         f"{_number(row.get('as_published_roc_auc_vs_all_reals'))} | "
+                         f"{_number(row.get('common_format_roc_auc_vs_all_reals'))} |")
+    lines += ["", "## Known failures", "",
+              "- Generators unlike StyleGAN (diffusion models above all) were never seen in training; expect them "
+              "to pass as real.",
+              "- Heavily compressed small faces (128 px, JPEG quality 75 and below) lose most of the traces it reads.",
+              "- A face that is not centred, or a photo of a whole scene, is cropped to its centre square first.",
+              "", "## Licence", "",
+              "The training images are FFHQ (CC BY-NC-SA 4.0), StyleGAN faces (CC BY-NC 4.0) and other real-photo "
+              "collections for non-commercial research. These weights are derived from them: use them for "
+              "non-commercial research only.", "",
+              "Rebuild or retrain on your own data: `python -m fakelib pretrained --data YOUR_FOLDER [MORE ...]`.", ""]
+    path = folder / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir: str | Path | None = None) -> dict:
+    """Copy a finished run's model, metrics and params into `out_dir` and write its card; returns the card facts.
+
+    Raises:
+        FileNotFoundError: the run is missing one of `FILES` (it did not finish).
+        ValueError: the model file is larger than `MAX_MODEL_BYTES`.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    missing = [name for name in FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished run: missing {', '.join(missing)}")
+    size = (run_dir / "model.keras").stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ValueError(f"model.keras is {size} bytes; the package carries at most {MAX_MODEL_BYTES}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".pretrained-", dir=out_dir))
+    try:
+        for name in FILES:
+            shutil.copy2(run_dir / name, staging / name)
+        _anonymize_data_dirs(staging / "params.yaml")
+        shift = None
+        if shift_dir:
+            from fakelib.predict import Predictor, evaluate_groups
+
+            shift = evaluate_groups(Predictor.from_path(staging / "model.keras"), shift_dir)
+            (staging / "shift.json").write_text(json.dumps(shift, indent=2))
+        write_card(staging, shift)
+        for path in staging.iterdir():  # each file replaced atomically; a reader never sees half a model
+            path.replace(out_dir / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return model_card_facts(out_dir / "model.keras")
+
+
+def _anonymize_data_dirs(params_path: Path) -> None:
+    """Keep only the folder names of `data_dir` in a packaged params.yaml: absolute paths of the machine that
+    trained the model mean nothing elsewhere."""
+    import yaml
+
+    params = yaml.safe_load(params_path.read_text())
+    data_dir = params["data"]["data_dir"]
+    names = [Path(str(folder)).name for folder in ([data_dir] if isinstance(data_dir, str) else data_dir)]
+    params["data"]["data_dir"] = names[0] if len(names) == 1 else names
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_cli(args) -> int:
+    """`python -m fakelib pretrained`: train (or take `--from-run`) and package the pretrained model."""
+    run_dir = Path(args.from_run) if args.from_run else None
+    if run_dir is None:
+        if not args.data:
+            raise ValueError("give --data FOLDER [MORE ...] to train, or --from-run RUN_DIR to package a run")
+        from fakelib.config import load_params
+        from fakelib.train import configure_threads, run_experiment
+
+        folders = [str(Path(folder).resolve()) for folder in args.data]
+        config = load_params(args.params).base.replace(data_dir=folders[0] if len(folders) == 1 else folders)
+        configure_threads(config.train.threads)
+        run_dir = Path(tempfile.mkdtemp(prefix="fakelib-pretrained-"))
+        run_experiment(config, run_dir, verbose=2)
+    facts = package(run_dir, Path(args.out), args.shift)
+    print(json.dumps(facts))
+    return 0

@@ -1,0 +1,68 @@
+"""fakelib.pretrained: the default model, packaging a finished run with its model card, and the card's facts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from fakelib import pretrained
+from fakelib.predict import Predictor
+
+
+def _touch_model(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.keras").write_bytes(b"placeholder")
+    return folder / "model.keras"
+
+
+def test_default_model_is_the_last_sweeps_best_then_the_pretrained_one(tmp_path):
+    best, shipped = tmp_path / "best", tmp_path / "shipped"
+    with pytest.raises(FileNotFoundError, match="no model given") as error:
+        pretrained.default_model(best, shipped)
+    assert "\n" not in str(error.value)
+    shipped_model = _touch_model(shipped)
+    assert pretrained.default_model(best, shipped) == shipped_model
+    best_model = _touch_model(best)
+    assert pretrained.default_model(best, shipped) == best_model
+
+
+def test_demo_folders_are_recognised(tmp_path, demo_dataset):
+    plain = tmp_path / "faces"
+    (plain / "real").mkdir(parents=True)
+    assert pretrained.trained_on_demo(str(demo_dataset))  # the generator's masks/ and marker
+    assert not pretrained.trained_on_demo(str(plain))
+    assert not pretrained.trained_on_demo([str(demo_dataset), str(plain)])
+
+
+@pytest.mark.slow
+def test_package_writes_model_card_from_measured_numbers(trained_experiment, tmp_path):
+    shift = tmp_path / "shift"
+    for group, size in (("real/phone", 40), ("fake/gan", 36)):
+        (shift / group).mkdir(parents=True)
+        for index in range(3):
+            pixels = np.random.default_rng(index).integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(shift / group / f"{index}.jpg", quality=80)
+    out = tmp_path / "pretrained"
+    facts = pretrained.package(trained_experiment, out, shift)
+    metrics = json.loads((trained_experiment / "metrics.json").read_text())
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"Threshold: {metrics['threshold']:.3f}" in card
+    assert f"| {metrics['test_roc_auc']:.3f} |" in card
+    assert "| real/phone | 3 |" in card and "| fake/gan | 3 |" in card
+    assert "non-commercial research" in card
+    params = yaml.safe_load((out / "params.yaml").read_text())
+    assert "/" not in str(params["data"]["data_dir"])  # no path of the training machine is shipped
+    assert facts["demo_data"] and "synthetic demo" in pretrained.card_line(facts)
+    predictor = Predictor.from_path(out / "model.keras")
+    assert predictor.threshold == pytest.approx(metrics["threshold"])
+    assert json.loads((out / "shift.json").read_text())["groups"]["fake/gan"]["n"] == 3
+
+
+def test_package_refuses_an_unfinished_run(tmp_path):
+    _touch_model(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="missing metrics.json, params.yaml"):
+        pretrained.package(tmp_path / "run", tmp_path / "out")
