@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override one parameter of both models (YAML value), may repeat")
     parser.add_argument("--models", default="default,spectrum", help="comma-separated subset of default,spectrum")
     parser.add_argument("--cache", default=None, help="prepared-data cache folder (default: data/cache)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a finished OUT/<name>/ run whose params.yaml equals the configuration instead of "
+                             "training it again (its measured figures, training seconds included, are reported)")
     return parser.parse_args(argv)
 
 
@@ -77,14 +80,29 @@ def configurations(args: argparse.Namespace) -> dict[str, Any]:
     return {name: available[name] for name in names}
 
 
-def train_one(config, output_dir: Path, cache: str | None, shift: str | None = None) -> dict[str, Any]:
+def finished_run(config, output_dir: Path) -> dict[str, Any] | None:
+    """metrics.json of a finished run in `output_dir` trained with exactly `config` (threads aside), else None."""
+    from fakelib.config import NON_RESULT_KEYS, load_experiment
+
+    if not (output_dir / "metrics.json").is_file() or not (output_dir / "params.yaml").is_file():
+        return None
+    saved = {key: value for key, value in load_experiment(output_dir / "params.yaml").to_flat().items()
+             if key not in NON_RESULT_KEYS}
+    wanted = {key: value for key, value in config.to_flat().items() if key not in NON_RESULT_KEYS}
+    return json.loads((output_dir / "metrics.json").read_text()) if saved == wanted else None
+
+
+def train_one(config, output_dir: Path, cache: str | None, shift: str | None = None,
+              reuse: bool = False) -> dict[str, Any]:
     """Train and evaluate one configuration; a failure becomes a result with status `error`, not a crash."""
     from fakelib.train import run_experiment
 
     started = time.perf_counter()
+    metrics = finished_run(config, output_dir) if reuse else None
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # Keras progress must not mix with the JSON line
-            metrics = run_experiment(config, output_dir, verbose=2, cache_root=cache)
+        if metrics is None:
+            with contextlib.redirect_stdout(sys.stderr):  # Keras progress must not mix with the JSON line
+                metrics = run_experiment(config, output_dir, verbose=2, cache_root=cache)
     except Exception as error:  # one failed model must not hide the other's figures
         return {"status": "error", "message": f"{type(error).__name__}: {error}", "model": config.model.model}
     result = {"status": "ok", **{key: value for key, value in metrics.items() if key not in SKIPPED_KEYS}}
@@ -153,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     configs = configurations(args)
     configure_threads(next(iter(configs.values())).train.threads)
     out = Path(args.out)
-    results = {name: train_one(config, out / name, args.cache, args.shift) for name, config in configs.items()}
+    results = {name: train_one(config, out / name, args.cache, args.shift, args.reuse)
+               for name, config in configs.items()}
     finished = [name for name, result in results.items() if result["status"] == "ok"]
     summary = {
         "data_dir": [str(Path(folder).resolve()) for folder in args.data],

@@ -129,7 +129,7 @@ def logit_model(model: keras.Model) -> keras.Model:
         layer = model.get_layer("logit")
     except ValueError:
         raise ValueError("this model has no 'logit' layer, so it cannot be calibrated; retrain it") from None
-    return keras.Model(model.inputs, layer.output)
+    return keras.Model(model.inputs[0], layer.output)  # one input, not a list: calls take a tensor
 
 
 def calibration(model: keras.Model) -> tuple[float, float] | None:

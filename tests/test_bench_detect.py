@@ -91,6 +91,15 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
         assert groups["fake/stylegan-png"]["as_published_roc_auc_vs_all_reals"] is not None
         assert result["shift"]["errors"] == ["as_published: real/camera-small/broken.jpg: truncated",
                                              "common_format: real/camera-small/broken.jpg: truncated"]
+    # --reuse reports the finished run instead of training it again; a changed configuration is trained anew.
+    bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params), "--models", "default",
+                "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.5", "--reuse"])
+    reused = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["models"]["default"]
+    assert reused["train_seconds"] == default["train_seconds"] and reused["test_roc_auc"] == default["test_roc_auc"]
+    bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params), "--models", "default",
+                "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.4", "--reuse"])
+    retrained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["models"]["default"]
+    assert retrained["config"]["jpeg_prob"] == 0.4
 
 
 def write_shift_like(root: Path) -> Path:
