@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -68,8 +69,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             _fail(key, value, "an integer")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(key, value, "a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(key, value, "a finite number")  # NaN passes every range check, inf overflows the optimizer
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
