@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reports folder (default: reports/; experiments then go to DIR/experiments)")
     parser.add_argument("--no-report", action="store_true",
                         help="skip the explanation and report notebooks (best/ and sweep.json are still written)")
+    parser.add_argument("--max-experiments", type=positive_int, default=None, metavar="N",
+                        help="refuse a sweep of more than N combinations (default 1000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -48,11 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fakelib import sweep
-    from fakelib.config import ConfigError
+    from fakelib.__main__ import import_tensorflow_quietly
+    from fakelib.config import MAX_EXPERIMENTS, ConfigError
+
+    import_tensorflow_quietly()  # validating the model name loads Keras; its start-up chatter would bury errors
 
     try:
-        plan = sweep.prepare_sweep(args.params, args.reports, force=args.force, only=args.only)
-    except (ConfigError, FileNotFoundError) as error:
+        plan = sweep.prepare_sweep(args.params, args.reports, force=args.force, only=args.only,
+                                   max_experiments=args.max_experiments or MAX_EXPERIMENTS)
+    except (ConfigError, OSError) as error:
         print(f"run_all.py: error: {error}", file=sys.stderr)
         return 2
     print(f"{len(plan.experiments)} experiment(s) in the sweep: {len(plan.selected)} to run, "

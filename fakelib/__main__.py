@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import typing
 from collections.abc import Callable, Iterator, Sequence
 
 # TensorFlow's native start-up lines (absl pre-init warning, oneDNN and CPU-feature notices) ignore
@@ -22,8 +23,33 @@ _NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::Initiali
 _NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit"}
 
 
+# Longest error line printed: a message may quote a whole bad value (a YAML document, a URL list line).
+MESSAGE_LIMIT = 300
+
+
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (exit status 2), like every other refusal of the CLI."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+
+def one_line(message: object, limit: int = MESSAGE_LIMIT) -> str:
+    """`message` on one line of at most `limit` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +86,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="path to model.keras")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold (default: the one chosen on validation, saved beside the model, else 0.5)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("data_dirs", nargs="+", metavar="DATA_DIR")
     parser.set_defaults(target="fakelib.predict:run_evaluate_cli")
 
@@ -135,7 +161,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="python -m fakelib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m fakelib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(sub)
@@ -161,11 +187,31 @@ def _filtered_native_stderr() -> Iterator[None]:
                     print(line, file=sys.stderr)
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its native start-up chatter filtered out of stderr (run_all.py uses it too)."""
     with _filtered_native_stderr():
         import tensorflow  # noqa: F401
 
         tensorflow.constant(0)  # the CPU-feature notice is printed at the first op
+
+
+def _check_overrides(items: Sequence[str]) -> None:
+    """Refuse a `--set KEY=VALUE` whose value is not YAML before anything heavy starts."""
+    import yaml
+
+    for item in items:
+        try:
+            yaml.safe_load(item.partition("=")[2])
+        except yaml.YAMLError:
+            raise CliError(f"--set {item!r}: the value is not valid YAML (quote strings, e.g. key='a: b')") from None
+
+
+def _describe(error: BaseException) -> str:
+    """An OSError as `reason: path` (its default text starts with `[Errno N]`); other errors as they are."""
+    if isinstance(error, OSError) and error.strerror:
+        target = f": {error.filename}" if error.filename is not None else ""
+        return f"{error.strerror}{target}"
+    return str(error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,12 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, function_name = args.target.split(":")
     try:
+        _check_overrides(getattr(args, "set", []))
         if args.command not in _NO_TENSORFLOW:
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(args) or 0)
-    except (CliError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        print(f"fakelib {args.command}: error: {error}", file=sys.stderr)
+    except (CliError, ValueError, OSError) as error:  # OSError: a path that is a file, a folder, or unreadable
+        print(f"fakelib {args.command}: error: {one_line(_describe(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fakelib {args.command}: interrupted", file=sys.stderr)

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from fakelib import paths
-from fakelib.config import KEY_SECTIONS, NON_RESULT_KEYS, ConfigError, ExperimentConfig, Params, load_params
+from fakelib.config import (KEY_SECTIONS, MAX_EXPERIMENTS, NON_RESULT_KEYS, ConfigError, ExperimentConfig, Params,
+                            load_params)
 from fakelib.report import PARAMETER_KEYS, RESULTS_FILE, SUMMARY_FILE, test_metric_for
 
 TRAIN_NOTEBOOK = paths.NOTEBOOKS / "02_train.ipynb"
@@ -427,7 +428,8 @@ def _match_only(only: Sequence[str], experiments: Sequence[ExperimentConfig]) ->
 
 
 def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path | None = None, force: bool = False,
-                  only: Sequence[str] = (), notebook: Path = TRAIN_NOTEBOOK) -> SweepPlan:
+                  only: Sequence[str] = (), notebook: Path = TRAIN_NOTEBOOK,
+                  max_experiments: int = MAX_EXPERIMENTS) -> SweepPlan:
     """Load and validate params, check them against the notebook, and decide what to run. Writes nothing.
 
     Args:
@@ -437,13 +439,15 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
         force: rerun experiments that are already done.
         only: run just these experiment ids (unique prefixes accepted); done ones still need `force`.
         notebook: the training notebook.
+        max_experiments: refuse a sweep with more combinations than this.
 
     Raises:
-        ConfigError: invalid params, a key the notebook lacks, or an unknown `--only` id (one line).
+        ConfigError: invalid params, a key the notebook lacks, an unknown `--only` id, or a sweep larger than
+            `max_experiments` (one line).
         FileNotFoundError: no params file.
     """
     params_path = Path(params_path) if params_path is not None else paths.PARAMS
-    params = load_params(params_path)
+    params = load_params(params_path, max_experiments)
     experiments = params.experiments()
     check_notebook_parameters(experiments, notebook)
     if reports_dir is None:

@@ -3,6 +3,7 @@ nothing the user wrote is lost. Small and fast: tiny generated images and loopba
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,141 @@ def test_nan_from_yaml_params_is_one_line(tmp_path):
     result = fakelib_cli("train", "--params", str(params), "--out", str(tmp_path / "out"))
     assert_one_line_refusal(result)
     assert "model.dropout" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------- 8. bounds
+
+ALIAS_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_yaml_alias_bomb_fails_fast_in_one_short_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(ALIAS_BOMB)
+    result = subprocess.run([sys.executable, "run_all.py", "--params", str(params), "--reports",
+                             str(tmp_path / "reports")], capture_output=True, text=True, cwd=paths.ROOT, timeout=60)
+    assert_one_line_refusal(result)
+    assert "aliases expand" in result.stderr
+    assert len(result.stderr) < 300
+
+
+def test_oversized_params_file_is_refused_without_reading_it_whole(tmp_path):
+    from fakelib.config import MAX_PARAMS_BYTES, ConfigError, load_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text("# padding\n" * (MAX_PARAMS_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_params(params)
+
+
+def test_sweep_above_the_limit_is_refused_unless_raised(tmp_path):
+    from fakelib.config import ConfigError, parse_params
+
+    values = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    raw = {"sweep": {"dropout": values, "l2": values, "learning_rate": [0.1 * (i + 1) for i in range(10)],
+                     "flip": values, "crop": [0.0] * 10, "color_jitter": values}}  # 10^6 combinations
+    with pytest.raises(ConfigError, match="1000000 combinations, more than max_experiments = 1000"):
+        parse_params(raw)
+    small = {"sweep": {"dropout": values, "l2": values}}  # 100 combinations
+    with pytest.raises(ConfigError, match="max_experiments = 50"):
+        parse_params(small, max_experiments=50)
+    assert len(parse_params(small, max_experiments=100).experiments()) == 100
+
+
+def test_run_all_max_experiments_flag(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("sweep:\n  dropout: [0.0, 0.1, 0.2]\n  l2: [0.0, 0.1]\n")
+    command = [sys.executable, "run_all.py", "--params", str(params), "--reports", str(tmp_path / "r"),
+               "--max-experiments", "5", "--only", "nothing"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=paths.ROOT, timeout=120)
+    assert_one_line_refusal(result)
+    assert "6 combinations" in result.stderr
+
+
+def test_cli_error_lines_are_cut(tmp_path):
+    from fakelib.__main__ import MESSAGE_LIMIT
+
+    result = fakelib_cli("scrape", "--mode", "endpoint", "--count", "1", "--out", str(tmp_path / "out"), "x" * 5000)
+    assert_one_line_refusal(result)
+    assert len(result.stderr) < MESSAGE_LIMIT + 50
+
+
+# ------------------------------------------------------------------------------------ 10. tracebacks that remain
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "dropout: [1, 2\n".encode()])
+def test_binary_or_broken_params_file_is_one_line(tmp_path, content):
+    params = tmp_path / "params.yaml"
+    params.write_bytes(content)
+    result = subprocess.run([sys.executable, "run_all.py", "--params", str(params), "--reports",
+                             str(tmp_path / "r")], capture_output=True, text=True, cwd=paths.ROOT, timeout=60)
+    assert_one_line_refusal(result)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_params_file_is_one_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("model: {}\n")
+    params.chmod(0)
+    result = subprocess.run([sys.executable, "run_all.py", "--params", str(params), "--reports",
+                             str(tmp_path / "r")], capture_output=True, text=True, cwd=paths.ROOT, timeout=60)
+    assert_one_line_refusal(result)
+    assert "cannot read" in result.stderr
+
+
+def test_set_with_bad_yaml_is_one_line(tmp_path):
+    result = fakelib_cli("train", "--set", "conv_filters=[8, 16", "--out", str(tmp_path / "out"))
+    assert_one_line_refusal(result)
+    assert "--set" in result.stderr
+
+
+def test_batch_size_zero_is_one_line(tmp_path):
+    result = fakelib_cli("evaluate", "--model", str(tmp_path / "m.keras"), "--batch-size", "0", str(tmp_path))
+    assert_one_line_refusal(result)
+    assert "--batch-size" in result.stderr
+
+
+def write_images(folder: Path, count: int, seed: int = 0, size: int = 40) -> list[Path]:
+    """`count` distinct noise PNGs in `folder` (created)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(count):
+        pixels = np.random.default_rng([seed, index]).integers(0, 255, (size, size, 3), dtype=np.uint8)
+        path = folder / f"image_{seed}_{index}.png"
+        Image.fromarray(pixels).save(path)
+        written.append(path)
+    return written
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    write_images(tmp_path / "data" / "real", 3, seed=1)
+    write_images(tmp_path / "data" / "fake", 3, seed=2)
+    return tmp_path / "data"
+
+
+def test_output_paths_that_exist_as_the_wrong_kind_are_one_line(tmp_path, tiny_dataset):
+    a_file, a_folder = tmp_path / "a_file", tmp_path / "a_folder"
+    a_file.write_text("mine")
+    a_folder.mkdir()
+    for args in (("scrape", "--mode", "endpoint", "--count", "1", "--out", str(a_file), "http://127.0.0.1:9/"),
+                 ("audit", str(tiny_dataset), "--out", str(a_file)),
+                 ("dedup", str(tiny_dataset), "--csv", str(a_folder)),
+                 ("dedup", str(tiny_dataset), "--apply", "--csv", str(a_file / "x.csv"))):
+        result = fakelib_cli(*args)
+        assert_one_line_refusal(result)
+    assert a_file.read_text() == "mine"
+    assert sorted(path.name for path in tiny_dataset.rglob("*.png")) == sorted(
+        f"image_{seed}_{index}.png" for seed in (1, 2) for index in range(3))  # --apply moved nothing
