@@ -61,6 +61,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--strength", type=float, default=1.0, help="artifact strength, 0 (invisible) .. 1 (obvious)")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality for both classes (1..95)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty folder demo did not create (its files are never touched)")
     parser.set_defaults(target="fakelib.demo:run_cli")
 
 

@@ -179,3 +179,51 @@ def test_output_paths_that_exist_as_the_wrong_kind_are_one_line(tmp_path, tiny_d
     assert a_file.read_text() == "mine"
     assert sorted(path.name for path in tiny_dataset.rglob("*.png")) == sorted(
         f"image_{seed}_{index}.png" for seed in (1, 2) for index in range(3))  # --apply moved nothing
+
+
+# ------------------------------------------------------------------------------ 1. demo never deletes user files
+
+
+def users_folder(folder: Path) -> dict[str, bytes]:
+    """A user's dataset with names the demo generator also uses: real/real_1.jpg .. real_6.jpg and a manifest."""
+    write_images(folder / "real", 6)
+    for index, path in enumerate(sorted((folder / "real").iterdir()), start=1):
+        path.rename(folder / "real" / f"real_{index}.jpg")
+    (folder / "manifest.csv").write_text("relpath,label\nreal/real_1.jpg,real\n")
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_demo_refuses_a_non_empty_folder_it_did_not_create(tmp_path):
+    before = users_folder(tmp_path / "mine")
+    result = fakelib_cli("demo", "--out", str(tmp_path / "mine"), "--count", "4", "--size", "32", "--workers", "1")
+    assert_one_line_refusal(result)
+    after = {str(path.relative_to(tmp_path / "mine")): path.read_bytes()
+             for path in (tmp_path / "mine").rglob("*") if path.is_file()}
+    assert after == before
+
+
+def test_demo_force_never_replaces_or_deletes_a_file_it_did_not_write(tmp_path):
+    from fakelib import demo
+
+    folder = tmp_path / "mine"
+    before = users_folder(folder)
+    with pytest.raises(ValueError, match="manifest.csv was not written by fakelib demo"):
+        demo.generate(folder, count=4, size=32, workers=1, force=True)
+    (folder / "manifest.csv").rename(folder / "my_manifest.csv")
+    before["my_manifest.csv"] = before.pop("manifest.csv")
+    (folder / "real" / "real_000005.jpg").write_bytes(b"the user's, with a demo-like name")
+    before["real/real_000005.jpg"] = b"the user's, with a demo-like name"
+    demo.generate(folder, count=8, size=32, workers=1, force=True)  # writes real_000000..3, never 000005
+    demo.generate(folder, count=4, size=32, workers=1)  # a smaller rerun removes its own extra files only
+    for relpath, data in before.items():
+        assert (folder / relpath).read_bytes() == data, relpath
+    assert not (folder / "real" / "real_000003.jpg").exists()  # written by the first run, stale in the second
+    assert len((folder / "manifest.csv").read_text().splitlines()) == 5
+
+
+def test_demo_reruns_in_its_own_folder_without_force(tmp_path):
+    from fakelib import demo
+
+    demo.generate(tmp_path / "demo", count=4, size=32, workers=1)
+    demo.generate(tmp_path / "demo", count=6, size=32, workers=1)
+    assert len((tmp_path / "demo" / "manifest.csv").read_text().splitlines()) == 7
