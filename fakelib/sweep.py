@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from fakelib import paths
+from fakelib.ownership import RECORD, WrittenFiles
 from fakelib.config import (KEY_SECTIONS, MAX_EXPERIMENTS, NON_RESULT_KEYS, ConfigError, ExperimentConfig, Params,
                             load_params)
 from fakelib.report import PARAMETER_KEYS, RESULTS_FILE, SUMMARY_FILE, test_metric_for
@@ -54,6 +55,12 @@ RUN_COLUMNS = ("status", "error", "start", "duration", "threads", "param_count")
 BEST_FILES = ("model.keras", "metrics.json", "params.yaml", "history.csv", "curves.png", "confusion_matrix.png",
               "roc_pr.png")
 ERROR_LIMIT = 300  # characters of an error message kept in results.csv
+# What the tracker writes in the reports folder besides results.csv and sweep.json; it replaces or removes only
+# the files it recorded as its own there (fakelib.ownership), never a user's.
+TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html")
+# Names written there by trackers older than the ownership record (adopted once, see `adopt_legacy_outputs`).
+LEGACY_EXPLAIN_FILES = ("03_explain.ipynb", "grid.png", "where_to_look.csv", "where_to_look.png", "quality.png",
+                        "explain.json")
 # Kernel command-line options: keep ipykernel's start-up warnings out of the sweep's terminal output.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -456,6 +463,7 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
         reports = paths.resolve(reports_dir, Path.cwd())
         experiments_dir = reports / "experiments"
     chosen = _match_only(only, experiments) if only else None
+    check_tracker_outputs(reports)
     table = ResultsTable(reports / RESULTS_FILE)
     selected, skipped = [], []
     for config in experiments:
@@ -468,6 +476,33 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
         else:
             selected.append(config)
     return SweepPlan(params, params_path.resolve(), reports, experiments_dir, experiments, selected, skipped, table)
+
+
+def check_tracker_outputs(reports_dir: Path) -> None:
+    """Refuse a reports folder where best/, explain/ or the report hold a file the tracker did not write.
+
+    Raises:
+        ConfigError: one line naming the first such file (the tracker would replace or remove it).
+    """
+    adopt_legacy_outputs(reports_dir)
+    written = WrittenFiles(reports_dir)
+    foreign = written.foreign([reports_dir / name for name in TRACKER_OUTPUTS])
+    if foreign is not None:
+        raise ConfigError(f"{foreign} was not written by the tracker, which would replace or remove it; "
+                          "move it out of the reports folder")
+
+
+def adopt_legacy_outputs(reports_dir: Path) -> None:
+    """Record as the tracker's the outputs an older tracker left before ownership records existed.
+
+    Only in a folder with a sweep.json and no record yet, and only the names the tracker itself writes there.
+    """
+    if (reports_dir / RECORD).exists() or not (reports_dir / SUMMARY_FILE).is_file():
+        return
+    candidates = [reports_dir / "best" / name for name in BEST_FILES]
+    candidates += [reports_dir / "explain" / name for name in LEGACY_EXPLAIN_FILES]
+    candidates += [reports_dir / "report.ipynb", reports_dir / "report.html"]
+    WrittenFiles(reports_dir).add([path for path in candidates if path.is_symlink() or path.is_file()])
 
 
 # ------------------------------------------------------------------------------------------------ execution
@@ -602,18 +637,30 @@ def _remove(path: Path) -> None:
 
 
 def publish_best(experiment_dir: Path | None, best_dir: Path) -> None:
-    """Make `best_dir` hold the best experiment's files (built beside it, then swapped in); None removes it."""
+    """Make `best_dir` hold the best experiment's files (built beside it, then swapped in); None removes it.
+
+    Only files the tracker recorded as its own are replaced or removed; a user's file in `best_dir` stays, and
+    the new links are then placed beside it instead of swapping the folder.
+    """
+    written = WrittenFiles(best_dir.parent)
     if experiment_dir is None:
-        _remove(best_dir)
+        written.remove(best_dir)
         return
     staging = best_dir.with_name(f".{best_dir.name}.tmp{os.getpid()}")
-    _remove(staging)
+    _remove(staging)  # this process's own leftover
     staging.mkdir(parents=True)
     for name in BEST_FILES:
         if (experiment_dir / name).is_file():
             _link_or_copy(experiment_dir / name, staging / name)
-    _remove(best_dir)
-    os.replace(staging, best_dir)
+    names = [item.name for item in staging.iterdir()]
+    if written.remove(best_dir):
+        os.replace(staging, best_dir)
+    else:
+        for name in names:
+            if not (best_dir / name).exists() and not (best_dir / name).is_symlink():
+                os.replace(staging / name, best_dir / name)
+        _remove(staging)
+    written.add([best_dir / name for name in names if (best_dir / name).is_symlink() or (best_dir / name).exists()])
 
 
 def _execute_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> None:
@@ -637,14 +684,23 @@ def run_explain(best_row: Mapping[str, str], best_dir: Path, explain_dir: Path,
     known = papermill.inspect_notebook(str(notebook))
     parameters = {"model_path": str(best_dir / "model.keras"), "data_dir": best_row["data_dir"],
                   "output_dir": str(explain_dir), **(overrides or {})}
-    _remove(explain_dir)
-    explain_dir.mkdir(parents=True)
+    written = WrittenFiles(explain_dir.parent)
+    written.remove(explain_dir)
+    foreign = {path for path in _tree(explain_dir)}  # a user's files, left where they are
+    explain_dir.mkdir(parents=True, exist_ok=True)
     try:
         _execute_notebook(notebook, explain_dir / notebook.name,
                           {key: value for key, value in parameters.items() if key in known})
     except Exception as error:  # the sweep's results stand without explanations; the report says why
         return {"status": "failed", "error": one_line_error(error)}
+    finally:
+        written.add([path for path in _tree(explain_dir) if path not in foreign])
     return {"status": "done", "error": ""}
+
+
+def _tree(folder: Path) -> list[Path]:
+    """Every file and link below `folder` (none when it does not exist)."""
+    return [path for path in folder.rglob("*") if path.is_symlink() or not path.is_dir()] if folder.is_dir() else []
 
 
 def export_html(notebook_path: Path, html_path: Path) -> None:
@@ -658,12 +714,17 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
 
 def run_report(reports_dir: Path, notebook: Path = REPORT_NOTEBOOK) -> None:
     """Execute the report notebook into `report.ipynb` and export `report.html` (also after a failed cell)."""
-    output = reports_dir / "report.ipynb"
+    output, html = reports_dir / "report.ipynb", reports_dir / "report.html"
+    written = WrittenFiles(reports_dir)
+    foreign = written.foreign([output, html])
+    if foreign is not None:  # appeared during the sweep (prepare_sweep refuses one that was there before)
+        raise ConfigError(f"{foreign} was not written by the tracker; not replacing it")
     try:
         _execute_notebook(notebook, output, {"reports_dir": str(reports_dir)})
     finally:
         if output.is_file():
-            export_html(output, reports_dir / "report.html")
+            export_html(output, html)
+        written.add([output, html])
 
 
 def _relative(path: Path, base: Path) -> str:

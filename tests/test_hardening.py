@@ -227,3 +227,74 @@ def test_demo_reruns_in_its_own_folder_without_force(tmp_path):
     demo.generate(tmp_path / "demo", count=4, size=32, workers=1)
     demo.generate(tmp_path / "demo", count=6, size=32, workers=1)
     assert len((tmp_path / "demo" / "manifest.csv").read_text().splitlines()) == 7
+
+
+# -------------------------------------------------------------- 2. the tracker removes only what it wrote
+
+
+def tiny_params(path: Path, dropouts) -> Path:
+    import yaml
+
+    raw = {"data": {"data_dir": "data/not-used", "image_size": 32}, "model": {"conv_filters": [4], "dense_units": [4]},
+           "train": {"epochs": 1, "batch_size": 16, "patience": 0}, "sweep": {"dropout": list(dropouts)}}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def quick_runner(job) -> dict:
+    """Stands in for `sweep.run_job`: writes metrics.json, a model and run.json; val_roc_auc = 0.9 - dropout."""
+    import json
+    import shutil
+
+    out = Path(job.output_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    metrics = {"val_roc_auc": 0.9 - job.parameters["dropout"], "test_roc_auc": 0.8, "param_count": 10}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "model.keras").write_text(f"model {job.experiment_id}")
+    record = {"experiment_id": job.experiment_id, "status": "done", "error": "", "start": "now", "duration": 0.1,
+              "threads": 1, "metrics": metrics}
+    (out / "run.json").write_text(json.dumps(record))
+    return record
+
+
+@pytest.mark.parametrize("user_file", ["best/notes.txt", "explain/my_heatmap.png", "report.html"])
+def test_run_all_refuses_a_reports_folder_holding_files_it_did_not_write(tmp_path, user_file):
+    reports = tmp_path / "reports"
+    (reports / user_file).parent.mkdir(parents=True, exist_ok=True)
+    (reports / user_file).write_text("the user's")
+    params = tiny_params(tmp_path / "params.yaml", [0.1])
+    result = subprocess.run([sys.executable, "run_all.py", "--params", str(params), "--reports", str(reports),
+                             "--no-report"], capture_output=True, text=True, cwd=paths.ROOT, timeout=120)
+    assert_one_line_refusal(result)
+    assert user_file.split("/")[-1] in result.stderr
+    assert (reports / user_file).read_text() == "the user's"
+    assert not (reports / "experiments").exists()
+
+
+def test_tracker_reruns_over_its_own_outputs_and_keeps_a_file_added_later(tmp_path):
+    from fakelib import sweep
+
+    params = tiny_params(tmp_path / "params.yaml", [0.1, 0.0])
+    for _ in range(2):  # the second run finds only the tracker's own best/ and is not refused
+        plan = sweep.prepare_sweep(params, tmp_path / "reports", force=True)
+        sweep.finalize(plan, sweep.execute(plan, runner=quick_runner, progress=False, echo=False), report=False)
+    best = tmp_path / "reports" / "best"
+    winner = plan.experiments[1].experiment_id
+    assert (best / "model.keras").read_text() == f"model {winner}"
+    (best / "notes.txt").write_text("added while a sweep ran")
+    sweep.publish_best(plan.experiments_dir / plan.experiments[0].experiment_id, best)
+    assert (best / "notes.txt").read_text() == "added while a sweep ran"
+    assert (best / "model.keras").read_text() == f"model {plan.experiments[0].experiment_id}"
+    sweep.publish_best(None, best)
+    assert sorted(path.name for path in best.iterdir()) == ["notes.txt"]
+
+
+def test_report_written_by_a_user_during_the_sweep_is_not_replaced(tmp_path):
+    from fakelib import sweep
+    from fakelib.config import ConfigError
+
+    (tmp_path / "report.html").write_text("the user's")
+    with pytest.raises(ConfigError, match="not written by the tracker"):
+        sweep.run_report(tmp_path, notebook=tmp_path / "never-run.ipynb")
+    assert (tmp_path / "report.html").read_text() == "the user's"
