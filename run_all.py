@@ -7,7 +7,8 @@
     python run_all.py --only 3f2a9c          # one experiment (an id or unique prefix from results.csv)
 
 Rerunning resumes: experiments already `done` with the same parameters are skipped, `failed` and `running` ones
-(left by Ctrl-C or a killed process) run again. The logic lives in fakelib/sweep.py.
+(left by Ctrl-C or a killed process) run again. Sweeps sharing a reports folder merge their rows into
+results.csv (under a lock) and never run the same experiment at once. The logic lives in fakelib/sweep.py.
 Exit status: 0 all done, 1 some experiment or the report failed, 2 invalid params, 130 interrupted.
 """
 
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # e.g. no Dask scheduler at --scheduler
         print(f"run_all.py: error: {error}", file=sys.stderr)
         return 2
+    if outcome.elsewhere:
+        print(f"{len(outcome.elsewhere)} experiment(s) left to another sweep running on the same reports folder")
     if outcome.stopped_early:
         print(f"stopped after {outcome.failures} failure(s) (--max-failures {args.max_failures}); "
               f"{outcome.not_run} experiment(s) not run")

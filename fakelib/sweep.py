@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import fcntl
 import io
 import json
 import logging
@@ -125,31 +126,99 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# ------------------------------------------------------------------------------------------- locks
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path` (created if needed); the kernel drops it if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Claim:
+    """An experiment being run by this process: a non-blocking lock on `<experiments_dir>/.<id>.lock`.
+
+    Two sweeps on one reports folder (or one Dask cluster) never run the same experiment at once, and never
+    empty the folder of an experiment the other is training. The lock lives beside the experiment folder, which
+    `run_job` empties, and disappears with the process, so a killed sweep leaves no stale claim.
+    """
+
+    def __init__(self, experiments_dir: Path, experiment_id: str) -> None:
+        experiments_dir.mkdir(parents=True, exist_ok=True)
+        self._handle = (experiments_dir / f".{experiment_id}.lock").open("a")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise
+
+    def release(self) -> None:
+        self._handle.close()  # closing drops the lock
+
+
+def try_claim(experiments_dir: Path, experiment_id: str) -> Claim | None:
+    """A claim on the experiment, or None when another process holds it."""
+    try:
+        return Claim(experiments_dir, experiment_id)
+    except BlockingIOError:
+        return None
+
+
 # ------------------------------------------------------------------------------------------- results table
 
 
 class ResultsTable:
-    """results.csv in memory: one row (all cells strings) per experiment id, in file order; saves are atomic."""
+    """results.csv in memory: one row (all cells strings) per experiment id, in file order; saves are atomic.
+
+    Several sweeps may share one file: each save takes the lock `.results.csv.lock`, reads the file again and
+    writes it back with only this table's own changes applied (read-merge-write), so no sweep loses another's rows.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.rows: dict[str, dict[str, str]] = {}
+        self.rows: dict[str, dict[str, str]] = self._read()
+        self._changed: set[str] = set()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        rows: dict[str, dict[str, str]] = {}
         if self.path.is_file():
             with self.path.open(newline="") as handle:
                 reader = csv.DictReader(handle)
                 if "experiment_id" not in (reader.fieldnames or []):
                     raise ConfigError(f"{self.path} has no experiment_id column; move it away to start a new table")
                 for row in reader:
-                    self.rows[row["experiment_id"]] = {key: value or "" for key, value in row.items()}
+                    rows[row["experiment_id"]] = {key: value or "" for key, value in row.items()}
+        return rows
 
     def get(self, experiment_id: str) -> dict[str, str] | None:
         return self.rows.get(experiment_id)
 
     def put(self, row: Mapping[str, Any], save: bool = True) -> None:
         """Insert or replace the row of `row["experiment_id"]` and (by default) save the file."""
-        self.rows[str(row["experiment_id"])] = {key: _cell(value) for key, value in row.items()}
+        experiment_id = str(row["experiment_id"])
+        self.rows[experiment_id] = {key: _cell(value) for key, value in row.items()}
+        self._changed.add(experiment_id)
         if save:
             self.save()
+
+    def refresh(self) -> None:
+        """Read the rows other sweeps wrote meanwhile (this table's unsaved changes stay)."""
+        with locked(self.lock_path):
+            self._merge()
+
+    def _merge(self) -> None:
+        mine = {experiment_id: self.rows[experiment_id] for experiment_id in self._changed}
+        self.rows = {**self._read(), **mine}
 
     def columns(self) -> list[str]:
         """experiment_id, parameters, run facts, then metrics in first-seen order."""
@@ -159,9 +228,21 @@ class ResultsTable:
             return fixed
         return [key for key in fixed if key in seen] + [key for key in seen if key not in fixed]
 
-    def save(self) -> None:
-        """Write the whole table to a temporary file beside results.csv, then rename it over the old one."""
+    def save(self, merge: bool = True) -> None:
+        """Under the lock, merge this table's changes into the file's rows and write them atomically.
+
+        Args:
+            merge: False writes this table's rows as they are, dropping what the file holds (repairs, tests).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(self.lock_path):
+            if merge:
+                self._merge()
+            self._write()
+            self._changed.clear()
+
+    def _write(self) -> None:
+        """The whole table to a temporary file beside results.csv, then renamed over the old one."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns(), restval="", lineterminator="\n")
         writer.writeheader()
@@ -265,15 +346,15 @@ class LocalExecutor:
 
     slots = 1
 
-    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], None],
+    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], bool],
             should_stop: Callable[[], bool]) -> Iterator[tuple[Job, Record]]:
         threads = available_cores()
         for job in jobs:
             if should_stop():
                 return
             job = replace(job, threads=job.threads or threads)
-            on_start(job)
-            yield job, runner(job)
+            if on_start(job):  # False: another sweep runs or ran it
+                yield job, runner(job)
 
 
 class DaskExecutor:
@@ -289,7 +370,7 @@ class DaskExecutor:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         self.slots = max(1, sum(int(info.get("nthreads", 1)) for info in workers.values()))
 
-    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], None],
+    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], bool],
             should_stop: Callable[[], bool]) -> Iterator[tuple[Job, Record]]:
         from distributed import as_completed
 
@@ -297,10 +378,11 @@ class DaskExecutor:
 
         def submit_next() -> None:
             job = next(queue, None)
+            while job is not None and not on_start(replace(job, threads_by_worker=self.layout)):
+                job = next(queue, None)  # another sweep runs or ran it: try the next one
             if job is None:
                 return
             job = replace(job, threads_by_worker=self.layout)
-            on_start(job)
             future = self.client.submit(runner, job, key=f"fakelib-train-{job.experiment_id}-{uuid.uuid4().hex[:8]}",
                                         pure=False, retries=0)
             in_flight[future.key] = (job, time.time())
@@ -380,6 +462,7 @@ class SweepPlan:
     selected: list[ExperimentConfig]
     skipped: list[str]
     table: ResultsTable
+    force: bool = False
 
     def job(self, config: ExperimentConfig) -> Job:
         flat = config.to_flat()
@@ -475,7 +558,8 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
             skipped.append(config.experiment_id)
         else:
             selected.append(config)
-    return SweepPlan(params, params_path.resolve(), reports, experiments_dir, experiments, selected, skipped, table)
+    return SweepPlan(params, params_path.resolve(), reports, experiments_dir, experiments, selected, skipped, table,
+                     force)
 
 
 def check_tracker_outputs(reports_dir: Path) -> None:
@@ -515,6 +599,7 @@ class SweepOutcome:
     records: list[Record] = field(default_factory=list)
     not_run: int = 0
     stopped_early: bool = False
+    elsewhere: list[str] = field(default_factory=list)  # run (or being run) by another sweep meanwhile
 
     @property
     def failures(self) -> int:
@@ -557,13 +642,23 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
     table.save()  # recovered rows, and the file exists even before the first experiment finishes
     configs = {config.experiment_id: config for config in plan.selected}
     in_flight: dict[str, float] = {}
+    claims: dict[str, Claim] = {}
     if not plan.selected:
         return outcome
 
-    def on_start(job: Job) -> None:
+    def on_start(job: Job) -> bool:
+        claim = _claim_unless_elsewhere(plan, job.experiment_id)
+        if claim is None:
+            outcome.elsewhere.append(job.experiment_id)
+            bar.update()
+            if echo:
+                bar.write(f"{job.experiment_id}  skipped: run by another sweep on {plan.reports_dir}")
+            return False
+        claims[job.experiment_id] = claim
         in_flight[job.experiment_id] = time.time()
         table.put(make_row(configs[job.experiment_id], {"status": "running", "start": _timestamp(time.time()),
                                                           "threads": job.threads or None}))
+        return True
 
     def should_stop() -> bool:
         return max_failures is not None and outcome.failures >= max_failures
@@ -575,6 +670,7 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
                                             should_stop):
                 in_flight.pop(job.experiment_id, None)
                 table.put(make_row(configs[job.experiment_id], record))
+                claims.pop(job.experiment_id).release()  # after the row: another sweep then sees it done
                 outcome.records.append(record)
                 bar.update()
                 if echo:
@@ -584,9 +680,23 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
         raise
     finally:
         bar.close()
-    outcome.not_run = len(plan.selected) - len(outcome.records)
+        for claim in claims.values():
+            claim.release()
+    outcome.not_run = len(plan.selected) - len(outcome.records) - len(outcome.elsewhere)
     outcome.stopped_early = outcome.not_run > 0
     return outcome
+
+
+def _claim_unless_elsewhere(plan: SweepPlan, experiment_id: str) -> Claim | None:
+    """Claim an experiment, unless another sweep is running it or finished it since this sweep was planned."""
+    claim = try_claim(plan.experiments_dir, experiment_id)
+    if claim is None:
+        return None
+    plan.table.refresh()
+    if not plan.force and _is_done(plan.table.get(experiment_id), plan.experiments_dir / experiment_id):
+        claim.release()
+        return None
+    return claim
 
 
 def _mark_interrupted(table: ResultsTable, configs: Mapping[str, ExperimentConfig],
@@ -742,8 +852,15 @@ def finalize(plan: SweepPlan, outcome: SweepOutcome | None = None, report: bool 
     Returns:
         The summary written to sweep.json, plus `report` ("done", "failed: ..." or "skipped").
     """
+    with locked(plan.reports_dir / ".finalize.lock"):  # one sweep at a time swaps best/ and writes the report
+        return _finalize(plan, outcome, report, explain_overrides, workers, scheduler)
+
+
+def _finalize(plan: SweepPlan, outcome: SweepOutcome | None, report: bool, explain_overrides: Mapping[str, Any] | None,
+              workers: int, scheduler: str | None) -> Record:
     metric = plan.params.tracker.metric
     ids = [config.experiment_id for config in plan.experiments]
+    plan.table.refresh()  # rows finished by another sweep on this folder count too
     best = select_best(plan.table, ids, metric)
     best_dir = plan.reports_dir / "best"
     publish_best(plan.experiments_dir / best["experiment_id"] if best else None, best_dir)

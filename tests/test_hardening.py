@@ -3,6 +3,7 @@ nothing the user wrote is lost. Small and fast: tiny generated images and loopba
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -298,3 +299,57 @@ def test_report_written_by_a_user_during_the_sweep_is_not_replaced(tmp_path):
     with pytest.raises(ConfigError, match="not written by the tracker"):
         sweep.run_report(tmp_path, notebook=tmp_path / "never-run.ipynb")
     assert (tmp_path / "report.html").read_text() == "the user's"
+
+
+# ----------------------------------------------------------------- 3. concurrent sweeps on one reports folder
+
+CONCURRENT_SWEEP = """
+import json, sys, time
+from pathlib import Path
+from fakelib import sweep
+
+params, reports, log, ready, name = sys.argv[1:6]
+
+def slow_runner(job):
+    with open(log, "a") as handle:
+        handle.write(job.experiment_id + "\\n")
+    out = Path(job.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.6)
+    metrics = {"val_roc_auc": 0.9 - job.parameters["dropout"], "test_roc_auc": 0.8}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "model.keras").write_text(job.experiment_id)
+    return {"experiment_id": job.experiment_id, "status": "done", "error": "", "start": "now", "duration": 0.6,
+            "threads": 1, "metrics": metrics}
+
+plan = sweep.prepare_sweep(params, reports)
+Path(ready, name).touch()
+deadline = time.time() + 120
+while len(list(Path(ready).iterdir())) < 2 and time.time() < deadline:  # both planned before either runs
+    time.sleep(0.05)
+outcome = sweep.execute(plan, runner=slow_runner, progress=False, echo=False)
+sweep.finalize(plan, outcome, report=False)
+"""
+
+
+def test_two_sweeps_on_one_reports_folder_merge_and_never_run_an_experiment_twice(tmp_path):
+    from fakelib import sweep
+
+    script, ready, log, reports = tmp_path / "sweep.py", tmp_path / "ready", tmp_path / "log", tmp_path / "reports"
+    script.write_text(CONCURRENT_SWEEP)
+    ready.mkdir()
+    first = tiny_params(tmp_path / "first.yaml", [0.3, 0.1, 0.2, 0.4])
+    second = tiny_params(tmp_path / "second.yaml", [0.1, 0.2, 0.4, 0.0])
+    processes = [subprocess.Popen([sys.executable, str(script), str(params), str(reports), str(log), str(ready),
+                                   params.stem], cwd=paths.ROOT, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(paths.ROOT)})
+                 for params in (first, second)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+    runs = log.read_text().split()
+    assert len(runs) == len(set(runs)) == 5, "every experiment ran exactly once"
+    table = sweep.ResultsTable(reports / "results.csv")
+    assert sorted(table.rows) == sorted(set(runs))
+    assert {row["status"] for row in table.rows.values()} == {"done"}
+    best = json.loads((reports / "best" / "metrics.json").read_text())
+    assert best["val_roc_auc"] == pytest.approx(0.9)  # dropout 0.0, run only by the second sweep
