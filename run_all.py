@@ -15,6 +15,7 @@ Exit status: 0 all done, 1 some experiment or the report failed, 2 invalid param
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # before the sweep starts or while best/, explanations and report are written
+        _interrupted()
+        return 130
+
+
+def _interrupted() -> None:
+    """The one line for Ctrl-C; the interrupted kernel client's abandoned tasks must not add asyncio's traceback
+    ("Task exception was never retrieved") when they are collected at exit."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    print("run_all.py: interrupted; finished experiments are kept, rerun to resume", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     from fakelib import sweep
     from fakelib.__main__ import import_tensorflow_quietly
     from fakelib.config import MAX_EXPERIMENTS, ConfigError
@@ -68,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = sweep.execute(plan, workers=args.workers, scheduler=args.scheduler,
                                 max_failures=args.max_failures, progress=not args.quiet)
     except KeyboardInterrupt:
-        print("run_all.py: interrupted; finished experiments are kept, rerun to resume", file=sys.stderr)
+        _interrupted()
         return 130
     except OSError as error:  # e.g. no Dask scheduler at --scheduler
         print(f"run_all.py: error: {error}", file=sys.stderr)

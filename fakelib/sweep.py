@@ -6,7 +6,8 @@ Everything lives under one reports folder (default `reports/`):
     results.csv               one row per experiment ever recorded: id, parameters, status, error, start, duration,
                               threads, param_count, metrics. Rewritten atomically (temp file + os.replace) on change.
     sweep.json                the latest sweep: its experiment ids in order, swept keys, metric, best id, explain status.
-    experiments/<id>/         02_train.ipynb (executed), run.json (this run's row), and train.py's artifacts.
+    experiments/<id>/         02_train.ipynb (executed), run.json (this run's row), kernel.log (the kernel's own
+                              stdout and stderr, kept off the terminal), and train.py's artifacts.
     best/                     the best experiment's model.keras, metrics.json, params.yaml and figures (relative
                               symlinks, or copies where links are not possible).
     explain/                  03_explain.ipynb run on the best model, with its outputs.
@@ -49,6 +50,7 @@ TRAIN_NOTEBOOK = paths.NOTEBOOKS / "02_train.ipynb"
 EXPLAIN_NOTEBOOK = paths.NOTEBOOKS / "03_explain.ipynb"
 REPORT_NOTEBOOK = paths.NOTEBOOKS / "04_report.ipynb"
 RUN_FILE = "run.json"
+KERNEL_LOG = "kernel.log"  # a notebook kernel's own stdout and stderr, beside the executed notebook
 KERNEL = "python3"
 # Parameters the training notebook takes besides the experiment's own keys.
 NOTEBOOK_ONLY_PARAMETERS = ("output_dir",)
@@ -58,7 +60,7 @@ BEST_FILES = ("model.keras", "metrics.json", "params.yaml", "history.csv", "curv
 ERROR_LIMIT = 300  # characters of an error message kept in results.csv
 # What the tracker writes in the reports folder besides results.csv and sweep.json; it replaces or removes only
 # the files it recorded as its own there (fakelib.ownership), never a user's.
-TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html")
+TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html", "report.kernel.log")
 # Names written there by trackers older than the ownership record (adopted once, see `adopt_legacy_outputs`).
 LEGACY_EXPLAIN_FILES = ("03_explain.ipynb", "grid.png", "where_to_look.csv", "where_to_look.png", "quality.png",
                         "explain.json")
@@ -325,10 +327,12 @@ def run_job(job: Job) -> Record:
     try:
         shutil.rmtree(output_dir, ignore_errors=True)  # a half-written folder from an interrupted run
         output_dir.mkdir(parents=True)
-        papermill.execute_notebook(
-            job.notebook, str(output_dir / "02_train.ipynb"),
-            parameters={**job.parameters, "threads": threads, "output_dir": str(output_dir)},
-            kernel_name=KERNEL, progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS)
+        with quiet_papermill():
+            papermill.execute_notebook(
+                job.notebook, str(output_dir / "02_train.ipynb"),
+                parameters={**job.parameters, "threads": threads, "output_dir": str(output_dir)},
+                kernel_name=KERNEL, progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS,
+                kernel_manager_class=kernel_manager_logging_to(output_dir / KERNEL_LOG))
         record["metrics"] = json.loads((output_dir / "metrics.json").read_text())
     except Exception as error:  # errors as values: whatever broke this experiment becomes its row
         record.update(status="failed", error=one_line_error(error))
@@ -776,8 +780,47 @@ def publish_best(experiment_dir: Path | None, best_dir: Path) -> None:
 def _execute_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> None:
     import papermill
 
-    papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=KERNEL,
-                               progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS)
+    with quiet_papermill():
+        papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=KERNEL,
+                                   progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS,
+                                   kernel_manager_class=kernel_manager_logging_to(_kernel_log(output)))
+
+
+def _kernel_log(output: Path) -> Path:
+    return output.with_name(f"{output.stem}.{KERNEL_LOG}")
+
+
+@contextlib.contextmanager
+def quiet_papermill() -> Iterator[None]:
+    """Mute papermill's logger (nbclient logs through it) while a notebook runs.
+
+    It prints bare lines such as "Kernel died while waiting for execute reply." that the failed row or the
+    summary already reports, and after Ctrl-C it prints them under the one-line "interrupted".
+    """
+    logger = logging.getLogger("papermill")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def kernel_manager_logging_to(log_path: Path) -> type:
+    """A Jupyter kernel manager whose kernels write their stdout and stderr to `log_path`, not to our terminal.
+
+    A kernel inherits the terminal otherwise: Ctrl-C tears its sockets down mid-reply and it prints an 18-line
+    ZMQError traceback under our one-line "interrupted" (and TensorFlow's native start-up lines on every run).
+    The log keeps those lines for when a kernel dies for real.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with log_path.open("ab") as log:  # the kernel keeps its own copy of the descriptor
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+
+    return LoggingKernelManager
 
 
 def run_explain(best_row: Mapping[str, str], best_dir: Path, explain_dir: Path,
@@ -834,7 +877,7 @@ def run_report(reports_dir: Path, notebook: Path = REPORT_NOTEBOOK) -> None:
     finally:
         if output.is_file():
             export_html(output, html)
-        written.add([output, html])
+        written.add([output, html, _kernel_log(output)])
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -353,3 +353,22 @@ def test_two_sweeps_on_one_reports_folder_merge_and_never_run_an_experiment_twic
     assert {row["status"] for row in table.rows.values()} == {"done"}
     best = json.loads((reports / "best" / "metrics.json").read_text())
     assert best["val_roc_auc"] == pytest.approx(0.9)  # dropout 0.0, run only by the second sweep
+
+
+# ------------------------------------------------------------------------------------- 12. a quiet Ctrl-C
+
+
+def test_notebook_kernels_write_to_a_log_not_to_our_terminal(tmp_path, capfd):
+    """Ctrl-C tears a kernel down mid-reply and it prints a ZMQError traceback: its stderr must not be ours."""
+    import nbformat
+
+    from fakelib import sweep
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("value = 1", metadata={"tags": ["parameters"]}),
+                      nbformat.v4.new_code_cell("import os\nos.write(2, b'native noise from the kernel\\n')")]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, str(tmp_path / "noisy.ipynb"))
+    sweep._execute_notebook(tmp_path / "noisy.ipynb", tmp_path / "out.ipynb", {"value": 2})
+    assert "native noise" not in capfd.readouterr().err
+    assert "native noise from the kernel" in (tmp_path / "out.kernel.log").read_text()
