@@ -60,7 +60,7 @@ BEST_FILES = ("model.keras", "metrics.json", "params.yaml", "history.csv", "curv
 ERROR_LIMIT = 300  # characters of an error message kept in results.csv
 # What the tracker writes in the reports folder besides results.csv and sweep.json; it replaces or removes only
 # the files it recorded as its own there (fakelib.ownership), never a user's.
-TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html", "report.kernel.log")
+TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html", "report.json", "report.kernel.log")
 # Names written there by trackers older than the ownership record (adopted once, see `adopt_legacy_outputs`).
 LEGACY_EXPLAIN_FILES = ("03_explain.ipynb", "grid.png", "where_to_look.csv", "where_to_look.png", "quality.png",
                         "explain.json")
@@ -589,7 +589,7 @@ def adopt_legacy_outputs(reports_dir: Path) -> None:
         return
     candidates = [reports_dir / "best" / name for name in BEST_FILES]
     candidates += [reports_dir / "explain" / name for name in LEGACY_EXPLAIN_FILES]
-    candidates += [reports_dir / "report.ipynb", reports_dir / "report.html"]
+    candidates += [reports_dir / name for name in ("report.ipynb", "report.html", "report.json")]
     WrittenFiles(reports_dir).add([path for path in candidates if path.is_symlink() or path.is_file()])
 
 
@@ -867,9 +867,9 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
 
 def run_report(reports_dir: Path, notebook: Path = REPORT_NOTEBOOK) -> None:
     """Execute the report notebook into `report.ipynb` and export `report.html` (also after a failed cell)."""
-    output, html = reports_dir / "report.ipynb", reports_dir / "report.html"
+    output, html, recorded = reports_dir / "report.ipynb", reports_dir / "report.html", reports_dir / "report.json"
     written = WrittenFiles(reports_dir)
-    foreign = written.foreign([output, html])
+    foreign = written.foreign([output, html, recorded])
     if foreign is not None:  # appeared during the sweep (prepare_sweep refuses one that was there before)
         raise ConfigError(f"{foreign} was not written by the tracker; not replacing it")
     try:
@@ -877,7 +877,7 @@ def run_report(reports_dir: Path, notebook: Path = REPORT_NOTEBOOK) -> None:
     finally:
         if output.is_file():
             export_html(output, html)
-        written.add([output, html, _kernel_log(output)])
+        written.add([output, html, recorded, _kernel_log(output)])
 
 
 def _relative(path: Path, base: Path) -> str:

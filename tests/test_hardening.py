@@ -372,3 +372,43 @@ def test_notebook_kernels_write_to_a_log_not_to_our_terminal(tmp_path, capfd):
     sweep._execute_notebook(tmp_path / "noisy.ipynb", tmp_path / "out.ipynb", {"value": 2})
     assert "native noise" not in capfd.readouterr().err
     assert "native noise from the kernel" in (tmp_path / "out.kernel.log").read_text()
+
+
+# ------------------------------------------------------------------------------------------------ 9. the report
+
+LONG_ERROR = "ValueError: <script>alert('x')</script> " + "a long explanation " * 12 + "END-OF-MESSAGE"
+
+
+def failing_runner(job) -> dict:
+    """Every experiment fails, with an error that must reach the report whole and escaped."""
+    Path(job.output_dir).mkdir(parents=True, exist_ok=True)
+    return {"experiment_id": job.experiment_id, "status": "failed", "error": LONG_ERROR, "start": "now",
+            "duration": 0.1, "threads": 1, "metrics": {}}
+
+
+def test_leaderboard_and_failure_table_when_every_experiment_failed(tmp_path):
+    from fakelib import report, sweep
+
+    plan = sweep.prepare_sweep(tiny_params(tmp_path / "params.yaml", [0.1, 0.2]), tmp_path / "reports")
+    sweep.finalize(plan, sweep.execute(plan, runner=failing_runner, progress=False, echo=False), report=False)
+    summary = report.load_summary(plan.reports_dir)
+    current = report.current_results(report.load_results(plan.reports_dir), summary)
+    assert report.leaderboard(current, summary).empty
+    table = report.failures_html(current, ["dropout"])
+    assert table.count("END-OF-MESSAGE") == 2 and "<script>" not in table and "&lt;script&gt;" in table
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_report_notebook_shows_the_failures_when_every_experiment_failed(tmp_path):
+    import html
+
+    from fakelib import sweep
+
+    plan = sweep.prepare_sweep(tiny_params(tmp_path / "params.yaml", [0.1, 0.2]), tmp_path / "reports")
+    summary = sweep.finalize(plan, sweep.execute(plan, runner=failing_runner, progress=False, echo=False))
+    assert summary["report"] == "done"
+    page = (plan.reports_dir / "report.html").read_text()
+    whole = html.escape(LONG_ERROR, quote=False).replace("'", "")
+    assert page.replace("&#x27;", "").replace("'", "").count(whole) >= 2  # both rows, whole, escaped
+    assert "<script>alert" not in page
