@@ -120,6 +120,9 @@ def _add_scrape(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-consecutive-failures", type=int, default=50)
     parser.add_argument("--user-agent", default=None)
     parser.add_argument("--ignore-robots", action="store_true", help="do not read robots.txt (your own servers only)")
+    parser.add_argument("--allow-private", action="store_true",
+                        help="fetch from private, loopback and link-local addresses even when reached through a page "
+                             "or a redirect (refused by default unless a starting URL is on that address)")
     parser.add_argument("--max-attempts", type=int, default=None, help="stop after this many attempts in this run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("source", help="endpoint URL, URL list file, or page URL / file of page URLs")

@@ -412,3 +412,174 @@ def test_report_notebook_shows_the_failures_when_every_experiment_failed(tmp_pat
     whole = html.escape(LONG_ERROR, quote=False).replace("'", "")
     assert page.replace("&#x27;", "").replace("'", "").count(whole) >= 2  # both rows, whole, escaped
     assert "<script>alert" not in page
+
+
+# ----------------------------------------------------------------- 4 and 5. the scraper's deadline and address guard
+
+
+class _Routes:
+    """A loopback HTTP server on `host` whose routes are functions of the request handler."""
+
+    def __init__(self, host: str, routes: dict) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - the base class's name
+                outer.requests.append(self.path)
+                route = routes.get(self.path)
+                try:
+                    route(self) if route else self.send_error(404)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, *args) -> None:
+                pass
+
+        self.requests: list[str] = []
+        self._server = Server((host, 0), Handler)
+        self.base = f"http://{host}:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def send_image(handler, body: bytes | None = None) -> None:
+    from scrape_server import image_bytes
+
+    body = body or image_bytes(7, "PNG")
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/png")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def drip(handler, content_type: str = "image/png") -> None:
+    """Content-Length 2000, then one byte every 40 ms: 80 s in all, each byte well inside any read timeout."""
+    import time
+
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", "2000")
+    handler.end_headers()
+    for _ in range(2000):
+        handler.wfile.write(b"x")
+        handler.wfile.flush()
+        time.sleep(0.04)
+
+
+def drip_headers(handler) -> None:
+    import time
+
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(2000):
+        handler.wfile.write(b"X-Slow: 1\r\n")
+        handler.wfile.flush()
+        time.sleep(0.04)
+
+
+def scrape_urls(tmp_path: Path, urls: list[str], **settings) -> tuple[dict, list[dict], float]:
+    import time
+
+    from fakelib.scrape import ScrapeConfig, read_manifest, scrape
+
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("\n".join(urls) + "\n")
+    config = ScrapeConfig(source=str(url_list), output_dir=tmp_path / "out", mode="list", count=len(urls),
+                          workers=2, rate=0.0, timeout=1.0, retries=0, backoff=0.0, min_size=32, progress=False,
+                          **settings)
+    started = time.monotonic()
+    summary = scrape(config)
+    return summary, read_manifest(tmp_path / "out" / "manifest.csv"), time.monotonic() - started
+
+
+@pytest.mark.timeout(60)
+def test_timeout_bounds_a_dripping_body_and_dripping_headers(tmp_path):
+    server = _Routes("127.0.0.1", {"/robots.txt": lambda h: h.send_error(404), "/drip.png": drip,
+                                   "/drip-headers.png": drip_headers})
+    try:
+        _, rows, elapsed = scrape_urls(tmp_path, [server.base + "/drip.png", server.base + "/drip-headers.png"])
+    finally:
+        server.close()
+    assert [row["status"] for row in rows] == ["timeout", "timeout"]
+    assert elapsed < 6  # 1 s each, in parallel; before: 80 s
+
+
+@pytest.mark.timeout(60)
+def test_timeout_bounds_robots_txt(tmp_path):
+    server = _Routes("127.0.0.1", {"/robots.txt": lambda h: drip(h, "text/plain"), "/face.png": send_image})
+    try:
+        _, rows, elapsed = scrape_urls(tmp_path, [server.base + "/face.png"])
+    finally:
+        server.close()
+    assert [row["status"] for row in rows] == ["robots_disallowed"]  # unreadable robots.txt: assume the worst
+    assert "unreachable" in rows[0]["message"] and elapsed < 5
+
+
+@pytest.fixture
+def internal_service():
+    """An "internal service" on another loopback address than the starting URLs' 127.0.0.1."""
+    import socket
+
+    try:
+        socket.create_server(("127.0.0.2", 0)).close()
+    except OSError:
+        pytest.skip("127.0.0.2 is not available here")
+    server = _Routes("127.0.0.2", {"/robots.txt": lambda h: h.send_error(404), "/secret.png": send_image})
+    yield server
+    server.close()
+
+
+def redirect_to(location: str):
+    def route(handler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    return route
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_redirects_and_page_links_to_other_private_addresses_are_refused(tmp_path, internal_service, allow_private):
+    secret = internal_service.base + "/secret.png"
+    start = _Routes("127.0.0.1", {"/robots.txt": lambda h: h.send_error(404), "/go": redirect_to(secret),
+                                  "/own.png": send_image})
+    try:
+        _, rows, _ = scrape_urls(tmp_path, [start.base + "/go", start.base + "/own.png"], allow_private=allow_private)
+    finally:
+        start.close()
+    statuses = {row["url"].rsplit("/", 1)[1]: row["status"] for row in rows}
+    if allow_private:
+        assert statuses == {"go": "saved", "own.png": "duplicate"} or statuses == {"go": "duplicate", "own.png": "saved"}
+    else:
+        assert statuses == {"go": "private_address", "own.png": "saved"}  # the start's own address stays allowed
+        assert internal_service.requests == []  # not even robots.txt was asked
+
+
+def test_address_guard_judges_the_resolved_address():
+    from fakelib.fetch import AddressGuard, AddressRefused, is_public
+
+    for address in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254", "::1", "fe80::1%eth0",
+                    "fd00::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"):
+        assert not is_public(address), address
+    assert is_public("93.184.216.34") and is_public("2606:4700::1111")
+    guard = AddressGuard(allow_private=False)
+    guard.trust_start("http://127.0.0.1:8080/list")
+    guard.check("127.0.0.1", "127.0.0.1")
+    with pytest.raises(AddressRefused, match="169.254.169.254"):
+        guard.check("metadata.internal", "169.254.169.254")
+    AddressGuard(allow_private=True).check("metadata.internal", "169.254.169.254")
