@@ -583,3 +583,123 @@ def test_address_guard_judges_the_resolved_address():
     with pytest.raises(AddressRefused, match="169.254.169.254"):
         guard.check("metadata.internal", "169.254.169.254")
     AddressGuard(allow_private=True).check("metadata.internal", "169.254.169.254")
+
+
+# ---------------------------------------------------------- 6 and 11. dedup: bad names, records, keepers, manifests
+
+
+def face_png(folder: Path, name: str, seed: int, size: int | None = None) -> Path:
+    from PIL import Image
+    from scrape_server import face_image
+
+    image = face_image(seed)
+    if size:
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    folder.mkdir(parents=True, exist_ok=True)
+    image.save(folder / name)
+    return folder / name
+
+
+def read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_dedup_a_name_that_is_not_utf8_becomes_a_row_and_the_rest_goes_on(tmp_path):
+    import shutil
+
+    original = face_png(tmp_path, "a.png", 1)
+    shutil.copy(original, tmp_path / "a-copy.png")
+    shutil.copy(original, os.fsdecode(os.fsencode(str(tmp_path)) + b"/bad\xff.png"))
+    result = fakelib_cli("dedup", str(tmp_path), "--apply")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["moved"] == 1 and summary["unreadable_files"] == ["bad\\xff.png"]
+    rows = {row["file"]: row for row in read_csv(tmp_path / "duplicates.csv")}
+    assert rows["bad\\xff.png"]["action"] == "skipped" and "UTF-8" in rows["bad\\xff.png"]["note"]
+    assert rows["a.png"]["action"] == "moved" and rows["a.png"]["destination"] == "_duplicates/a.png"
+    assert os.fsencode(str(tmp_path)) + b"/bad\xff.png" in [os.fsencode(str(path)) for path in tmp_path.iterdir()]
+
+
+def test_dedup_apply_records_each_move_before_making_it(tmp_path, monkeypatch):
+    import shutil
+
+    from fakelib import dedup
+
+    shutil.copy(face_png(tmp_path, "a.png", 1), tmp_path / "b.png")
+    real_replace = os.replace
+    seen_csv: list[list[dict]] = []
+
+    def interrupted_move(source, destination):
+        if Path(destination).parent.name == dedup.DUPLICATES_FOLDER:
+            seen_csv.append(read_csv(tmp_path / "duplicates.csv"))
+            raise KeyboardInterrupt
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(dedup.os, "replace", interrupted_move)
+    with pytest.raises(KeyboardInterrupt):
+        dedup.dedup_folder(tmp_path, apply=True)
+    moving = [row for row in seen_csv[0] if row["role"] == "duplicate"]
+    assert [(row["file"], row["action"], row["destination"]) for row in moving] == [
+        ("b.png", "moving", "_duplicates/b.png")]  # on disk before the move started
+    after = {row["file"]: row["action"] for row in read_csv(tmp_path / "duplicates.csv")}
+    assert after == {"a.png": "keep", "b.png": "not_moved"} and (tmp_path / "b.png").is_file()
+
+
+def test_dedup_keeps_the_original_not_its_upscaled_copy_and_says_why(tmp_path):
+    from fakelib import dedup
+
+    face_png(tmp_path, "face.png", 2)
+    face_png(tmp_path, "face-2x.png", 2, size=128)  # bicubic x2: 4x the pixels, no more detail
+    face_png(tmp_path, "other.png", 3)
+    dedup.dedup_folder(tmp_path, apply=True)
+    rows = {row["file"]: row for row in read_csv(tmp_path / "duplicates.csv")}
+    assert rows["face.png"]["role"] == "keep" and "up-scaled" in rows["face.png"]["note"]
+    assert rows["face-2x.png"]["action"] == "moved" and (tmp_path / "face.png").is_file()
+
+
+def test_dedup_keeps_the_larger_genuine_copy(tmp_path):
+    from PIL import Image
+
+    from fakelib import dedup
+    from fakelib.demo import render_face
+    import numpy as np
+
+    pixels, _, _ = render_face(np.random.default_rng(1), 128, False, 1.0)
+    Image.fromarray(pixels).save(tmp_path / "large.png")
+    Image.fromarray(pixels).resize((64, 64), Image.Resampling.LANCZOS).save(tmp_path / "small.png")
+    dedup.dedup_folder(tmp_path)
+    rows = {row["file"]: row for row in read_csv(tmp_path / "duplicates.csv")}
+    assert rows["large.png"]["role"] == "keep" and rows["small.png"]["action"] == "would_move"
+
+
+def test_dedup_dry_run_never_overwrites_a_users_csv(tmp_path):
+    import shutil
+
+    shutil.copy(face_png(tmp_path, "a.png", 1), tmp_path / "b.png")
+    (tmp_path / "duplicates.csv").write_text("my own notes\n")
+    result = fakelib_cli("dedup", str(tmp_path))
+    assert_one_line_refusal(result)
+    assert (tmp_path / "duplicates.csv").read_text() == "my own notes\n"
+    (tmp_path / "duplicates.csv").unlink()
+    for _ in range(2):  # its own CSV is replaced on the next run
+        assert fakelib_cli("dedup", str(tmp_path)).returncode == 0
+
+
+def test_dedup_verifies_manifest_hashes_before_moving(tmp_path):
+    import csv
+
+    from fakelib import dedup
+
+    first, second = face_png(tmp_path, "x.png", 1), face_png(tmp_path, "y.png", 4)
+    lie = {"sha256": "a" * 64, "phash": "0" * 16, "width": 64, "height": 64, "status": "saved"}
+    with (tmp_path / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "bytes", *lie])
+        writer.writeheader()
+        for path in (first, second):  # both "the same image", with each file's true size
+            writer.writerow({"file": path.name, "bytes": path.stat().st_size, **lie})
+    summary = dedup.dedup_folder(tmp_path, apply=True)
+    assert summary["moved"] == 0 and summary["groups"] == 0
+    assert first.is_file() and second.is_file()
