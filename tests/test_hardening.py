@@ -703,3 +703,35 @@ def test_dedup_verifies_manifest_hashes_before_moving(tmp_path):
     summary = dedup.dedup_folder(tmp_path, apply=True)
     assert summary["moved"] == 0 and summary["groups"] == 0
     assert first.is_file() and second.is_file()
+
+
+# ------------------------------------------------------------ 6 and 11. audit: bad names, unreadable sub-folders
+
+
+def test_audit_a_name_that_is_not_utf8_becomes_a_row_and_the_rest_goes_on(tmp_path, tiny_dataset):
+    import shutil
+
+    real = os.fsencode(str(tiny_dataset / "real"))
+    shutil.copy(tiny_dataset / "real" / "image_1_0.png", os.fsdecode(real + b"/bad\xff.png"))
+    result = fakelib_cli("audit", str(tiny_dataset), "--out", str(tmp_path / "audit"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert report["n_unreadable"] == 1 and report["n_files"] == {"real": 4, "fake": 3}
+    assert report["unreadable"] == [{"relpath": "real/bad\\xff.png", "error": "file name is not valid UTF-8; rename it"}]
+
+
+def test_audit_lists_an_unreadable_sub_folder(tiny_dataset, monkeypatch):
+    from fakelib import audit
+
+    write_images(tiny_dataset / "fake" / "locked", 2, seed=3)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(os.fsdecode(path)).name == "locked":
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # root ignores chmod: refuse the listing the way the OS would
+    frame = audit.collect_metadata(tiny_dataset)
+    errors = frame.loc[frame["error"] != "", ["relpath", "error"]].to_dict("records")
+    assert errors == [{"relpath": "fake/locked/", "error": "unreadable folder: Permission denied"}]
