@@ -735,3 +735,51 @@ def test_audit_lists_an_unreadable_sub_folder(tiny_dataset, monkeypatch):
     frame = audit.collect_metadata(tiny_dataset)
     errors = frame.loc[frame["error"] != "", ["relpath", "error"]].to_dict("records")
     assert errors == [{"relpath": "fake/locked/", "error": "unreadable folder: Permission denied"}]
+
+
+def logging_runner(job) -> dict:
+    """Stands in for `sweep.run_job` on Dask workers: logs each run to `<reports>/runs.log`, takes 0.5 s."""
+    import time
+
+    out = Path(job.output_dir)
+    with (out.parent.parent / "runs.log").open("a") as handle:
+        handle.write(job.experiment_id + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.5)
+    metrics = {"val_roc_auc": 0.9 - job.parameters["dropout"], "test_roc_auc": 0.8}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    return {"experiment_id": job.experiment_id, "status": "done", "error": "", "start": "now", "duration": 0.5,
+            "threads": 1, "metrics": metrics}
+
+
+@pytest.mark.timeout(120)
+def test_two_sweeps_on_one_dask_cluster_share_the_work(tmp_path):
+    import threading
+
+    from distributed import LocalCluster
+
+    from fakelib import sweep
+
+    reports = tmp_path / "reports"
+    plans = [sweep.prepare_sweep(tiny_params(tmp_path / f"{name}.yaml", dropouts), reports)
+             for name, dropouts in (("first", [0.3, 0.1, 0.2]), ("second", [0.1, 0.2, 0.0]))]
+    errors: list[BaseException] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        def run(plan) -> None:
+            try:
+                outcome = sweep.execute(plan, scheduler=cluster.scheduler_address, runner=logging_runner,
+                                        progress=False, echo=False)
+                sweep.finalize(plan, outcome, report=False, scheduler=cluster.scheduler_address)
+            except BaseException as error:  # reported by the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(plan,)) for plan in plans]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    runs = (reports / "runs.log").read_text().split()
+    assert len(runs) == len(set(runs)) == 4
+    table = sweep.ResultsTable(reports / "results.csv")
+    assert sorted(table.rows) == sorted(runs) and {row["status"] for row in table.rows.values()} == {"done"}
