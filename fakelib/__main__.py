@@ -113,7 +113,8 @@ def _add_scrape(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--attribute", default="src", help="attribute holding the image URL in page mode")
     parser.add_argument("--resize", type=int, default=None, help="re-encode saved images to this square size")
     parser.add_argument("--format", default=None, choices=["jpeg", "png", "webp"], help="re-encode to this format")
-    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per request")
+    parser.add_argument("--timeout", type=float, default=20.0,
+                        help="seconds per request in total: connect, headers and body (robots.txt included)")
     parser.add_argument("--max-bytes", type=int, default=20_000_000)
     parser.add_argument("--min-size", type=int, default=64, help="smallest accepted side in pixels")
     parser.add_argument("--phash-threshold", type=int, default=6, help="Hamming distance for near duplicates")

@@ -43,7 +43,7 @@ class FetchSettings:
     Attributes:
         user_agent: sent with every request and matched against robots.txt and X-Robots-Tag.
         rate: requests per second shared by all workers (robots.txt, retries and redirects count); 0 = no limit.
-        timeout: seconds allowed for connecting, for each read and for a whole body.
+        timeout: seconds allowed for one request in total: connecting, headers and body (robots.txt too).
         max_bytes: a larger body is refused (`too_large`), reading stops as soon as it is exceeded.
         retries: retries of one attempt after a connection error, a 5xx or a 429.
         backoff: first retry delay in seconds, doubled for each further retry (plus jitter).

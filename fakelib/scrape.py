@@ -79,7 +79,7 @@ class ScrapeConfig:
         selector, attribute: page mode: CSS selector of the elements and the attribute holding the image URL.
         resize: re-encode saved images to this square side (centre crop), or keep them as they are.
         image_format: re-encode saved images as `jpeg`, `png` or `webp`, or keep the source format.
-        timeout: seconds allowed for connecting, for each read and for a whole body.
+        timeout: seconds allowed for one request in total: connecting, headers and body (robots.txt too).
         max_bytes: a larger body is refused (`too_large`), reading stops as soon as it is exceeded.
         min_size: a smaller side is refused (`too_small`).
         max_pixels: a larger width x height is refused without decoding (`too_many_pixels`, decompression bombs).
