@@ -524,7 +524,8 @@ def _match_only(only: Sequence[str], experiments: Sequence[ExperimentConfig]) ->
 def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path | None = None, force: bool = False,
                   only: Sequence[str] = (), notebook: Path = TRAIN_NOTEBOOK,
                   max_experiments: int = MAX_EXPERIMENTS) -> SweepPlan:
-    """Load and validate params, check them against the notebook, and decide what to run. Writes nothing.
+    """Load and validate params, check them and the reports folder, and decide what to run. Writes nothing (but
+    records, once, the outputs an older tracker left; see `adopt_legacy_outputs`).
 
     Args:
         params_path: the params file (default: the repository's params.yaml).
