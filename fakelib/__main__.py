@@ -23,12 +23,12 @@ _NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::Initiali
 _NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit"}
 
 
-# Longest error line printed: a message may quote a whole bad value (a YAML document, a URL list line).
-MESSAGE_LIMIT = 300
-
-
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+# Longest error line printed: a message may quote a whole bad value (a YAML document, a URL list line).
+MESSAGE_LIMIT = 300
 
 
 class _Parser(argparse.ArgumentParser):
