@@ -7,13 +7,15 @@
     python run_all.py --only 3f2a9c          # one experiment (an id or unique prefix from results.csv)
 
 Rerunning resumes: experiments already `done` with the same parameters are skipped, `failed` and `running` ones
-(left by Ctrl-C or a killed process) run again. The logic lives in fakelib/sweep.py.
+(left by Ctrl-C or a killed process) run again. Sweeps sharing a reports folder merge their rows into
+results.csv (under a lock) and never run the same experiment at once. The logic lives in fakelib/sweep.py.
 Exit status: 0 all done, 1 some experiment or the report failed, 2 invalid params, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -41,18 +43,39 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reports folder (default: reports/; experiments then go to DIR/experiments)")
     parser.add_argument("--no-report", action="store_true",
                         help="skip the explanation and report notebooks (best/ and sweep.json are still written)")
+    parser.add_argument("--max-experiments", type=positive_int, default=None, metavar="N",
+                        help="refuse a sweep of more than N combinations (default 1000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # before the sweep starts or while best/, explanations and report are written
+        _interrupted()
+        return 130
+
+
+def _interrupted() -> None:
+    """The one line for Ctrl-C; the interrupted kernel client's abandoned tasks must not add asyncio's traceback
+    ("Task exception was never retrieved") when they are collected at exit."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    print("run_all.py: interrupted; finished experiments are kept, rerun to resume", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     from fakelib import sweep
-    from fakelib.config import ConfigError
+    from fakelib.__main__ import import_tensorflow_quietly
+    from fakelib.config import MAX_EXPERIMENTS, ConfigError
+
+    import_tensorflow_quietly()  # validating the model name loads Keras; its start-up chatter would bury errors
 
     try:
-        plan = sweep.prepare_sweep(args.params, args.reports, force=args.force, only=args.only)
-    except (ConfigError, FileNotFoundError) as error:
+        plan = sweep.prepare_sweep(args.params, args.reports, force=args.force, only=args.only,
+                                   max_experiments=args.max_experiments or MAX_EXPERIMENTS)
+    except (ConfigError, OSError) as error:
         print(f"run_all.py: error: {error}", file=sys.stderr)
         return 2
     print(f"{len(plan.experiments)} experiment(s) in the sweep: {len(plan.selected)} to run, "
@@ -61,11 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = sweep.execute(plan, workers=args.workers, scheduler=args.scheduler,
                                 max_failures=args.max_failures, progress=not args.quiet)
     except KeyboardInterrupt:
-        print("run_all.py: interrupted; finished experiments are kept, rerun to resume", file=sys.stderr)
+        _interrupted()
         return 130
     except OSError as error:  # e.g. no Dask scheduler at --scheduler
         print(f"run_all.py: error: {error}", file=sys.stderr)
         return 2
+    if outcome.elsewhere:
+        print(f"{len(outcome.elsewhere)} experiment(s) left to another sweep running on the same reports folder")
     if outcome.stopped_early:
         print(f"stopped after {outcome.failures} failure(s) (--max-failures {args.max_failures}); "
               f"{outcome.not_run} experiment(s) not run")

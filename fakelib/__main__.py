@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -31,6 +32,31 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
 
 
+# Longest error line printed: a message may quote a whole bad value (a YAML document, a URL list line).
+MESSAGE_LIMIT = 300
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (exit status 2), like every other refusal of the CLI."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+
+def one_line(message: object, limit: int = MESSAGE_LIMIT) -> str:
+    """`message` on one line of at most `limit` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="write the synthetic demo dataset (real/, fake/, masks/, manifest.csv)")
     parser.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
@@ -40,6 +66,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--strength", type=float, default=1.0, help="artifact strength, 0 (invisible) .. 1 (obvious)")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality for both classes (1..95)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty folder demo did not create (its files are never touched)")
     parser.set_defaults(target="fakelib.demo:run_cli")
 
 
@@ -65,7 +93,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold (default: the one chosen on validation, saved beside the model, else 0.5)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("data_dirs", nargs="+", metavar="DATA_DIR")
     parser.set_defaults(target="fakelib.predict:run_evaluate_cli")
 
@@ -90,13 +118,17 @@ def _add_scrape(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--attribute", default="src", help="attribute holding the image URL in page mode")
     parser.add_argument("--resize", type=int, default=None, help="re-encode saved images to this square size")
     parser.add_argument("--format", default=None, choices=["jpeg", "png", "webp"], help="re-encode to this format")
-    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per request")
+    parser.add_argument("--timeout", type=float, default=20.0,
+                        help="seconds per request in total: connect, headers and body (robots.txt included)")
     parser.add_argument("--max-bytes", type=int, default=20_000_000)
     parser.add_argument("--min-size", type=int, default=64, help="smallest accepted side in pixels")
     parser.add_argument("--phash-threshold", type=int, default=6, help="Hamming distance for near duplicates")
     parser.add_argument("--max-consecutive-failures", type=int, default=50)
     parser.add_argument("--user-agent", default=None)
     parser.add_argument("--ignore-robots", action="store_true", help="do not read robots.txt (your own servers only)")
+    parser.add_argument("--allow-private", action="store_true",
+                        help="fetch from private, loopback and link-local addresses even when reached through a page "
+                             "or a redirect (refused by default unless a starting URL is on that address)")
     parser.add_argument("--max-attempts", type=int, default=None, help="stop after this many attempts in this run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("source", help="endpoint URL, URL list file, or page URL / file of page URLs")
@@ -152,7 +184,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="python -m fakelib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m fakelib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(sub)
@@ -178,11 +210,31 @@ def _filtered_native_stderr() -> Iterator[None]:
                     print(line, file=sys.stderr)
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its native start-up chatter filtered out of stderr (run_all.py uses it too)."""
     with _filtered_native_stderr():
         import tensorflow  # noqa: F401
 
         tensorflow.constant(0)  # the CPU-feature notice is printed at the first op
+
+
+def _check_overrides(items: Sequence[str]) -> None:
+    """Refuse a `--set KEY=VALUE` whose value is not YAML before anything heavy starts."""
+    import yaml
+
+    for item in items:
+        try:
+            yaml.safe_load(item.partition("=")[2])
+        except yaml.YAMLError:
+            raise CliError(f"--set {item!r}: the value is not valid YAML (quote strings, e.g. key='a: b')") from None
+
+
+def _describe(error: BaseException) -> str:
+    """An OSError as `reason: path` (its default text starts with `[Errno N]`); other errors as they are."""
+    if isinstance(error, OSError) and error.strerror:
+        target = f": {error.filename}" if error.filename is not None else ""
+        return f"{error.strerror}{target}"
+    return str(error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,12 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, function_name = args.target.split(":")
     try:
+        _check_overrides(getattr(args, "set", []))
         if args.command not in _NO_TENSORFLOW:
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(args) or 0)
-    except (CliError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        print(f"fakelib {args.command}: error: {error}", file=sys.stderr)
+    except (CliError, ValueError, OSError) as error:  # OSError: a path that is a file, a folder, or unreadable
+        print(f"fakelib {args.command}: error: {one_line(_describe(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fakelib {args.command}: interrupted", file=sys.stderr)

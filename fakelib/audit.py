@@ -11,6 +11,7 @@ apart without looking at the faces, and the single most separating feature is na
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,13 +123,47 @@ def collect_metadata(data_dir: str | Path) -> pd.DataFrame:
     root = Path(data_dir)
     files = list_files(root)
     with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow releases the GIL while decoding
-        rows = list(pool.map(lambda item: file_metadata(root / item[0]), files))
+        rows = list(pool.map(lambda item: _file_row(root, item[0]), files))
+    folders = unreadable_folders(root)
+    entries = files + [(relpath, label) for relpath, label, _ in folders]
+    rows += [{"file_bytes": 0, "error": error} for _, _, error in folders]
     names = {label: name for name, label in LABELS.items()}
     frame = pd.DataFrame(rows)
-    frame.insert(0, "relpath", [relpath for relpath, _ in files])
-    frame.insert(1, "label", [label for _, label in files])
-    frame.insert(2, "class", [names[label] for _, label in files])
+    frame.insert(0, "relpath", [display_name(relpath) for relpath, _ in entries])
+    frame.insert(1, "label", [label for _, label in entries])
+    frame.insert(2, "class", [names[label] for _, label in entries])
     return frame
+
+
+def display_name(relpath: str) -> str:
+    """A path as text: a byte that is not UTF-8 shows as `\\xff`, so the reports can be written."""
+    return relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _file_row(root: Path, relpath: str) -> dict[str, Any]:
+    """The metadata of one file; a name that is not UTF-8 is a row with `error` set (the rest goes on)."""
+    if display_name(relpath) != relpath:
+        return {"file_bytes": 0, "error": "file name is not valid UTF-8; rename it"}
+    return file_metadata(root / relpath)
+
+
+def unreadable_folders(root: Path) -> list[tuple[str, int, str]]:
+    """Folders under `real/` and `fake/` that cannot be listed, as (relpath ending in "/", label, error).
+
+    The shared listing (`fakelib.data.list_files`) walks with `rglob`, which leaves such a folder out without
+    a word; the audit lists it among the unreadable entries instead.
+    """
+    from fakelib.data import LABELS, find_class_dirs
+
+    found: list[tuple[str, int, str]] = []
+    for name, folder in find_class_dirs(root).items():
+        def failed(error: OSError, label: int = LABELS[name]) -> None:
+            relpath = Path(error.filename).relative_to(root).as_posix() + "/"
+            found.append((relpath, label, f"unreadable folder: {error.strerror or error}"))
+
+        for _ in os.walk(folder, onerror=failed):
+            pass
+    return sorted(found)
 
 
 def _numeric_summary(values: pd.Series) -> dict[str, float]:

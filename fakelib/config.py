@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,10 @@ import yaml
 
 SECTIONS = ("data", "augment", "model", "train")
 VALIDATION_METRICS = ("val_roc_auc", "val_average_precision", "val_f1", "val_accuracy", "val_loss")
+# Bounds on a params file: its size, its values once YAML aliases are expanded, and the sweep's combinations.
+MAX_PARAMS_BYTES = 1_000_000
+MAX_PARAMS_NODES = 100_000
+MAX_EXPERIMENTS = 1_000
 
 
 class ConfigError(ValueError):
@@ -68,8 +73,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             _fail(key, value, "an integer")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(key, value, "a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(key, value, "a finite number")  # NaN passes every range check, inf overflows the optimizer
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -357,8 +362,12 @@ class Params:
         return list(seen.values())
 
 
-def parse_params(raw: Mapping[str, Any] | None) -> Params:
+def parse_params(raw: Mapping[str, Any] | None, max_experiments: int = MAX_EXPERIMENTS) -> Params:
     """Validate a loaded params mapping and every experiment of its sweep.
+
+    Args:
+        raw: the loaded params.yaml.
+        max_experiments: refuse a sweep with more combinations than this (counted before expanding it).
 
     Raises:
         ConfigError: one line naming the key, the value and what is allowed.
@@ -374,6 +383,7 @@ def parse_params(raw: Mapping[str, Any] | None) -> Params:
         raise ConfigError(f"unknown parameter tracker.{sorted(unknown_tracker)[0]}; known: metric, experiments_dir")
     tracker = TrackerConfig(**tracker_raw)
     sweep = _parse_sweep(raw.get("sweep") or {})
+    check_sweep_size(sweep, max_experiments)
     params = Params(base=base, sweep=sweep, tracker=tracker)
     params.experiments()  # validates every combination before any work starts
     return params
@@ -391,27 +401,93 @@ def _parse_sweep(sweep: Mapping[str, Any]) -> dict[str, list[Any]]:
     return parsed
 
 
-def load_params(path: str | Path | None = None) -> Params:
+def check_sweep_size(sweep: Mapping[str, list[Any]], max_experiments: int = MAX_EXPERIMENTS) -> int:
+    """The number of combinations of `sweep`, counted without expanding it.
+
+    Raises:
+        ConfigError: more than `max_experiments` combinations (a typo can make a grid of millions).
+    """
+    combinations = math.prod(len(values) for values in sweep.values())
+    if combinations > max_experiments:
+        raise ConfigError(f"the sweep has {combinations} combinations, more than max_experiments = "
+                          f"{max_experiments}; raise the limit to run it")
+    return combinations
+
+
+def load_params(path: str | Path | None = None, max_experiments: int = MAX_EXPERIMENTS) -> Params:
     """Read and validate a params.yaml (default: the repository's).
+
+    Args:
+        path: the params file.
+        max_experiments: refuse a sweep with more combinations than this.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ConfigError: invalid YAML or an invalid parameter, as one line.
+        ConfigError: unreadable, too large, not UTF-8 text, invalid YAML, an alias bomb or an invalid parameter,
+            as one line.
     """
     from fakelib import paths
 
     path = Path(path) if path is not None else paths.PARAMS
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
+    raw = _load_yaml(path, _read_text(path))
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, max_experiments)
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, refusing (one line) what cannot be a params file before parsing it."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PARAMS_BYTES + 1)  # never more than the limit, whatever the file's size
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it ({error.strerror or type(error).__name__})") from None
+    if len(data) > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_PARAMS_BYTES} bytes; not a params file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    """`yaml.safe_load`, refusing documents whose aliases expand past `MAX_PARAMS_NODES` values.
+
+    PyYAML shares aliased nodes, so loading a 436-byte "billion laughs" is fast; what explodes is everything
+    after (validation walks and error messages print the expanded structure), hence the bound on the graph.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_PARAMS_NODES:
+            raise ConfigError(f"{path}: aliases expand to more than {MAX_PARAMS_NODES} values; not a params file")
+        return loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
-    if raw is not None and not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return parse_params(raw)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in `node` with every alias expanded; memoized per node, capped just past the limit."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = 1  # a recursive alias counts once instead of looping
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [item for pair in node.value for item in pair]
+    total = 1
+    for child in children:
+        total = min(total + _expanded_size(child, sizes), MAX_PARAMS_NODES + 1)
+    sizes[key] = total
+    return total
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:

@@ -16,7 +16,6 @@ import functools
 import io
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +40,9 @@ MIN_SIZE, MAX_SIZE = 32, 1024
 MASK_THRESHOLD = 0.25
 # How many artifacts a fake carries (1, 2 or 3) and how often.
 ARTIFACT_COUNT_PROBABILITIES = (0.4, 0.4, 0.2)
-_OUR_FILE = re.compile(r"^\.?(real|fake)_\d+\.(jpg|png)(\.tmp)?$")
+# The record of every file this generator wrote in a folder: only those may ever be replaced or removed.
+MARKER = ".fakelib-demo.json"
+MANIFEST = "manifest.csv"
 
 Colour = np.ndarray  # (3,) float32 RGB in [0, 1]
 
@@ -847,14 +848,65 @@ def _run_jobs(jobs: list[_Job], workers: int) -> list[dict[str, object]]:
         return list(pool.map(_write_one, jobs, chunksize=chunk))
 
 
-def _remove_stale(out_dir: Path, rows: Iterable[dict[str, object]]) -> int:
-    """Delete files this generator wrote in an earlier, larger run (and temporaries of a killed one)."""
-    keep = {str(row["relpath"]) for row in rows} | {str(row["mask_relpath"]) for row in rows}
+def _planned_paths(jobs: list[_Job]) -> set[str]:
+    """Relative paths a run of `jobs` writes: images, masks of fakes, the manifest."""
+    images = {f"{job.label}/{image_name(job.label, job.index)}.jpg" for job in jobs}
+    masks = {f"masks/{image_name(job.label, job.index)}.png" for job in jobs if job.label == "fake"}
+    return images | masks | {MANIFEST}
+
+
+def _written_before(out_dir: Path, force: bool) -> set[str]:
+    """What earlier runs of this generator wrote in `out_dir` (from its marker).
+
+    Raises:
+        ValueError: `out_dir` holds files but no marker (someone else's folder) and `force` is off.
+    """
+    marker = out_dir / MARKER
+    if marker.is_file():
+        try:
+            return set(json.loads(marker.read_text())["written"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{marker} is damaged; remove it only if every file in {out_dir} is a demo file") from None
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ValueError(f"{out_dir} is not empty and was not written by fakelib demo; choose an empty or new "
+                         "folder, or force (--force) to add the demo beside its files")
+    return set()
+
+
+def _claim(out_dir: Path, planned: set[str], force: bool) -> set[str]:
+    """Check that no planned path belongs to someone else, then record the planned paths as ours.
+
+    The marker is written before any image so that a run killed half-way still knows which files were its own.
+
+    Returns:
+        What earlier runs wrote (the files this run may remove when it no longer writes them).
+
+    Raises:
+        ValueError: a refusal, in one line; nothing has been written.
+    """
+    before = _written_before(out_dir, force)
+    foreign = sorted(path for path in planned if path not in before and (out_dir / path).exists())
+    if foreign:
+        raise ValueError(f"{out_dir / foreign[0]} was not written by fakelib demo and would be replaced "
+                         f"({len(foreign)} such file(s)); move them away or choose another folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_marker(out_dir, before | planned)
+    return before
+
+
+def _write_marker(out_dir: Path, written: set[str]) -> None:
+    _write_atomic(out_dir / MARKER, json.dumps({"written": sorted(written)}, indent=0).encode())
+
+
+def _remove_stale(out_dir: Path, before: set[str], planned: set[str]) -> int:
+    """Delete files an earlier run of this generator wrote and this one did not (and temporaries of a killed run)."""
     removed = 0
-    for folder in ("real", "fake", "masks"):
-        for path in (out_dir / folder).iterdir():
-            if _OUR_FILE.match(path.name) and f"{folder}/{path.name}" not in keep:
-                path.unlink()
+    for relpath in before | planned:
+        path = out_dir / relpath
+        stale = [path.with_name(f".{path.name}.tmp")] + ([path] if relpath not in planned else [])
+        for candidate in stale:
+            if candidate.is_file() and not candidate.is_symlink():
+                candidate.unlink()
                 removed += 1
     return removed
 
@@ -865,7 +917,7 @@ def _write_manifest(out_dir: Path, rows: list[dict[str, object]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, out_dir / "manifest.csv")
+    os.replace(temporary, out_dir / MANIFEST)
 
 
 def validate(count: int, size: int, seed: int, strength: float, workers: int, jpeg_quality: int) -> None:
@@ -881,35 +933,45 @@ def validate(count: int, size: int, seed: int, strength: float, workers: int, jp
 
 
 def generate(out_dir: str | Path, count: int = 2000, size: int = 128, seed: int = 0, strength: float = 1.0,
-             workers: int = 0, jpeg_quality: int = 90) -> dict[str, object]:
+             workers: int = 0, jpeg_quality: int = 90, force: bool = False) -> dict[str, object]:
     """Write the demo dataset: `real/`, `fake/`, `masks/` and, last, `manifest.csv`.
+
+    Files written are listed in `.fakelib-demo.json`; only those are ever replaced or removed by a later run.
 
     Args:
         out_dir: output folder, created if needed; files from an earlier run of this generator are replaced.
+            A non-empty folder this generator did not write is refused unless `force`.
         count: total number of images; fakes are `count // 2`, reals the rest.
         size: image side in pixels, 32..1024.
         seed: dataset seed; image `i` of a class depends only on (seed, class, i), not on `workers`.
         strength: artifact amplitude, 0..1.
         workers: processes; 0 means one per core.
         jpeg_quality: JPEG quality for both classes (4:2:0 subsampling).
+        force: write into a non-empty folder this generator did not create; even then no file it did not
+            write is replaced or removed.
 
     Returns:
         Summary: output folder, counts per class and split, settings, mean mask fraction and seconds taken.
 
     Raises:
-        ValueError: an argument outside its allowed range.
+        ValueError: an argument outside its allowed range, or a folder or file that belongs to someone else.
     """
     validate(count, size, seed, strength, workers, jpeg_quality)
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    jobs = _plan(out_dir, count, size, seed, float(strength), jpeg_quality)
+    planned = _planned_paths(jobs)
+    before = _claim(out_dir, planned, force)
     for folder in ("real", "fake", "masks"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     # An old manifest would point at files this run is about to rewrite; a killed run must leave none.
-    (out_dir / "manifest.csv").unlink(missing_ok=True)
+    if MANIFEST in before:
+        (out_dir / MANIFEST).unlink(missing_ok=True)
     workers = workers or os.cpu_count() or 1
-    rows = _run_jobs(_plan(out_dir, count, size, seed, float(strength), jpeg_quality), workers)
-    _remove_stale(out_dir, rows)
+    rows = _run_jobs(jobs, workers)
+    _remove_stale(out_dir, before, planned)
     _write_manifest(out_dir, rows)
+    _write_marker(out_dir, planned)
     fakes = [row for row in rows if row["label"] == "fake"]
     return {
         "out_dir": str(out_dir), "count": len(rows), "real": len(rows) - len(fakes), "fake": len(fakes),
@@ -923,6 +985,7 @@ def generate(out_dir: str | Path, count: int = 2000, size: int = 128, seed: int 
 def run_cli(args: argparse.Namespace) -> int:
     """`python -m fakelib demo`: generate the dataset and print the summary as one JSON line."""
     summary = generate(args.out, count=args.count, size=args.size, seed=args.seed, strength=args.strength,
-                       workers=args.workers, jpeg_quality=getattr(args, "jpeg_quality", 90))
+                       workers=args.workers, jpeg_quality=getattr(args, "jpeg_quality", 90),
+                       force=getattr(args, "force", False))
     print(json.dumps(summary))
     return 0

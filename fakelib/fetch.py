@@ -3,14 +3,23 @@
 The network layer of the scraper, with no knowledge of what is done with a body. Every request, robots.txt and
 each redirect hop included, waits for the shared rate limit and any Crawl-delay; a failure is recorded on the
 caller's attempt as a status and a message, never raised.
+
+Two guards live in the connections themselves (`new_session`), where the socket is: every request has one total
+deadline covering connect, headers and body (a server dripping one byte at a time cannot hold a worker), and the
+address actually connected to must be public unless the run allows it (a hostile page or redirect cannot make
+the scraper fetch internal services).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import ipaddress
 import random
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
@@ -34,12 +43,13 @@ class FetchSettings:
     Attributes:
         user_agent: sent with every request and matched against robots.txt and X-Robots-Tag.
         rate: requests per second shared by all workers (robots.txt, retries and redirects count); 0 = no limit.
-        timeout: seconds allowed for connecting, for each read and for a whole body.
+        timeout: seconds allowed for one request in total: connecting, headers and body (robots.txt too).
         max_bytes: a larger body is refused (`too_large`), reading stops as soon as it is exceeded.
         retries: retries of one attempt after a connection error, a 5xx or a 429.
         backoff: first retry delay in seconds, doubled for each further retry (plus jitter).
         max_retry_after: longest `Retry-After` honoured (seconds); a longer one fails the attempt.
         respect_robots: read each host's robots.txt and obey it (Disallow and Crawl-delay).
+        allow_private: connect to private, loopback and link-local addresses even when no starting URL is there.
     """
 
     user_agent: str
@@ -50,6 +60,7 @@ class FetchSettings:
     backoff: float
     max_retry_after: float
     respect_robots: bool
+    allow_private: bool = False
 
 
 class Outcome(Protocol):
@@ -82,6 +93,171 @@ def short_error(error: BaseException) -> str:
     """The error's text (or its type's name when it has none), cut to 300 characters for a manifest cell."""
     text = str(error) or type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+# ------------------------------------------------------------------------------------ deadlines and address guard
+
+_deadline = threading.local()  # `.at`: monotonic time by which this thread's current request must be complete
+
+
+@contextlib.contextmanager
+def request_deadline(seconds: float) -> Iterator[None]:
+    """Every socket operation of this thread's requests inside the block must end within `seconds` in total."""
+    previous = getattr(_deadline, "at", None)
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = previous
+
+
+class _DeadlineSocket:
+    """A connected socket whose every wait is cut to what is left of the calling thread's request deadline.
+
+    The per-operation timeout of `requests` restarts on every byte received, so it cannot bound a response
+    dripped one byte at a time; this wrapper can, for the headers and the body alike.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+        self._io_refs = 0
+        self._closed = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = value
+        self._sock.settimeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def _arm(self) -> None:
+        at = getattr(_deadline, "at", None)
+        if at is None:
+            self._sock.settimeout(self._timeout)
+            return
+        left = at - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("Read timed out (request deadline passed)")
+        self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+
+    def recv(self, *args):
+        self._arm()
+        return self._sock.recv(*args)
+
+    def recv_into(self, *args):
+        self._arm()
+        return self._sock.recv_into(*args)
+
+    def sendall(self, *args):
+        self._arm()
+        return self._sock.sendall(*args)
+
+    def makefile(self, *args, **kwargs):
+        return socket.socket.makefile(self, *args, **kwargs)  # reads then come back through recv_into above
+
+    # As in `socket.socket`: a close waits until the last file made by `makefile` is closed (http.client closes
+    # the connection of a `Connection: close` response while the body is still being read from that file).
+    def close(self) -> None:
+        self._closed = True
+        if self._io_refs <= 0:
+            self._sock.close()
+
+    def _decref_socketios(self) -> None:
+        self._io_refs -= 1
+        if self._closed and self._io_refs <= 0:
+            self._sock.close()
+
+
+class AddressRefused(Exception):
+    """The connected address is private, loopback or link-local and the run does not allow it."""
+
+
+def is_public(address: str) -> bool:
+    """False for private, loopback, link-local, reserved and other non-global addresses (IPv4 and IPv6)."""
+    ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 scope (fe80::1%eth0) is not part of the address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class AddressGuard:
+    """Which non-public addresses one run may connect to: all (`allow_private`), else those of its starting URLs."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._trusted: set[str] = set()
+        self._hosts: set[str] = set()
+        self._lock = threading.Lock()
+
+    def trust_start(self, url: str) -> None:
+        """A URL the user gave: when its host resolves to non-public addresses, the run may use those."""
+        host = urlsplit(url).hostname
+        if self.allow_private or not host or host in self._hosts:
+            return
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+        except (OSError, UnicodeError):
+            addresses = set()  # the request itself will fail and say why
+        with self._lock:
+            self._hosts.add(host)
+            self._trusted.update(address for address in addresses if not is_public(address))
+
+    def check(self, host: str, address: str) -> None:
+        """Raise `AddressRefused` unless `address` (what `host` resolved to) may be connected to."""
+        if self.allow_private or is_public(address):
+            return
+        with self._lock:
+            if address in self._trusted:
+                return
+        raise AddressRefused(f"{host} resolves to {address}, a private, loopback or link-local address "
+                             "(allowed only for the starting URLs' own addresses, or with allow_private)")
+
+
+def _connection_classes(guard: AddressGuard | None) -> dict[str, type]:
+    """urllib3 pool classes whose connections check the address connected to and wrap the socket for deadlines."""
+
+    class Guarded:
+        def _new_conn(self):
+            sock = super()._new_conn()
+            if guard is not None:
+                try:
+                    guard.check(self.host, sock.getpeername()[0])
+                except AddressRefused:
+                    sock.close()
+                    raise
+            return sock
+
+        def connect(self) -> None:
+            super().connect()
+            self.sock = _DeadlineSocket(self.sock)
+
+    class Connection(Guarded, urllib3.connection.HTTPConnection):
+        pass
+
+    class TLSConnection(Guarded, urllib3.connection.HTTPSConnection):
+        pass
+
+    class Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class TLSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = TLSConnection
+
+    return {"http": Pool, "https": TLSPool}
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, guard: AddressGuard | None, **kwargs) -> None:
+        self._pool_classes = _connection_classes(guard)  # before super(): it builds the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
 
 # ----------------------------------------------------------------------------------------------- pacing and robots
@@ -165,10 +341,11 @@ class RobotsCache:
         try:
             if not self._pacer.wait(origin, stop):
                 raise requests.ConnectionError("stopped")
-            with session.get(parser.url, timeout=self._settings.timeout, stream=True) as response:
+            with request_deadline(self._settings.timeout), \
+                    session.get(parser.url, timeout=self._settings.timeout, stream=True) as response:
                 code = response.status_code
                 text = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True) if code < 400 else b""
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
             parser.disallow_all = True  # unreachable: assume the worst until a later run can read it
             return parser, f"robots.txt unreachable: {type(error).__name__}"
         if code in (401, 403) or code >= 500:
@@ -192,12 +369,13 @@ class FetchContext:
     pacer: Pacer
     robots: RobotsCache
     stop: threading.Event
+    guard: AddressGuard | None = None
 
     @classmethod
     def create(cls, settings: FetchSettings, stop: threading.Event) -> FetchContext:
-        """A fresh context: one pacer at `settings.rate` and an empty robots.txt cache that uses it."""
+        """A fresh context: one pacer at `settings.rate`, an empty robots.txt cache that uses it, an address guard."""
         pacer = Pacer(settings.rate)
-        return cls(settings, pacer, RobotsCache(settings, pacer), stop)
+        return cls(settings, pacer, RobotsCache(settings, pacer), stop, AddressGuard(settings.allow_private))
 
 
 # -------------------------------------------------------------------------------------------------------- fetching
@@ -245,11 +423,14 @@ class _Session(requests.Session):
         return {**cached, "proxies": dict(cached["proxies"])}  # requests may modify what it gets
 
 
-def new_session(user_agent: str) -> requests.Session:
-    """A session with the identifying User-Agent, no automatic retries (ours are paced) and a small pool."""
+def new_session(user_agent: str, guard: AddressGuard | None = None) -> requests.Session:
+    """A session with the identifying User-Agent, no automatic retries (ours are paced) and a small pool.
+
+    Its connections honour `request_deadline` and, with a `guard`, refuse addresses the guard does not allow.
+    """
     session = _Session()
     session.headers["User-Agent"] = user_agent
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+    adapter = _GuardedAdapter(guard, pool_connections=4, pool_maxsize=4, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -291,13 +472,14 @@ def fetch(url: str, attempt: Outcome, expect: str, context: FetchContext, sessio
 
 
 def _fetch_once(url: str, attempt: Outcome, expect: str, context: FetchContext, session: requests.Session) -> Body:
-    response = _follow_redirects(url, context, session)
-    with response:
-        attempt.http_status = response.status_code
-        _check_status(response, context.settings)
-        _check_headers(response, expect, context.settings)
-        data = _read_body(response, context.settings)
-        return Body(data, response.url)
+    with request_deadline(context.settings.timeout):  # each hop sets its own; this one clears the last
+        response = _follow_redirects(url, context, session)
+        with response:
+            attempt.http_status = response.status_code
+            _check_status(response, context.settings)
+            _check_headers(response, expect, context.settings)
+            data = _read_body(response, context.settings)
+            return Body(data, response.url)
 
 
 def _follow_redirects(url: str, context: FetchContext, session: requests.Session) -> requests.Response:
@@ -306,11 +488,15 @@ def _follow_redirects(url: str, context: FetchContext, session: requests.Session
     for _ in range(MAX_REDIRECTS + 1):
         if not is_http(url):
             raise _Refused("invalid_url", f"not an http(s) URL: {url[:200]}")
-        reason = context.robots.check(url, session, context.stop)
+        try:
+            reason = context.robots.check(url, session, context.stop)
+        except AddressRefused as error:  # robots.txt lives on the same host
+            raise _Refused("private_address", str(error)) from None
         if reason:
             raise _Refused("robots_disallowed", reason)
         if not context.pacer.wait(url, context.stop):
             raise _Refused("stopped", "run stopped before the request")
+        _deadline.at = time.monotonic() + context.settings.timeout  # connect, headers and body of this hop
         response = _get(url, context.settings, session)
         if not response.is_redirect:
             return response
@@ -325,7 +511,11 @@ def _follow_redirects(url: str, context: FetchContext, session: requests.Session
 def _get(url: str, settings: FetchSettings, session: requests.Session) -> requests.Response:
     try:
         return session.get(url, timeout=settings.timeout, stream=True, allow_redirects=False)
+    except AddressRefused as error:
+        raise _Refused("private_address", str(error)) from None
     except requests.ConnectionError as error:  # includes connect timeouts: the server never got the request
+        if "deadline passed" in str(error):
+            raise _Refused("timeout", f"no response within {settings.timeout:g} s") from None
         raise _Retry("connection_error", short_error(error)) from None
     except requests.Timeout as error:
         raise _Refused("timeout", f"no response within {settings.timeout:g} s: {short_error(error)}") from None
@@ -390,7 +580,7 @@ def noai_directives(header: str, user_agent: str) -> set[str]:
 
 
 def _read_body(response: requests.Response, settings: FetchSettings) -> bytes:
-    """Stream the body, stopping as soon as it exceeds `max_bytes` or takes longer than `timeout` in all."""
+    """Stream the body, stopping as soon as it exceeds `max_bytes` or the request's deadline passes."""
     deadline = time.monotonic() + settings.timeout
     chunks: list[bytes] = []
     total = 0
@@ -404,7 +594,7 @@ def _read_body(response: requests.Response, settings: FetchSettings) -> bytes:
             chunks.append(chunk)
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
         if "Read timed out" in str(error):
-            raise _Refused("timeout", f"body stalled for {settings.timeout:g} s") from None
+            raise _Refused("timeout", f"no complete response within {settings.timeout:g} s") from None
         raise _Retry("connection_error",
                      f"connection dropped before the body was complete: {short_error(error)}") from None
     except requests.RequestException as error:

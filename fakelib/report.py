@@ -6,7 +6,9 @@ the writer and the reader cannot drift apart; this module never imports the trac
 
 from __future__ import annotations
 
+import html
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +61,8 @@ def leaderboard(results: pd.DataFrame, summary: Mapping[str, Any]) -> pd.DataFra
     metric, test_metric = summary["metric"], summary.get("test_metric", test_metric_for(summary["metric"]))
     done = current_results(results, summary)
     done = done[done["status"] == "done"]
+    if metric not in done:  # no experiment ever finished: results.csv has no metric columns at all
+        return done[["experiment_id"]].assign(**{metric: []}).set_axis(range(1, len(done) + 1))
     columns = ["experiment_id", *swept_parameters(done, summary), metric]
     columns += [key for key in ("val_roc_auc", "val_average_precision", "val_f1", "val_accuracy", "val_loss",
                                 test_metric, "test_roc_auc", "test_average_precision", "test_accuracy", "test_f1",
@@ -70,6 +74,31 @@ def leaderboard(results: pd.DataFrame, summary: Mapping[str, Any]) -> pd.DataFra
             board[key] = board[key].astype(int)
     board.index = range(1, len(board) + 1)
     return board
+
+
+def failures_html(current: pd.DataFrame, parameters: Sequence[str]) -> str:
+    """The experiments of `current` that did not finish, as an HTML table with each error whole.
+
+    pandas would cut the error at 50 characters; here every cell is HTML-escaped (errors quote user input and
+    model output) and the error column wraps instead of running off the page.
+    """
+    failed = current[current["status"] != "done"]
+    columns = ["experiment_id", *parameters, "status"]
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in [*columns, "error"])
+    rows = []
+    for _, row in failed.iterrows():
+        cells = "".join(f"<td>{html.escape(_text(row.get(name)))}</td>" for name in columns)
+        error = html.escape(_text(row.get("error")))
+        rows.append(f'<tr>{cells}<td style="text-align: left; white-space: pre-wrap; overflow-wrap: anywhere; '
+                    f'max-width: 60em">{error}</td></tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _text(value: Any) -> str:
+    """A cell as text: empty for a missing value (NaN or None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
 
 def ordinal_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, dict[str, list[str]]]:

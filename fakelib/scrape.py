@@ -79,7 +79,7 @@ class ScrapeConfig:
         selector, attribute: page mode: CSS selector of the elements and the attribute holding the image URL.
         resize: re-encode saved images to this square side (centre crop), or keep them as they are.
         image_format: re-encode saved images as `jpeg`, `png` or `webp`, or keep the source format.
-        timeout: seconds allowed for connecting, for each read and for a whole body.
+        timeout: seconds allowed for one request in total: connecting, headers and body (robots.txt too).
         max_bytes: a larger body is refused (`too_large`), reading stops as soon as it is exceeded.
         min_size: a smaller side is refused (`too_small`).
         max_pixels: a larger width x height is refused without decoding (`too_many_pixels`, decompression bombs).
@@ -90,6 +90,8 @@ class ScrapeConfig:
         max_retry_after: longest `Retry-After` honoured (seconds); a longer one fails the attempt.
         user_agent: sent with every request and matched against robots.txt.
         respect_robots: read each host's robots.txt and obey it (Disallow and Crawl-delay).
+        allow_private: fetch from private, loopback and link-local addresses even when no starting URL (the
+            endpoint, a listed URL, a page URL) is on one; off, a page or redirect cannot reach internal services.
         max_attempts: stop after this many attempts (manifest rows) in this run; None = no limit.
         jpeg_quality: quality of JPEG and WebP re-encoding.
         progress: show a tqdm progress bar.
@@ -116,6 +118,7 @@ class ScrapeConfig:
     max_retry_after: float = 120.0
     user_agent: str = DEFAULT_USER_AGENT
     respect_robots: bool = True
+    allow_private: bool = False
     max_attempts: int | None = None
     jpeg_quality: int = 95
     progress: bool = True
@@ -165,7 +168,7 @@ def fetch_settings(config: ScrapeConfig) -> FetchSettings:
     return FetchSettings(
         user_agent=config.user_agent, rate=config.rate, timeout=config.timeout, max_bytes=config.max_bytes,
         retries=config.retries, backoff=config.backoff, max_retry_after=config.max_retry_after,
-        respect_robots=config.respect_robots,
+        respect_robots=config.respect_robots, allow_private=config.allow_private,
     )
 
 
@@ -449,6 +452,14 @@ def _tasks(config: ScrapeConfig, skip: set[str]) -> Iterator[tuple[str, str]]:
         yield from (("page", url) for url in pages)
 
 
+def _trusted(tasks: Iterator[tuple[str, str]], fetching: FetchContext) -> Iterator[tuple[str, str]]:
+    """The user's own URLs, each trusted as a starting URL: a private address it resolves to may be fetched."""
+    for task in tasks:
+        if fetching.guard is not None:
+            fetching.guard.trust_start(task[1])
+        yield task
+
+
 # -------------------------------------------------------------------------------------------------- scheduling
 
 
@@ -556,7 +567,7 @@ class _Context:
 
 
 def _worker(context: _Context) -> None:
-    session = new_session(context.config.user_agent)
+    session = new_session(context.config.user_agent, context.fetching.guard)
     try:
         while (task := context.scheduler.next_task()) is not None:
             attempt, found = _run_task(task, context, session)
@@ -627,8 +638,8 @@ def _run(config: ScrapeConfig, index: HashIndex, saved: int, skip: set[str], man
     bar = tqdm(total=config.count, initial=min(saved, config.count), unit="img", disable=not config.progress,
                desc="saved", dynamic_ncols=True)
     manifest = Manifest(manifest_path)
-    scheduler = _Scheduler(config, _tasks(config, skip), saved, skip, stop, bar)
     fetching = FetchContext.create(fetch_settings(config), stop)
+    scheduler = _Scheduler(config, _trusted(_tasks(config, skip), fetching), saved, skip, stop, bar)
     context = _Context(config, fetching, index, manifest, scheduler, stop)
     started = time.perf_counter()
     try:
@@ -734,6 +745,7 @@ def config_from_args(args: argparse.Namespace) -> ScrapeConfig:
         image_format=args.format, timeout=args.timeout, max_bytes=args.max_bytes, min_size=args.min_size,
         phash_threshold=args.phash_threshold, max_consecutive_failures=args.max_consecutive_failures,
         user_agent=args.user_agent or DEFAULT_USER_AGENT, respect_robots=not args.ignore_robots,
+        allow_private=getattr(args, "allow_private", False),
         max_attempts=args.max_attempts, progress=not args.no_progress,
     )
 

@@ -6,7 +6,8 @@ Everything lives under one reports folder (default `reports/`):
     results.csv               one row per experiment ever recorded: id, parameters, status, error, start, duration,
                               threads, param_count, metrics. Rewritten atomically (temp file + os.replace) on change.
     sweep.json                the latest sweep: its experiment ids in order, swept keys, metric, best id, explain status.
-    experiments/<id>/         02_train.ipynb (executed), run.json (this run's row), and train.py's artifacts.
+    experiments/<id>/         02_train.ipynb (executed), run.json (this run's row), kernel.log (the kernel's own
+                              stdout and stderr, kept off the terminal), and train.py's artifacts.
     best/                     the best experiment's model.keras, metrics.json, params.yaml and figures (relative
                               symlinks, or copies where links are not possible).
     explain/                  03_explain.ipynb run on the best model, with its outputs.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import fcntl
 import io
 import json
 import logging
@@ -39,13 +41,16 @@ from pathlib import Path
 from typing import Any
 
 from fakelib import paths
-from fakelib.config import KEY_SECTIONS, NON_RESULT_KEYS, ConfigError, ExperimentConfig, Params, load_params
+from fakelib.ownership import RECORD, WrittenFiles
+from fakelib.config import (KEY_SECTIONS, MAX_EXPERIMENTS, NON_RESULT_KEYS, ConfigError, ExperimentConfig, Params,
+                            load_params)
 from fakelib.report import PARAMETER_KEYS, RESULTS_FILE, SUMMARY_FILE, test_metric_for
 
 TRAIN_NOTEBOOK = paths.NOTEBOOKS / "02_train.ipynb"
 EXPLAIN_NOTEBOOK = paths.NOTEBOOKS / "03_explain.ipynb"
 REPORT_NOTEBOOK = paths.NOTEBOOKS / "04_report.ipynb"
 RUN_FILE = "run.json"
+KERNEL_LOG = "kernel.log"  # a notebook kernel's own stdout and stderr, beside the executed notebook
 KERNEL = "python3"
 # Parameters the training notebook takes besides the experiment's own keys.
 NOTEBOOK_ONLY_PARAMETERS = ("output_dir",)
@@ -53,6 +58,12 @@ RUN_COLUMNS = ("status", "error", "start", "duration", "threads", "param_count")
 BEST_FILES = ("model.keras", "metrics.json", "params.yaml", "history.csv", "curves.png", "confusion_matrix.png",
               "roc_pr.png")
 ERROR_LIMIT = 300  # characters of an error message kept in results.csv
+# What the tracker writes in the reports folder besides results.csv and sweep.json; it replaces or removes only
+# the files it recorded as its own there (fakelib.ownership), never a user's.
+TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html", "report.json", "report.kernel.log")
+# Names written there by trackers older than the ownership record (adopted once, see `adopt_legacy_outputs`).
+LEGACY_EXPLAIN_FILES = ("03_explain.ipynb", "grid.png", "where_to_look.csv", "where_to_look.png", "quality.png",
+                        "explain.json")
 # Kernel command-line options: keep ipykernel's start-up warnings out of the sweep's terminal output.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -117,31 +128,99 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# ------------------------------------------------------------------------------------------- locks
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path` (created if needed); the kernel drops it if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Claim:
+    """An experiment being run by this process: a non-blocking lock on `<experiments_dir>/.<id>.lock`.
+
+    Two sweeps on one reports folder (or one Dask cluster) never run the same experiment at once, and never
+    empty the folder of an experiment the other is training. The lock lives beside the experiment folder, which
+    `run_job` empties, and disappears with the process, so a killed sweep leaves no stale claim.
+    """
+
+    def __init__(self, experiments_dir: Path, experiment_id: str) -> None:
+        experiments_dir.mkdir(parents=True, exist_ok=True)
+        self._handle = (experiments_dir / f".{experiment_id}.lock").open("a")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise
+
+    def release(self) -> None:
+        self._handle.close()  # closing drops the lock
+
+
+def try_claim(experiments_dir: Path, experiment_id: str) -> Claim | None:
+    """A claim on the experiment, or None when another process holds it."""
+    try:
+        return Claim(experiments_dir, experiment_id)
+    except BlockingIOError:
+        return None
+
+
 # ------------------------------------------------------------------------------------------- results table
 
 
 class ResultsTable:
-    """results.csv in memory: one row (all cells strings) per experiment id, in file order; saves are atomic."""
+    """results.csv in memory: one row (all cells strings) per experiment id, in file order; saves are atomic.
+
+    Several sweeps may share one file: each save takes the lock `.results.csv.lock`, reads the file again and
+    writes it back with only this table's own changes applied (read-merge-write), so no sweep loses another's rows.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.rows: dict[str, dict[str, str]] = {}
+        self.rows: dict[str, dict[str, str]] = self._read()
+        self._changed: set[str] = set()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        rows: dict[str, dict[str, str]] = {}
         if self.path.is_file():
             with self.path.open(newline="") as handle:
                 reader = csv.DictReader(handle)
                 if "experiment_id" not in (reader.fieldnames or []):
                     raise ConfigError(f"{self.path} has no experiment_id column; move it away to start a new table")
                 for row in reader:
-                    self.rows[row["experiment_id"]] = {key: value or "" for key, value in row.items()}
+                    rows[row["experiment_id"]] = {key: value or "" for key, value in row.items()}
+        return rows
 
     def get(self, experiment_id: str) -> dict[str, str] | None:
         return self.rows.get(experiment_id)
 
     def put(self, row: Mapping[str, Any], save: bool = True) -> None:
         """Insert or replace the row of `row["experiment_id"]` and (by default) save the file."""
-        self.rows[str(row["experiment_id"])] = {key: _cell(value) for key, value in row.items()}
+        experiment_id = str(row["experiment_id"])
+        self.rows[experiment_id] = {key: _cell(value) for key, value in row.items()}
+        self._changed.add(experiment_id)
         if save:
             self.save()
+
+    def refresh(self) -> None:
+        """Read the rows other sweeps wrote meanwhile (this table's unsaved changes stay)."""
+        with locked(self.lock_path):
+            self._merge()
+
+    def _merge(self) -> None:
+        mine = {experiment_id: self.rows[experiment_id] for experiment_id in self._changed}
+        self.rows = {**self._read(), **mine}
 
     def columns(self) -> list[str]:
         """experiment_id, parameters, run facts, then metrics in first-seen order."""
@@ -151,9 +230,21 @@ class ResultsTable:
             return fixed
         return [key for key in fixed if key in seen] + [key for key in seen if key not in fixed]
 
-    def save(self) -> None:
-        """Write the whole table to a temporary file beside results.csv, then rename it over the old one."""
+    def save(self, merge: bool = True) -> None:
+        """Under the lock, merge this table's changes into the file's rows and write them atomically.
+
+        Args:
+            merge: False writes this table's rows as they are, dropping what the file holds (repairs, tests).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(self.lock_path):
+            if merge:
+                self._merge()
+            self._write()
+            self._changed.clear()
+
+    def _write(self) -> None:
+        """The whole table to a temporary file beside results.csv, then renamed over the old one."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns(), restval="", lineterminator="\n")
         writer.writeheader()
@@ -236,10 +327,12 @@ def run_job(job: Job) -> Record:
     try:
         shutil.rmtree(output_dir, ignore_errors=True)  # a half-written folder from an interrupted run
         output_dir.mkdir(parents=True)
-        papermill.execute_notebook(
-            job.notebook, str(output_dir / "02_train.ipynb"),
-            parameters={**job.parameters, "threads": threads, "output_dir": str(output_dir)},
-            kernel_name=KERNEL, progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS)
+        with quiet_papermill():
+            papermill.execute_notebook(
+                job.notebook, str(output_dir / "02_train.ipynb"),
+                parameters={**job.parameters, "threads": threads, "output_dir": str(output_dir)},
+                kernel_name=KERNEL, progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS,
+                kernel_manager_class=kernel_manager_logging_to(output_dir / KERNEL_LOG))
         record["metrics"] = json.loads((output_dir / "metrics.json").read_text())
     except Exception as error:  # errors as values: whatever broke this experiment becomes its row
         record.update(status="failed", error=one_line_error(error))
@@ -257,15 +350,15 @@ class LocalExecutor:
 
     slots = 1
 
-    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], None],
+    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], bool],
             should_stop: Callable[[], bool]) -> Iterator[tuple[Job, Record]]:
         threads = available_cores()
         for job in jobs:
             if should_stop():
                 return
             job = replace(job, threads=job.threads or threads)
-            on_start(job)
-            yield job, runner(job)
+            if on_start(job):  # False: another sweep runs or ran it
+                yield job, runner(job)
 
 
 class DaskExecutor:
@@ -281,7 +374,7 @@ class DaskExecutor:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         self.slots = max(1, sum(int(info.get("nthreads", 1)) for info in workers.values()))
 
-    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], None],
+    def run(self, jobs: Iterable[Job], runner: Runner, on_start: Callable[[Job], bool],
             should_stop: Callable[[], bool]) -> Iterator[tuple[Job, Record]]:
         from distributed import as_completed
 
@@ -289,10 +382,11 @@ class DaskExecutor:
 
         def submit_next() -> None:
             job = next(queue, None)
+            while job is not None and not on_start(replace(job, threads_by_worker=self.layout)):
+                job = next(queue, None)  # another sweep runs or ran it: try the next one
             if job is None:
                 return
             job = replace(job, threads_by_worker=self.layout)
-            on_start(job)
             future = self.client.submit(runner, job, key=f"fakelib-train-{job.experiment_id}-{uuid.uuid4().hex[:8]}",
                                         pure=False, retries=0)
             in_flight[future.key] = (job, time.time())
@@ -372,6 +466,7 @@ class SweepPlan:
     selected: list[ExperimentConfig]
     skipped: list[str]
     table: ResultsTable
+    force: bool = False
 
     def job(self, config: ExperimentConfig) -> Job:
         flat = config.to_flat()
@@ -427,8 +522,10 @@ def _match_only(only: Sequence[str], experiments: Sequence[ExperimentConfig]) ->
 
 
 def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path | None = None, force: bool = False,
-                  only: Sequence[str] = (), notebook: Path = TRAIN_NOTEBOOK) -> SweepPlan:
-    """Load and validate params, check them against the notebook, and decide what to run. Writes nothing.
+                  only: Sequence[str] = (), notebook: Path = TRAIN_NOTEBOOK,
+                  max_experiments: int = MAX_EXPERIMENTS) -> SweepPlan:
+    """Load and validate params, check them and the reports folder, and decide what to run. Writes nothing (but
+    records, once, the outputs an older tracker left; see `adopt_legacy_outputs`).
 
     Args:
         params_path: the params file (default: the repository's params.yaml).
@@ -437,13 +534,15 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
         force: rerun experiments that are already done.
         only: run just these experiment ids (unique prefixes accepted); done ones still need `force`.
         notebook: the training notebook.
+        max_experiments: refuse a sweep with more combinations than this.
 
     Raises:
-        ConfigError: invalid params, a key the notebook lacks, or an unknown `--only` id (one line).
+        ConfigError: invalid params, a key the notebook lacks, an unknown `--only` id, or a sweep larger than
+            `max_experiments` (one line).
         FileNotFoundError: no params file.
     """
     params_path = Path(params_path) if params_path is not None else paths.PARAMS
-    params = load_params(params_path)
+    params = load_params(params_path, max_experiments)
     experiments = params.experiments()
     check_notebook_parameters(experiments, notebook)
     if reports_dir is None:
@@ -452,6 +551,7 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
         reports = paths.resolve(reports_dir, Path.cwd())
         experiments_dir = reports / "experiments"
     chosen = _match_only(only, experiments) if only else None
+    check_tracker_outputs(reports)
     table = ResultsTable(reports / RESULTS_FILE)
     selected, skipped = [], []
     for config in experiments:
@@ -463,7 +563,35 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
             skipped.append(config.experiment_id)
         else:
             selected.append(config)
-    return SweepPlan(params, params_path.resolve(), reports, experiments_dir, experiments, selected, skipped, table)
+    return SweepPlan(params, params_path.resolve(), reports, experiments_dir, experiments, selected, skipped, table,
+                     force)
+
+
+def check_tracker_outputs(reports_dir: Path) -> None:
+    """Refuse a reports folder where best/, explain/ or the report hold a file the tracker did not write.
+
+    Raises:
+        ConfigError: one line naming the first such file (the tracker would replace or remove it).
+    """
+    adopt_legacy_outputs(reports_dir)
+    written = WrittenFiles(reports_dir)
+    foreign = written.foreign([reports_dir / name for name in TRACKER_OUTPUTS])
+    if foreign is not None:
+        raise ConfigError(f"{foreign} was not written by the tracker, which would replace or remove it; "
+                          "move it out of the reports folder")
+
+
+def adopt_legacy_outputs(reports_dir: Path) -> None:
+    """Record as the tracker's the outputs an older tracker left before ownership records existed.
+
+    Only in a folder with a sweep.json and no record yet, and only the names the tracker itself writes there.
+    """
+    if (reports_dir / RECORD).exists() or not (reports_dir / SUMMARY_FILE).is_file():
+        return
+    candidates = [reports_dir / "best" / name for name in BEST_FILES]
+    candidates += [reports_dir / "explain" / name for name in LEGACY_EXPLAIN_FILES]
+    candidates += [reports_dir / name for name in ("report.ipynb", "report.html", "report.json")]
+    WrittenFiles(reports_dir).add([path for path in candidates if path.is_symlink() or path.is_file()])
 
 
 # ------------------------------------------------------------------------------------------------ execution
@@ -476,6 +604,7 @@ class SweepOutcome:
     records: list[Record] = field(default_factory=list)
     not_run: int = 0
     stopped_early: bool = False
+    elsewhere: list[str] = field(default_factory=list)  # run (or being run) by another sweep meanwhile
 
     @property
     def failures(self) -> int:
@@ -518,13 +647,23 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
     table.save()  # recovered rows, and the file exists even before the first experiment finishes
     configs = {config.experiment_id: config for config in plan.selected}
     in_flight: dict[str, float] = {}
+    claims: dict[str, Claim] = {}
     if not plan.selected:
         return outcome
 
-    def on_start(job: Job) -> None:
+    def on_start(job: Job) -> bool:
+        claim = _claim_unless_elsewhere(plan, job.experiment_id)
+        if claim is None:
+            outcome.elsewhere.append(job.experiment_id)
+            bar.update()
+            if echo:
+                bar.write(f"{job.experiment_id}  skipped: run by another sweep on {plan.reports_dir}")
+            return False
+        claims[job.experiment_id] = claim
         in_flight[job.experiment_id] = time.time()
         table.put(make_row(configs[job.experiment_id], {"status": "running", "start": _timestamp(time.time()),
                                                           "threads": job.threads or None}))
+        return True
 
     def should_stop() -> bool:
         return max_failures is not None and outcome.failures >= max_failures
@@ -536,6 +675,7 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
                                             should_stop):
                 in_flight.pop(job.experiment_id, None)
                 table.put(make_row(configs[job.experiment_id], record))
+                claims.pop(job.experiment_id).release()  # after the row: another sweep then sees it done
                 outcome.records.append(record)
                 bar.update()
                 if echo:
@@ -545,9 +685,23 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
         raise
     finally:
         bar.close()
-    outcome.not_run = len(plan.selected) - len(outcome.records)
+        for claim in claims.values():
+            claim.release()
+    outcome.not_run = len(plan.selected) - len(outcome.records) - len(outcome.elsewhere)
     outcome.stopped_early = outcome.not_run > 0
     return outcome
+
+
+def _claim_unless_elsewhere(plan: SweepPlan, experiment_id: str) -> Claim | None:
+    """Claim an experiment, unless another sweep is running it or finished it since this sweep was planned."""
+    claim = try_claim(plan.experiments_dir, experiment_id)
+    if claim is None:
+        return None
+    plan.table.refresh()
+    if not plan.force and _is_done(plan.table.get(experiment_id), plan.experiments_dir / experiment_id):
+        claim.release()
+        return None
+    return claim
 
 
 def _mark_interrupted(table: ResultsTable, configs: Mapping[str, ExperimentConfig],
@@ -598,25 +752,76 @@ def _remove(path: Path) -> None:
 
 
 def publish_best(experiment_dir: Path | None, best_dir: Path) -> None:
-    """Make `best_dir` hold the best experiment's files (built beside it, then swapped in); None removes it."""
+    """Make `best_dir` hold the best experiment's files (built beside it, then swapped in); None removes it.
+
+    Only files the tracker recorded as its own are replaced or removed; a user's file in `best_dir` stays, and
+    the new links are then placed beside it instead of swapping the folder.
+    """
+    written = WrittenFiles(best_dir.parent)
     if experiment_dir is None:
-        _remove(best_dir)
+        written.remove(best_dir)
         return
     staging = best_dir.with_name(f".{best_dir.name}.tmp{os.getpid()}")
-    _remove(staging)
+    _remove(staging)  # this process's own leftover
     staging.mkdir(parents=True)
     for name in BEST_FILES:
         if (experiment_dir / name).is_file():
             _link_or_copy(experiment_dir / name, staging / name)
-    _remove(best_dir)
-    os.replace(staging, best_dir)
+    names = [item.name for item in staging.iterdir()]
+    if written.remove(best_dir):
+        os.replace(staging, best_dir)
+    else:
+        for name in names:
+            if not (best_dir / name).exists() and not (best_dir / name).is_symlink():
+                os.replace(staging / name, best_dir / name)
+        _remove(staging)
+    written.add([best_dir / name for name in names if (best_dir / name).is_symlink() or (best_dir / name).exists()])
 
 
 def _execute_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> None:
     import papermill
 
-    papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=KERNEL,
-                               progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS)
+    with quiet_papermill():
+        papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=KERNEL,
+                                   progress_bar=False, cwd=str(paths.ROOT), extra_arguments=KERNEL_ARGUMENTS,
+                                   kernel_manager_class=kernel_manager_logging_to(_kernel_log(output)))
+
+
+def _kernel_log(output: Path) -> Path:
+    return output.with_name(f"{output.stem}.{KERNEL_LOG}")
+
+
+@contextlib.contextmanager
+def quiet_papermill() -> Iterator[None]:
+    """Mute papermill's logger (nbclient logs through it) while a notebook runs.
+
+    It prints bare lines such as "Kernel died while waiting for execute reply." that the failed row or the
+    summary already reports, and after Ctrl-C it prints them under the one-line "interrupted".
+    """
+    logger = logging.getLogger("papermill")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def kernel_manager_logging_to(log_path: Path) -> type:
+    """A Jupyter kernel manager whose kernels write their stdout and stderr to `log_path`, not to our terminal.
+
+    A kernel inherits the terminal otherwise: Ctrl-C tears its sockets down mid-reply and it prints an 18-line
+    ZMQError traceback under our one-line "interrupted" (and TensorFlow's native start-up lines on every run).
+    The log keeps those lines for when a kernel dies for real.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with log_path.open("ab") as log:  # the kernel keeps its own copy of the descriptor
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+
+    return LoggingKernelManager
 
 
 def run_explain(best_row: Mapping[str, str], best_dir: Path, explain_dir: Path,
@@ -633,14 +838,23 @@ def run_explain(best_row: Mapping[str, str], best_dir: Path, explain_dir: Path,
     known = papermill.inspect_notebook(str(notebook))
     parameters = {"model_path": str(best_dir / "model.keras"), "data_dir": best_row["data_dir"],
                   "output_dir": str(explain_dir), **(overrides or {})}
-    _remove(explain_dir)
-    explain_dir.mkdir(parents=True)
+    written = WrittenFiles(explain_dir.parent)
+    written.remove(explain_dir)
+    foreign = {path for path in _tree(explain_dir)}  # a user's files, left where they are
+    explain_dir.mkdir(parents=True, exist_ok=True)
     try:
         _execute_notebook(notebook, explain_dir / notebook.name,
                           {key: value for key, value in parameters.items() if key in known})
     except Exception as error:  # the sweep's results stand without explanations; the report says why
         return {"status": "failed", "error": one_line_error(error)}
+    finally:
+        written.add([path for path in _tree(explain_dir) if path not in foreign])
     return {"status": "done", "error": ""}
+
+
+def _tree(folder: Path) -> list[Path]:
+    """Every file and link below `folder` (none when it does not exist)."""
+    return [path for path in folder.rglob("*") if path.is_symlink() or not path.is_dir()] if folder.is_dir() else []
 
 
 def export_html(notebook_path: Path, html_path: Path) -> None:
@@ -654,12 +868,17 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
 
 def run_report(reports_dir: Path, notebook: Path = REPORT_NOTEBOOK) -> None:
     """Execute the report notebook into `report.ipynb` and export `report.html` (also after a failed cell)."""
-    output = reports_dir / "report.ipynb"
+    output, html, recorded = reports_dir / "report.ipynb", reports_dir / "report.html", reports_dir / "report.json"
+    written = WrittenFiles(reports_dir)
+    foreign = written.foreign([output, html, recorded])
+    if foreign is not None:  # appeared during the sweep (prepare_sweep refuses one that was there before)
+        raise ConfigError(f"{foreign} was not written by the tracker; not replacing it")
     try:
         _execute_notebook(notebook, output, {"reports_dir": str(reports_dir)})
     finally:
         if output.is_file():
-            export_html(output, reports_dir / "report.html")
+            export_html(output, html)
+        written.add([output, html, recorded, _kernel_log(output)])
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -677,8 +896,15 @@ def finalize(plan: SweepPlan, outcome: SweepOutcome | None = None, report: bool 
     Returns:
         The summary written to sweep.json, plus `report` ("done", "failed: ..." or "skipped").
     """
+    with locked(plan.reports_dir / ".finalize.lock"):  # one sweep at a time swaps best/ and writes the report
+        return _finalize(plan, outcome, report, explain_overrides, workers, scheduler)
+
+
+def _finalize(plan: SweepPlan, outcome: SweepOutcome | None, report: bool, explain_overrides: Mapping[str, Any] | None,
+              workers: int, scheduler: str | None) -> Record:
     metric = plan.params.tracker.metric
     ids = [config.experiment_id for config in plan.experiments]
+    plan.table.refresh()  # rows finished by another sweep on this folder count too
     best = select_best(plan.table, ids, metric)
     best_dir = plan.reports_dir / "best"
     publish_best(plan.experiments_dir / best["experiment_id"] if best else None, best_dir)

@@ -97,13 +97,14 @@ def test_dry_run_writes_csv_and_moves_nothing(folder):
 
 def test_apply_moves_duplicates_and_never_deletes(folder):
     (folder / "_duplicates").mkdir()
-    (folder / "_duplicates" / "b.png").write_bytes(b"an older move")
+    (folder / "_duplicates" / "b-large.png").write_bytes(b"an older move")
     summary = dedup_folder(folder, threshold=6, apply=True, csv_path=folder / "groups.csv")
     assert summary["moved"] == 3
     moved = sorted(path.name for path in (folder / "_duplicates").iterdir())
-    assert len(moved) == 4 and "b-1.png" in moved  # no overwrite of the earlier b.png
-    assert (folder / "_duplicates" / "b.png").read_bytes() == b"an older move"
-    assert sorted(path.name for path in folder.glob("*.png")) == ["a-copy.png", "b-large.png", "c.png"]
+    assert len(moved) == 4 and "b-large-1.png" in moved  # no overwrite of the earlier b-large.png
+    assert (folder / "_duplicates" / "b-large.png").read_bytes() == b"an older move"
+    # b-large.png is b.png up-scaled: more pixels, no more detail, so the original is kept (issue 13)
+    assert sorted(path.name for path in folder.glob("*.png")) == ["a-copy.png", "b.png", "c.png"]
     again = dedup_folder(folder, threshold=6)
     assert again["groups"] == 0 and again["files"] == 4
 

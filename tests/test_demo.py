@@ -170,7 +170,7 @@ def test_generate_writes_dataset_and_manifest(small_dataset):
         with Image.open(out_dir / row["mask_relpath"]) as mask:
             assert mask.mode == "L" and mask.size == (48, 48)
             assert set(np.unique(np.asarray(mask))) <= {0, 255}
-    assert sorted(path.name for path in out_dir.iterdir()) == ["fake", "manifest.csv", "masks", "real"]
+    assert sorted(path.name for path in out_dir.iterdir()) == [".fakelib-demo.json", "fake", "manifest.csv", "masks", "real"]
 
 
 def test_same_seed_same_bytes_for_any_worker_count(small_dataset, tmp_path):

@@ -52,6 +52,7 @@ def smoke_data() -> Path:
     from fakelib.demo import generate
 
     data_dir = SMOKE / "demo"
+    shutil.rmtree(data_dir, ignore_errors=True)  # a folder left by an older generator has no ownership marker
     generate(data_dir, count=80, size=32, seed=2, strength=1.0, workers=1)
     shutil.rmtree(SMOKE / "reports", ignore_errors=True)
     return data_dir

@@ -126,7 +126,7 @@ def test_running_row_from_a_killed_process_is_rerun_and_lost_row_is_recovered(tm
     table.rows[first]["status"] = "running"  # killed while running: no run.json finished it
     (plan.experiments_dir / first / sweep.RUN_FILE).unlink()
     del table.rows[second]  # killed between writing run.json and results.csv
-    table.save()
+    table.save(merge=False)
     resumed = sweep.prepare_sweep(plan.params_path, plan.reports_dir)
     assert [config.experiment_id for config in resumed.selected] == [first]
     assert resumed.skipped == [second] and resumed.table.get(second)["status"] == "done"
