@@ -141,8 +141,11 @@ def cache_key(root: Path, files: list[tuple[str, int]], config: DataConfig) -> s
     if manifest.is_file():
         hasher.update(manifest.read_bytes())
     for relpath, label in files:
+        # ctime and mode too: a file that was unreadable (skipped) and is made readable by chmod keeps its size
+        # and mtime, and must not stay skipped.
         stat = (root / relpath).stat()
-        hasher.update(f"{relpath}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        line = f"{relpath}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0{stat.st_mode}\n"
+        hasher.update(line.encode("utf-8", "surrogateescape"))
     return hasher.hexdigest()[:16]
 
 
@@ -156,6 +159,14 @@ def _decode(root: Path, relpath: str, size: int, quality: int) -> tuple[np.ndarr
         return None, 0, "", f"{error.reason}: {error}"
     except OSError as error:
         return None, 0, "", f"unreadable: {error}"
+
+
+def printable(relpath: str) -> str:
+    """`relpath` as valid UTF-8 for CSV and JSON: bytes of a file name that is not UTF-8 become `\\xff` escapes.
+
+    Python keeps such names as lone surrogates (PEP 383), which open the file but cannot be written as text.
+    """
+    return os.fsencode(relpath).decode("utf-8", "backslashreplace")
 
 
 def _cap_per_class(files: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
@@ -179,12 +190,13 @@ def _build_cache(root: Path, files: list[tuple[str, int]], config: DataConfig, t
     arrays, rows, skipped = [], [], []
     for (relpath, label), (array, side, digest, error) in zip(files, decoded):
         if array is None:
-            skipped.append({"path": relpath, "reason": error})
+            skipped.append({"path": printable(relpath), "reason": error})
             continue
         split = manifest_splits.get(relpath) or hash_split(digest, config.val_ratio, config.test_ratio)
         arrays.append(array)
-        rows.append({"relpath": relpath, "label": label, "split": split, "sha256": digest, "side": side})
+        rows.append({"relpath": printable(relpath), "label": label, "split": split, "sha256": digest, "side": side})
     report = _report(root, rows, skipped, bool(manifest_splits), config)
+    report["escaped_names"] = [printable(relpath) for relpath, _ in files if printable(relpath) != relpath]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:

@@ -13,6 +13,7 @@ explore and the report all call the model, never a side file.
 from __future__ import annotations
 
 import inspect
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -254,8 +255,12 @@ def load_model(path: str | Path) -> keras.Model:
         ValueError: the file is not a loadable Keras model.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a model file; give the path of its model.keras")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"cannot load model {path}: not a Keras .keras archive")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive; the user needs one line

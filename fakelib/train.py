@@ -172,6 +172,8 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     from fakelib.models import fully_convolutional
 
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output folder {output_dir} is an existing file; give a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").unlink(missing_ok=True)
     config.save(output_dir / "params.yaml")
