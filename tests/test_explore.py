@@ -100,7 +100,7 @@ def test_model_choices_lists_best_and_experiments(experiment, tmp_path):
     best.mkdir()
     shutil.copy(experiment / "model.keras", best / "model.keras")
     choices = explore.model_choices(experiment.parent, best)
-    assert list(choices) == ["best model", "experiment abc123"]
+    assert list(choices) == ["best model", "experiment abc123", "pretrained (real faces)"]  # shipped model last
     assert explore.model_choices(tmp_path / "none", tmp_path / "none", pretrained_dir=tmp_path / "none") == {}
 
 
