@@ -824,6 +824,17 @@ def kernel_manager_logging_to(log_path: Path) -> type:
     return LoggingKernelManager
 
 
+def _explain_folder(best_row: Mapping[str, str], best_dir: Path) -> str:
+    """The data folder to explain on: the best experiment's first `data_dir` folder (a list in results.csv is text,
+    so its own params.yaml is read when present)."""
+    from fakelib.config import load_experiment
+    from fakelib.data import data_dirs
+
+    if (best_dir / "params.yaml").is_file():
+        return data_dirs(load_experiment(best_dir / "params.yaml").data)[0]
+    return best_row["data_dir"]
+
+
 def run_explain(best_row: Mapping[str, str], best_dir: Path, explain_dir: Path,
                 overrides: Mapping[str, Any] | None = None, notebook: Path = EXPLAIN_NOTEBOOK) -> dict[str, str]:
     """Run the explanation notebook on the best model into `explain_dir`; a failure is returned, not raised.
@@ -836,7 +847,7 @@ def run_explain(best_row: Mapping[str, str], best_dir: Path, explain_dir: Path,
     import papermill
 
     known = papermill.inspect_notebook(str(notebook))
-    parameters = {"model_path": str(best_dir / "model.keras"), "data_dir": best_row["data_dir"],
+    parameters = {"model_path": str(best_dir / "model.keras"), "data_dir": _explain_folder(best_row, best_dir),
                   "output_dir": str(explain_dir), **(overrides or {})}
     written = WrittenFiles(explain_dir.parent)
     written.remove(explain_dir)

@@ -264,14 +264,15 @@ def test_threads_by_worker_shares_each_machines_cores():
 
 @pytest.fixture(scope="module")
 def tiny_sweep_params(tmp_path_factory) -> Path:
-    """Three tiny experiments on an 80-image demo set: two that train, one whose six poolings cannot fit 32 px."""
+    """Three tiny experiments on an 80-image demo set: two that train, one capped at one image per class, which
+    leaves a split without both classes (a run-time ValueError: the configuration itself is valid)."""
     from fakelib.demo import generate
 
     root = tmp_path_factory.mktemp("tiny_sweep")
     generate(root / "demo", count=80, size=32, seed=1, strength=1.0, workers=1)
     # One thread everywhere: TensorFlow's float results depend (in the last bits) on the thread count, and the
     # comparison of --workers 2 with --workers 1 is about the execution path, not about thread counts.
-    return write_params(root / "params.yaml", {"conv_filters": [[4], [6], [4, 4, 4, 4, 4, 4]]},
+    return write_params(root / "params.yaml", {"max_images_per_class": [0, 30, 1]},
                         data={"data_dir": str(root / "demo")}, train={"threads": 1})
 
 
@@ -336,7 +337,7 @@ def test_failing_experiment_is_recorded_while_the_others_finish(resumed_sweep):
     first, second, third = resumed_sweep["ids"]
     rows = read_rows(resumed_sweep["reports"])
     assert [rows[key]["status"] for key in (first, second, third)] == ["done", "done", "failed"]
-    assert rows[third]["error"].startswith("ValueError:") and "negative" in rows[third]["error"]
+    assert rows[third]["error"].startswith("ValueError:") and "needs both real and fake" in rows[third]["error"]
     assert "\n" not in rows[third]["error"] and rows[third]["val_roc_auc"] == ""
     assert (resumed_sweep["reports"] / "experiments" / third / "02_train.ipynb").is_file()  # full traceback there
 
