@@ -17,7 +17,7 @@ from pathlib import Path
 from fakelib.quiet import import_tensorflow_quietly  # noqa: F401
 
 # Commands that never touch TensorFlow start instantly.
-_NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit"}
+_NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit", "serve"}
 
 
 MODEL_HELP = ("path to model.keras (default: the best model of the last sweep, reports/best/, else the pretrained "
@@ -172,9 +172,20 @@ def _add_pretrained(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(target="fakelib.pretrained:run_cli")
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("serve", help="the explorer as a web page (Voila): upload a face, see verdict and heatmaps")
+    parser.add_argument("--port", type=int, default=8866, help="port to listen on (default: 8866)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--model", default=None,
+                        help="path to model.keras, listed first (default: offer reports/best, every experiment of "
+                             "reports/experiments and the pretrained model)")
+    parser.set_defaults(target="fakelib.serve:run_cli")
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
-    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained,
+    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_serve,
 )
 
 

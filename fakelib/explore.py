@@ -290,7 +290,12 @@ class Explorer:
 
         path = self.choices[self.model_label]
         if path not in self._about:
-            self._about[path] = (card_line(model_card_facts(path)), training_facts(path, self.predictor().image_size))
+            folder = Path(path).parent
+            described = (folder / "metrics.json").is_file() or (folder / "params.yaml").is_file()
+            card = card_line(model_card_facts(path)) if described else (
+                "This model has no card: no metrics.json or params.yaml beside it says what it learnt from or how "
+                "well it did.")
+            self._about[path] = (card, training_facts(path, self.predictor().image_size))
         return self._about[path]
 
     def choose_model(self, label: str) -> Verdict | None:
@@ -399,8 +404,8 @@ def build_app(explorer: Explorer):
     def show(*_):
         verdict = explorer.verdict
         message.value = verdict_html(explorer.verdict)
-        output.clear_output(wait=True)
         png = explorer.picture()
+        output.clear_output(wait=png is not None)  # an error must not leave the last face's heatmaps beside it
         if png is not None:
             with output:
                 display(PngImage(data=png))  # a PNG shows the same under any matplotlib backend

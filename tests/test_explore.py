@@ -131,6 +131,13 @@ def test_widgets_call_the_explorer(explorer, demo_dir):
     handles["upload"].value = ({"name": "readme.md", "type": "text/plain", "size": 1, "content": memoryview(b"x"),
                                 "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
     assert "JPG, PNG or WebP" in handles["message"].value
+    assert handles["output"].outputs == ()  # the last face's heatmaps are gone with it
+
+
+def test_a_model_without_any_file_beside_it_says_it_has_no_card(experiment, demo_dir, tmp_path):
+    shutil.copy(experiment / "model.keras", tmp_path / "model.keras")
+    verdict = explore.Explorer({"bare": str(tmp_path / "model.keras")}).set_upload("face.jpg", _encoded(demo_dir, "JPEG"))
+    assert verdict.ok and verdict.model_card.startswith("This model has no card")
 
 
 @pytest.mark.slow
