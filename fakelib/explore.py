@@ -393,7 +393,8 @@ def build_app(explorer: Explorer):
     from IPython.display import Image as PngImage
 
     upload = widgets.FileUpload(accept=",".join(ACCEPTED_SUFFIXES), multiple=False, description="Upload a face")
-    model = widgets.Dropdown(options=list(explorer.choices) or ["(no model found)"], description="Model")
+    model = widgets.Dropdown(options=list(explorer.choices) or ["(no model found)"], description="Model",
+                             layout=widgets.Layout(width="480px"))  # labels name parameters and a score
     method = widgets.Dropdown(options=explain.list_methods(), value=explorer.method, description="Method")
     colormap = widgets.Dropdown(options=list(dict.fromkeys([explorer.colormap, *overlay.COLOR_BLIND_SAFE])),
                                 value=explorer.colormap, description="Colormap")
