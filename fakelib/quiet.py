@@ -17,8 +17,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-# The absl pre-init warning, and glog-style "I0000 00:00:..." / "W0000 ..." lines (oneDNN, CPU features).
-NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d)")
+# The absl pre-init warning, glog-style "I0000 00:00:..." / "W0000 ..." lines (oneDNN, CPU features), and the
+# second line of the CPU-feature notice, which has no prefix.
+NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d"
+                            r"|To enable the following instructions: .*rebuild TensorFlow)")
 
 
 @contextlib.contextmanager
@@ -52,3 +54,9 @@ def import_tensorflow_quietly() -> None:
         import tensorflow
 
         tensorflow.constant(0)  # the CPU-feature notice is printed at the first op
+
+
+# Kernel command-line option that runs the filtered import as the kernel starts, before any cell: a notebook run
+# through papermill with it shows no TensorFlow start-up line, whatever its cells import.
+KERNEL_ARGUMENT = ("--IPKernelApp.exec_lines="
+                   "from fakelib.quiet import import_tensorflow_quietly; import_tensorflow_quietly()")

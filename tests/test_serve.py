@@ -95,8 +95,10 @@ def served_model(explain_demo_dir: Path, tmp_path: Path) -> Path:
 def server(served_model: Path):
     """`python -m fakelib serve` on a free loopback port; stopped (with its kernels) after the test."""
     port = _free_port()
+    # ipykernel forwards native stderr (TensorFlow's start-up lines) to the page only when it does not see this
+    environment = {key: value for key, value in os.environ.items() if key != "PYTEST_CURRENT_TEST"}
     process = subprocess.Popen([sys.executable, "-m", "fakelib", "serve", "--port", str(port),
-                                "--model", str(served_model)], cwd=paths.ROOT, start_new_session=True,
+                                "--model", str(served_model)], cwd=paths.ROOT, start_new_session=True, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
