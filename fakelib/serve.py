@@ -45,7 +45,7 @@ def voila_command(notebook: Path, port: int, host: str = DEFAULT_HOST) -> list[s
     return [sys.executable, "-m", "voila", str(notebook), f"--port={port}", f"--Voila.ip={host}",
             "--Voila.port_retries=0",  # the printed address must be the real one: a taken port is an error
             "--no-browser", "--strip_sources=True", "--show_tracebacks=False", "--theme=light",
-            "--Voila.log_level=WARN"]
+            "--Voila.log_level=ERROR"]
 
 
 def kernel_environment() -> dict[str, str]:

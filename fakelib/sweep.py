@@ -860,12 +860,12 @@ def _tree(folder: Path) -> list[Path]:
 
 
 def export_html(notebook_path: Path, html_path: Path) -> None:
-    """Export an executed notebook to a standalone HTML file (figures are embedded)."""
+    """Export an executed notebook to a standalone HTML file: figures embedded, no code, nothing from a CDN."""
     import nbformat
-    from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook_path), as_version=4))
-    html_path.write_text(body, encoding="utf-8")
+    from fakelib.report import offline_html
+
+    html_path.write_text(offline_html(nbformat.read(str(notebook_path), as_version=4)), encoding="utf-8")
 
 
 def run_report(reports_dir: Path, notebook: Path = REPORT_NOTEBOOK) -> None:
