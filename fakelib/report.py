@@ -107,7 +107,8 @@ def leaderboard_html(board: pd.DataFrame, summary: Mapping[str, Any]) -> str:
                 cells.append(f'<td><a href="{html.escape(folder)}/{EXPERIMENT_NOTEBOOK}">'
                              f'{html.escape(str(row[name]))}</a> (<a href="{html.escape(folder)}/">folder</a>)</td>')
             else:
-                cells.append(f"<td>{html.escape(_cell(row[name]))}</td>")
+                value = round(row[name]) if name == "train_seconds" and row[name] == row[name] else row[name]
+                cells.append(f"<td>{html.escape(_cell(value))}</td>")  # whole seconds: finer is noise on 2 cores
         if "best_epoch" in board:
             note = " (the last: not converged)" if row["experiment_id"] in late else ""
             cells.append(f"<td>{_text(row['best_epoch'])} of {_text(row.get('epochs_run'))}{note}</td>")

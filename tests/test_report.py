@@ -36,7 +36,7 @@ def test_a_run_whose_best_epoch_was_its_last_is_marked_not_converged():
     rows = re.findall(r"<tr>.*?</tr>", page)
     assert len(rows) == 3 and "10 of 10 (the last: not converged)" in rows[1] and "7 of 10</td>" in rows[2]
     assert '<a href="experiments/b2/02_train.ipynb">b2</a> (<a href="experiments/b2/">folder</a>)' in rows[1]
-    assert "<td>1,238,000</td>" in rows[1] and "<td>0.9500</td>" in rows[1]
+    assert "<td>1,238,000</td>" in rows[1] and "<td>0.9500</td>" in rows[1] and "<td>120</td>" in rows[1]
     headings = re.findall(r"<th>(.*?)</th>", rows[0])
     assert headings == ["rank", "experiment", "dropout", "val_roc_auc", "test_roc_auc", "test F1 at threshold",
                         "parameters", "training s", "best epoch"]
