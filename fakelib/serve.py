@@ -21,6 +21,7 @@ from fakelib import paths
 NOTEBOOK = "explore.ipynb"
 DEFAULT_PORT = 8866  # Voilà's own default
 DEFAULT_HOST = "127.0.0.1"  # this machine only: another address is a choice the person makes with --host
+PAGE_TITLE = "Is this face real?"
 STOP_HINT = "To stop this page, press Ctrl+C in the terminal where it was started."
 
 
@@ -35,6 +36,7 @@ def served_notebook(folder: Path, model_path: Path | None, stop_hint: str = STOP
     if model_path is not None:
         parameters["model_path"] = str(model_path)
     notebook = parameterize_notebook(notebook, parameters, kernel_name="python3", language="python")
+    notebook.metadata["title"] = PAGE_TITLE  # the browser tab's name, instead of the notebook's file name
     target = folder / NOTEBOOK
     nbformat.write(notebook, str(target))
     return target
@@ -45,7 +47,10 @@ def voila_command(notebook: Path, port: int, host: str = DEFAULT_HOST) -> list[s
     return [sys.executable, "-m", "voila", str(notebook), f"--port={port}", f"--Voila.ip={host}",
             "--Voila.port_retries=0",  # the printed address must be the real one: a taken port is an error
             "--no-browser", "--strip_sources=True", "--show_tracebacks=False", "--theme=light",
-            "--Voila.log_level=ERROR"]
+            "--Voila.log_level=ERROR",
+            # kernels on Unix sockets instead of loopback TCP ports that any local user could connect to,
+            # and no "running over TCP without encryption" warning per visitor in the terminal
+            "--KernelManager.transport=ipc"]
 
 
 def kernel_environment() -> dict[str, str]:

@@ -53,7 +53,7 @@ def test_voila_serves_on_loopback_without_code_or_tracebacks(tmp_path):
     command = serve.voila_command(tmp_path / "explore.ipynb", 9123)
     assert command[:3] == [sys.executable, "-m", "voila"]
     for option in ("--port=9123", "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--no-browser",
-                   "--strip_sources=True", "--show_tracebacks=False"):
+                   "--strip_sources=True", "--show_tracebacks=False", "--KernelManager.transport=ipc"):
         assert option in command
     assert "--Voila.ip=0.0.0.0" in serve.voila_command(tmp_path / "explore.ipynb", 9123, host="0.0.0.0")
     assert serve.kernel_environment()["PYTHONPATH"].split(os.pathsep)[0] == str(paths.ROOT)
@@ -187,7 +187,7 @@ def test_the_served_page_gives_a_verdict_with_heatmaps_then_one_line_for_a_file_
     browser.get(server)
     WebDriverWait(browser, 120).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "button.widget-upload"))
     page = browser.find_element(By.TAG_NAME, "body").text
-    assert "Is this face real?" in page and serve.STOP_HINT in page
+    assert browser.title == serve.PAGE_TITLE and "Is this face real?" in page and serve.STOP_HINT in page
     assert "cnn, 48 px, val ROC-AUC 0.987" in page  # the model list names parameters and score, not a hash
     for hidden in ("import ", "explore.Explorer", "Traceback", "oneDNN", "absl", "model_path"):
         assert hidden not in page  # no code, no developer wording, no TensorFlow start-up lines
