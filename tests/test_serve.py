@@ -91,15 +91,33 @@ def served_model(explain_demo_dir: Path, tmp_path: Path) -> Path:
     return folder / "model.keras"
 
 
+class Server:
+    """A running `python -m fakelib serve`: its address, and `stop()`, which returns all it printed."""
+
+    def __init__(self, process: subprocess.Popen, url: str):
+        self.process, self.url, self.printed = process, url, None
+
+    def stop(self) -> str:
+        if self.printed is None:
+            self.process.send_signal(signal.SIGTERM)  # serve forwards it to Voila, which shuts its kernels down
+            try:
+                self.printed, _ = self.process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.printed, _ = self.process.communicate()
+        return self.printed
+
+
 @pytest.fixture
 def server(served_model: Path):
     """`python -m fakelib serve` on a free loopback port; stopped (with its kernels) after the test."""
     port = _free_port()
-    # ipykernel forwards native stderr (TensorFlow's start-up lines) to the page only when it does not see this
+    # ipykernel forwards native stderr to the page only when it does not see this variable
     environment = {key: value for key, value in os.environ.items() if key != "PYTEST_CURRENT_TEST"}
     process = subprocess.Popen([sys.executable, "-m", "fakelib", "serve", "--port", str(port),
                                 "--model", str(served_model)], cwd=paths.ROOT, start_new_session=True, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    running = Server(process, f"http://127.0.0.1:{port}/")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
@@ -107,15 +125,10 @@ def server(served_model: Path):
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.2)
-        assert process.poll() is None, process.stdout.read()
-        yield f"http://127.0.0.1:{port}/"
+        assert process.poll() is None, running.stop()
+        yield running
     finally:
-        process.send_signal(signal.SIGTERM)  # serve forwards it to Voila, which shuts its kernels down
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        running.stop()
 
 
 @pytest.fixture
@@ -184,7 +197,7 @@ def test_the_served_page_gives_a_verdict_with_heatmaps_then_one_line_for_a_file_
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(server)
+    browser.get(server.url)
     WebDriverWait(browser, 120).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "button.widget-upload"))
     page = browser.find_element(By.TAG_NAME, "body").text
     assert browser.title == serve.PAGE_TITLE and "Is this face real?" in page and serve.STOP_HINT in page
@@ -212,3 +225,9 @@ def test_the_served_page_gives_a_verdict_with_heatmaps_then_one_line_for_a_file_
                      "photo of a face.")
     WebDriverWait(browser, 10).until(lambda driver: _heatmaps_shown(driver) == 0)
     assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
+
+    from fakelib.quiet import NATIVE_CHATTER
+
+    printed = server.stop().splitlines()  # Voila's kernels write TensorFlow's start-up lines to its terminal
+    assert printed[0] == f"Serving the explorer at {server.url} (press Ctrl+C here to stop it)"
+    assert not [line for line in printed if NATIVE_CHATTER.match(line) or "oneDNN" in line]
