@@ -151,6 +151,65 @@ _NETWORK_SOURCE = re.compile(r"""(?:\bsrc\s*=\s*|\bimport\b[^;]*?|\bfrom\s*)["']
 _NETWORK_LINK = re.compile(r"""<link\b[^>]*\bhref\s*=\s*["'](?:https?:)?//[^>]*>""", re.IGNORECASE)
 
 
+# A layer's heatmaps are trusted (03_explain.ipynb's conclusion) when they hit the artifact more often than a
+# random pixel does, when deleting their top pixels lowers the score more than deleting random ones, and when
+# they do not look like the maps of the same model with randomized weights (rank correlation below this).
+SANITY_MAX_CORRELATION = 0.5
+
+
+def explanation_checks(quality: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """One row per (method, layer) of an explain.json `quality` record: each check as "pass", "fail" or "n/a"."""
+    rows = []
+    for method, layers in ((quality or {}).get("methods") or {}).items():
+        for layer, figures in layers.items():
+            rows.append({
+                "method": method, "layer": layer,
+                "pointing game above chance": _check(figures.get("pointing_game"), figures.get("pointing_game_random")),
+                "deletion hurts more than random": _check(figures.get("deletion_ratio"), 1.0),
+                "unlike a randomized model": _check(SANITY_MAX_CORRELATION, figures.get("sanity_rank_correlation")),
+            })
+    return rows
+
+
+def _check(value: float | None, bound: float | None) -> str:
+    """"pass" when value > bound, "n/a" when either is unknown."""
+    if value is None or bound is None:
+        return "n/a"
+    return "pass" if value > bound else "fail"
+
+
+def at_a_glance(reports_dir: str | Path, summary: Mapping[str, Any]) -> str:
+    """Markdown for the report's top: the data (with a warning for the demo faces), the best experiment, and the
+    advice sentence of the explanations, from best/params.yaml, sweep.json and explain/explain.json."""
+    import yaml
+
+    from fakelib.pretrained import trained_on_demo
+
+    reports_dir = Path(reports_dir)
+    lines = []
+    params_path = reports_dir / "best" / "params.yaml"
+    if params_path.is_file():
+        data_dir = (yaml.safe_load(params_path.read_text()).get("data") or {}).get("data_dir", "")
+        folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+        line = f"- **Data**: {', '.join(Path(str(folder)).name for folder in folders)}."
+        if trained_on_demo(data_dir):
+            line += (" **Warning: these are the synthetic demo faces**, drawn with obvious artifacts; scores and "
+                     "advice here say nothing about real photos.")
+        lines.append(line)
+    best = summary.get("best_experiment_id")
+    metric = summary["metric"]
+    lines.append(f"- **Best experiment**: {best}, {metric} = {summary['best_score']:.4f}." if best is not None
+                 else "- **Best experiment**: none finished.")
+    explained = _read_json(reports_dir / (summary.get("explain") or {}).get("output_dir", "explain") / "explain.json")
+    if explained.get("advice"):
+        lines.append(f"- **Where to look**: {explained['advice']}")
+    return "\n".join(lines)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def failures_html(current: pd.DataFrame, parameters: Sequence[str]) -> str:
     """The experiments of `current` that did not finish, as an HTML table with each error whole.
 

@@ -60,3 +60,35 @@ def test_the_exported_report_shows_outputs_but_no_code_and_loads_nothing_from_th
     assert not re.search(r"""<script\b[^>]*\bsrc\s*=\s*["'](https?:)?//""", page, re.IGNORECASE)
     assert not re.search(r"""<link\b[^>]*\bhref\s*=\s*["'](https?:)?//""", page, re.IGNORECASE)
     assert not re.search(r"""(import|from)\s*[^;<]*["']https?://""", page)  # no module imported from a CDN
+
+
+def test_explanation_checks_pass_fail_or_say_nothing_is_known():
+    quality = {"methods": {"layercam": {
+        "conv3": {"pointing_game": 0.6, "pointing_game_random": 0.1, "deletion_ratio": 5.2,
+                  "sanity_rank_correlation": 0.1},
+        "conv6": {"pointing_game": 0.05, "pointing_game_random": 0.1, "deletion_ratio": 0.95,
+                  "sanity_rank_correlation": 0.8},
+        "conv7": {"pointing_game": None, "pointing_game_random": 0.1, "deletion_ratio": 1.5}}}}
+    rows = report.explanation_checks(quality)
+    assert [list(row.values()) for row in rows] == [
+        ["layercam", "conv3", "pass", "pass", "pass"],
+        ["layercam", "conv6", "fail", "fail", "fail"],
+        ["layercam", "conv7", "n/a", "pass", "n/a"]]
+    assert report.explanation_checks(None) == []
+
+
+def test_at_a_glance_warns_about_demo_data_and_gives_the_best_run_and_the_advice(tmp_path):
+    import json
+
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "params.yaml").write_text("data:\n  data_dir: data/demo\n")
+    (tmp_path / "explain").mkdir()
+    (tmp_path / "explain" / "explain.json").write_text(json.dumps({"advice": "Look first at the eyes."}))
+    summary = {**SUMMARY, "best_experiment_id": "b2", "best_score": 0.95, "explain": {"output_dir": "explain"}}
+    lines = report.at_a_glance(tmp_path, summary).splitlines()
+    assert lines[0].startswith("- **Data**: demo. **Warning: these are the synthetic demo faces**")
+    assert lines[1:] == ["- **Best experiment**: b2, val_roc_auc = 0.9500.", "- **Where to look**: Look first at the eyes."]
+    (tmp_path / "best" / "params.yaml").write_text("data:\n  data_dir: [/data/faces-dev, /data/ffhq-extra]\n")
+    assert report.at_a_glance(tmp_path, summary).splitlines()[0] == "- **Data**: faces-dev, ffhq-extra."
+    nothing = {**SUMMARY, "best_experiment_id": None, "best_score": None, "explain": {"output_dir": "explain"}}
+    assert report.at_a_glance(tmp_path / "absent", nothing) == "- **Best experiment**: none finished."
