@@ -114,7 +114,9 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         "smaller ones scored at their own size, never up-sampled).",
         f"- Trained on: {', '.join(Path(str(item)).name for item in folders)} "
         f"({metrics['n_train']} training, {metrics['n_val']} validation images), "
-        f"random {params['data']['train_crop']} px native-resolution crops, photo degradations on both classes.",
+        + (f"random {params['data']['train_crop']} px native-resolution crops"
+           if params["data"].get("train_crop") else f"whole {params['data']['image_size']} px inputs")
+        + ", photo degradations on both classes alike.",
         f"- Training: {metrics['epochs_run']} epochs, best validation epoch {metrics['best_epoch']}, "
         f"{metrics['train_seconds']:.0f} s on 2 CPU cores.",
         f"- Output `p_fake`: Platt-scaled on validation (scale {metrics['calibration_scale']:.3f}, "
@@ -142,7 +144,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
                          f"{_percent(row.get(f'common_format_{kind}'))} | "
                          f"{_number(row.get('as_published_roc_auc_vs_all_reals'))} | "
                          f"{_number(row.get('common_format_roc_auc_vs_all_reals'))} |")
-    lines += ["", "## Known failures", "",
+    lines += ["", "## Known failures", "", *_measured_failures(metrics, shift),
               "- Generators unlike StyleGAN (diffusion models above all) were never seen in training; expect them "
               "to pass as real.",
               "- Heavily compressed small faces (128 px, JPEG quality 75 and below) lose most of the traces it reads.",
@@ -155,6 +157,22 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _measured_failures(metrics: dict, shift: dict | None) -> list[str]:
+    """Card bullets from the measured numbers: the test split's weaker class and every held-out group below 80%."""
+    lines = [f"- On its own test split it keeps {_percent(metrics['test_real_rate_at_threshold'])} of reals as real "
+             f"and catches {_percent(metrics['test_fake_rate_at_threshold'])} of fakes at the threshold."]
+    for group, row in (shift or {}).get("groups", {}).items():
+        kind, verb = ("caught", "catches") if row["label"] == "fake" else ("kept_real", "keeps as real")
+        share = row.get(f"as_published_{kind}")
+        if share is not None and share < 0.8:
+            lines.append(f"- It {verb} only {_percent(share)} of `{group}` ({row['n']} faces) at the threshold, "
+                         f"though it ranks them at ROC-AUC {_number(row.get('as_published_roc_auc_vs_all_reals'))} "
+                         "against all reals: its probabilities run low on sources it never saw."
+                         if row["label"] == "fake" else
+                         f"- It {verb} only {_percent(share)} of `{group}` ({row['n']} faces).")
+    return lines
 
 
 def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir: str | Path | None = None) -> dict:
@@ -182,6 +200,7 @@ def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir
             from fakelib.predict import Predictor, evaluate_groups
 
             shift = evaluate_groups(Predictor.from_path(staging / "model.keras"), shift_dir)
+            shift["data"] = Path(shift["data"]).name  # the folder's name, not a path of this machine
             (staging / "shift.json").write_text(json.dumps(shift, indent=2))
         write_card(staging, shift)
         for path in staging.iterdir():  # each file replaced atomically; a reader never sees half a model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -105,6 +106,9 @@ def test_model_choices_lists_best_and_experiments(experiment, tmp_path):
     choices = explore.model_choices(experiment.parent, best, pretrained_dir=tmp_path / "none")
     assert choices == {"best model": str(best / "model.keras"),
                        "model in abc123": str(experiment / "model.keras")}  # no params.yaml: only its folder
+    label, path = list(explore.model_choices(experiment.parent, best).items())[-1]  # the shipped model comes last
+    assert re.fullmatch(r"pretrained: npr, 256 px, val ROC-AUC 0\.\d{3}", label)
+    assert path.endswith("pretrained/model.keras")
     assert explore.model_choices(tmp_path / "none", tmp_path / "none", pretrained_dir=tmp_path / "none") == {}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +67,18 @@ def test_package_refuses_an_unfinished_run(tmp_path):
     _touch_model(tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="missing metrics.json, params.yaml"):
         pretrained.package(tmp_path / "run", tmp_path / "out")
+
+
+def test_the_shipped_model_loads_with_its_card_and_scores_a_small_image(tmp_path):
+    path = pretrained.default_model(best_dir=tmp_path / "no-sweep")
+    assert path == pretrained.PRETRAINED_DIR / "model.keras"
+    assert path.stat().st_size < pretrained.MAX_MODEL_BYTES
+    predictor = Predictor.from_path(path)
+    assert 0.05 <= predictor.threshold <= 0.95
+    facts = pretrained.model_card_facts(path)
+    assert not facts["demo_data"] and facts["card"] and "Known failures" in Path(facts["card"]).read_text()
+    small = tmp_path / "small.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 70, 3), dtype=np.uint8)).save(small)
+    row = predictor.predict_file(small)  # smaller than the input side: scored at its own 70 px, never up-sampled
+    assert 0.0 <= row["p_fake"] <= 1.0 and row["label"] in ("real", "fake")
+    assert predictor.prepare(small.read_bytes()).shape == (70, 70, 3)
