@@ -7,7 +7,7 @@ EXECUTED ?= build/executed
 DEMO_COUNT ?= 2000
 DEMO_SIZE  ?= 128
 
-.PHONY: install demo run sweep report test test-fast notebooks-check bench clean
+.PHONY: install browser demo run serve sweep report test test-fast notebooks-check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Root installs directly (CI runs as root); anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+## headless Chromium and its driver from Debian, for the browser test (Playwright's own download does not work here)
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	else echo "no apt-get here: install Chromium and chromedriver yourself, or the browser test is skipped"; fi
 
 data/demo/manifest.csv: | $(STAMP)
 	$(PY) -m fakelib demo --out data/demo --count $(DEMO_COUNT) --size $(DEMO_SIZE) --seed 0
@@ -26,8 +36,14 @@ demo: data/demo/manifest.csv
 run: install demo
 	$(PY) run_all.py
 
+PORT ?= 8866
+MODEL ?=
+## the explorer as a web page on http://127.0.0.1:$(PORT)/ (MODEL=path/to/model.keras to list one first)
+serve: install
+	$(PY) -m fakelib serve --port $(PORT) $(if $(MODEL),--model $(MODEL))
+
 ## venv + install + every test (unit, notebook smoke tests through papermill, then nbval over the executed notebooks)
-test: install
+test: install browser
 	rm -rf $(EXECUTED)
 	FAKELIB_EXECUTED_DIR=$(EXECUTED) $(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider $(EXECUTED)

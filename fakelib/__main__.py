@@ -7,21 +7,17 @@ imported only when that command runs, so `python -m fakelib --help` answers with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import os
-import re
 import sys
-import tempfile
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# TensorFlow's native start-up lines (absl pre-init warning, oneDNN and CPU-feature notices) ignore
-# TF_CPP_MIN_LOG_LEVEL in 2.21; they would bury a command's one-line error, so they are filtered at import.
-_NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d)")
+# TensorFlow's native start-up lines would bury a command's one-line error (run_all.py imports it from here too).
+from fakelib.quiet import import_tensorflow_quietly  # noqa: F401
+
 # Commands that never touch TensorFlow start instantly.
-_NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit"}
+_NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit", "serve"}
 
 
 MODEL_HELP = ("path to model.keras (default: the best model of the last sweep, reports/best/, else the pretrained "
@@ -176,9 +172,20 @@ def _add_pretrained(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(target="fakelib.pretrained:run_cli")
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("serve", help="the explorer as a web page (Voila): upload a face, see verdict and heatmaps")
+    parser.add_argument("--port", type=int, default=8866, help="port to listen on (default: 8866)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--model", default=None,
+                        help="path to model.keras, listed first (default: offer reports/best, every experiment of "
+                             "reports/experiments and the pretrained model)")
+    parser.set_defaults(target="fakelib.serve:run_cli")
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
-    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained,
+    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_serve,
 )
 
 
@@ -189,33 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     for add in COMMANDS:
         add(sub)
     return parser
-
-
-@contextlib.contextmanager
-def _filtered_native_stderr() -> Iterator[None]:
-    """Capture file descriptor 2 while TensorFlow initializes; replay every line except its known chatter."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                if not _NATIVE_CHATTER.match(line):
-                    print(line, file=sys.stderr)
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its native start-up chatter filtered out of stderr (run_all.py uses it too)."""
-    with _filtered_native_stderr():
-        import tensorflow  # noqa: F401
-
-        tensorflow.constant(0)  # the CPU-feature notice is printed at the first op
 
 
 def _check_overrides(items: Sequence[str]) -> None:

@@ -7,12 +7,16 @@
 from __future__ import annotations
 
 import html
+import io
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
 from fakelib import explain, overlay, paths, regions
 from fakelib import images as imagelib
@@ -37,6 +41,7 @@ class Verdict:
         look_at: the face regions holding most heatmap evidence, best first (for a fake verdict).
         model_card: one line on the model behind the verdict: its data, scores and threshold, and a warning
             when it learnt from the synthetic demo faces only.
+        warnings: one line each when the upload is far from what the model learnt from (size, file format).
     """
 
     ok: bool
@@ -49,36 +54,181 @@ class Verdict:
     result: explain.CamResult | None = None
     look_at: list[str] = field(default_factory=list)
     model_card: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """JSON-ready summary (no arrays)."""
         return {"ok": self.ok, "message": self.message, "model_card": self.model_card, "filename": self.filename,
                 "probability": self.probability,
                 "label": self.label, "threshold": self.threshold, "look_at": self.look_at,
-                "method": self.result.method if self.result else None,
+                "warnings": self.warnings, "method": self.result.method if self.result else None,
                 "layers": self.result.layers if self.result else []}
 
 
 def model_choices(experiments_dir: str | Path = paths.EXPERIMENTS, best_dir: str | Path = paths.BEST,
                   extra: Sequence[str | Path] = (), pretrained_dir: str | Path | None = None) -> dict[str, str]:
     """Label -> path of every `model.keras` to offer: `extra` paths, the best model, each experiment, then the
-    pretrained model shipped with the package (the default `pretrained_dir`)."""
-    found: dict[str, str] = {}
-    for path in extra:
-        found[Path(path).name if Path(path).name != "model.keras" else str(path)] = str(path)
+    pretrained model shipped with the package (the default `pretrained_dir`).
+
+    Labels say what a person can choose by (see `model_labels`): architecture, input side, the parameters that
+    differ between the offered models, and the validation score; "best" and "pretrained" say where one came from.
+    """
+    entries: list[tuple[str, str]] = [("", str(path)) for path in extra]  # (role, path)
     best = Path(best_dir) / "model.keras"
     if best.is_file():
-        found["best model"] = str(best)
+        entries.append(("best", str(best)))
     experiments = Path(experiments_dir)
     if experiments.is_dir():
-        for path in sorted(experiments.glob("*/model.keras")):
-            found[f"experiment {path.parent.name}"] = str(path)
+        entries += [("", str(path)) for path in sorted(experiments.glob("*/model.keras"))]
     from fakelib.pretrained import PRETRAINED_DIR
 
     shipped = Path(pretrained_dir or PRETRAINED_DIR) / "model.keras"
     if shipped.is_file():
-        found["pretrained (real faces)"] = str(shipped)
+        entries.append(("pretrained", str(shipped)))
+    found: dict[str, str] = {}
+    for (role, path), label in zip(entries, model_labels([path for _, path in entries])):
+        if role:
+            label = f"{role}: {label}" if label else f"{role} model"
+        label = label or f"model in {Path(path).parent.name}"
+        unique, copy = label, 2
+        while unique in found:  # two runs alike in every shown parameter still get an entry each
+            unique, copy = f"{label} ({copy})", copy + 1
+        found[unique] = path
     return found
+
+
+# Parameters that say where and how a run was scheduled, not what model it trained: never part of a label.
+UNLABELLED_PARAMETERS = ("data_dir", "seed", "threads", "experiments_dir")
+# At most this many differing parameters in a label, so that it fits a dropdown.
+MAX_LABEL_PARAMETERS = 3
+
+
+def model_labels(model_paths: Sequence[str | Path]) -> list[str | None]:
+    """One label per model: "npr, 128 px, dropout 0.4, val ROC-AUC 0.973", from params.yaml and metrics.json.
+
+    The parameters shown besides the architecture and input side are those whose values differ between the
+    models (at most `MAX_LABEL_PARAMETERS`), in params.yaml order. None for a model whose folder names no
+    architecture (no params.yaml or metrics.json beside it).
+    """
+    facts = [_folder_facts(path) for path in model_paths]
+    described = [params for params, _ in facts if params]  # a folder without params.yaml varies in nothing
+    keys = list(dict.fromkeys(key for params in described for key in params))
+    varying = [key for key in keys if key not in UNLABELLED_PARAMETERS + ("model", "image_size")
+               and len({repr(params.get(key)) for params in described}) > 1][:MAX_LABEL_PARAMETERS]
+    return [_label(params, metrics, varying) for params, metrics in facts]
+
+
+def _label(params: Mapping, metrics: Mapping, varying: Sequence[str]) -> str | None:
+    model = metrics.get("model") or params.get("model")
+    if not model:
+        return None
+    parts = [str(model)] + ([f"{params['image_size']} px"] if params.get("image_size") else [])
+    parts += [f"{key} {_compact(params[key])}" for key in varying if key in params]
+    score = metrics.get("val_roc_auc")
+    parts.append(f"val ROC-AUC {score:.3f}" if isinstance(score, (int, float)) else "no validation score")
+    return ", ".join(parts)
+
+
+def _compact(value) -> str:
+    """A parameter value as a short label: lists joined by "-" ([16, 32, 64] -> 16-32-64)."""
+    return "-".join(str(item) for item in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _folder_facts(model_path: str | Path) -> tuple[dict, dict]:
+    """(flat params, metrics) from the files beside a model; empty for a missing or unreadable file, because a
+    damaged run folder must not take the whole list of models down with it."""
+    import yaml
+
+    folder = Path(model_path).parent
+    try:
+        sections = yaml.safe_load((folder / "params.yaml").read_text()) if (folder / "params.yaml").is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError):
+        sections = {}
+    params = {key: value for section in (sections or {}).values() if isinstance(section, dict)
+              for key, value in section.items()}
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    except (OSError, ValueError):
+        metrics = {}
+    return params, metrics if isinstance(metrics, dict) else {}
+
+
+# --------------------------------------------------------------------------------------- far from training data
+
+FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+# An upload whose shorter side is below this share of the model's input side is "far smaller": the model scores
+# it at its own size (never up-sampled), but it learnt from faces at least about this large.
+SMALL_SHARE = 0.5
+# Files looked at per training folder to learn its formats: enough for any mix, bounded for huge folders.
+MAX_SCANNED_FILES = 50_000
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What the model learnt from, as far as its folder tells: input side and file formats.
+
+    Attributes:
+        input_side: the model's input side in pixels.
+        formats: PIL format names of the training files ("JPEG", "PNG", "WEBP"); empty when unknown (the
+            training folders are not on this machine).
+        equalize_quality: JPEG quality every input was re-encoded at (0: none); with it, formats do not matter.
+    """
+
+    input_side: int
+    formats: frozenset[str] = frozenset()
+    equalize_quality: int = 0
+
+
+def training_facts(model_path: str | Path, input_side: int) -> TrainingFacts:
+    """The `TrainingFacts` of a model: data folders from data_report.json (else params.yaml), formats by suffix."""
+    folder = Path(model_path).parent
+    params, _ = _folder_facts(model_path)
+    report = _read_json(folder / "data_report.json")
+    data_dirs = report.get("data_dir") or params.get("data_dir") or []
+    data_dirs = [data_dirs] if isinstance(data_dirs, str) else list(data_dirs)
+    formats = frozenset().union(*[_formats_in(paths.resolve(str(item))) for item in data_dirs])
+    return TrainingFacts(int(input_side), formats, int(params.get("equalize_quality") or 0))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        payload = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _formats_in(data_dir: Path) -> frozenset[str]:
+    """Formats of the image files under `data_dir/real` and `data_dir/fake` (at most `MAX_SCANNED_FILES`)."""
+    found: set[str] = set()
+    scanned = 0
+    for class_dir in (data_dir / "real", data_dir / "fake"):
+        for _, _, names in os.walk(class_dir):
+            for name in names:
+                scanned += 1
+                found.add(FORMAT_OF_SUFFIX.get(Path(name).suffix.lower(), ""))
+                if scanned >= MAX_SCANNED_FILES:
+                    return frozenset(found - {""})
+    return frozenset(found - {""})
+
+
+def upload_warnings(content: bytes, facts: TrainingFacts) -> list[str]:
+    """One line for a person per way the upload is far from the training data: much smaller, or a file format
+    the model never saw. An upload the header of which cannot be read gets none (decoding reports it)."""
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            file_format, side = image.format, min(image.size)
+    except (OSError, ValueError):
+        return []
+    warnings = []
+    if side < SMALL_SHARE * facts.input_side:
+        warnings.append(f"This photo is {side} px across, far smaller than the {facts.input_side} px faces the model "
+                        "learnt from: small faces lose most of the traces it reads, so trust this verdict less.")
+    if facts.formats and not facts.equalize_quality and file_format not in facts.formats:
+        seen = " and ".join(sorted(facts.formats))
+        warnings.append(f"The model never saw a {file_format} file in training (only {seen}): the file format "
+                        "alone can sway its verdict.")
+    return warnings
 
 
 def uploaded_files(value) -> list[tuple[str, bytes]]:
@@ -123,6 +273,7 @@ class Explorer:
         self.upload: tuple[str, bytes] | None = None
         self.verdict: Verdict | None = None
         self._predictors: dict[str, object] = {}
+        self._about: dict[str, tuple[str, TrainingFacts]] = {}  # path -> (model card line, training facts)
 
     def predictor(self):
         """The `fakelib.predict.Predictor` of the chosen model, loaded once (threshold and preprocessing with it)."""
@@ -132,6 +283,20 @@ class Explorer:
         if path not in self._predictors:
             self._predictors[path] = Predictor.from_path(path)
         return self._predictors[path]
+
+    def about_model(self) -> tuple[str, TrainingFacts]:
+        """The model card line and the `TrainingFacts` of the chosen model, read once per model."""
+        from fakelib.pretrained import card_line, model_card_facts
+
+        path = self.choices[self.model_label]
+        if path not in self._about:
+            folder = Path(path).parent
+            described = (folder / "metrics.json").is_file() or (folder / "params.yaml").is_file()
+            card = card_line(model_card_facts(path)) if described else (
+                "This model has no card: no metrics.json or params.yaml beside it says what it learnt from or how "
+                "well it did.")
+            self._about[path] = (card, training_facts(path, self.predictor().image_size))
+        return self._about[path]
 
     def choose_model(self, label: str) -> Verdict | None:
         if label not in self.choices:
@@ -186,10 +351,14 @@ class Explorer:
         message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {predictor.threshold:.2f})"
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
-        from fakelib.pretrained import card_line, model_card_facts
-
+        card, facts = self.about_model()
         return Verdict(True, message, filename, probability, label, float(predictor.threshold), image, result,
-                       look_at, card_line(model_card_facts(self.choices[self.model_label])))
+                       look_at, card, upload_warnings(content, facts))
+
+    def picture(self) -> bytes | None:
+        """PNG of `figure()`, what the page shows (None when there is nothing to show)."""
+        figure = self.figure()
+        return None if figure is None else overlay.to_png(figure)
 
     def figure(self, path: str | Path | None = None) -> Figure | None:
         """The per-layer heatmap grid of the current verdict (None when there is nothing to show)."""
@@ -201,13 +370,31 @@ class Explorer:
                                      method=verdict.result.method, path=path, tile_inches=2.4)
 
 
+def verdict_html(verdict: Verdict | None) -> str:
+    """The page's text for a verdict: the verdict in bold, the model card line beside it, then each warning.
+
+    CSS classes name each part (`fakelib-verdict`, `fakelib-card`, `fakelib-warning`) for the browser test.
+    """
+    if verdict is None:
+        return ""
+    parts = [f'<div class="fakelib-verdict"><b>{html.escape(verdict.message)}</b></div>']
+    if verdict.model_card:
+        parts.append(f'<div class="fakelib-card"><small>About the model: {html.escape(verdict.model_card)}'
+                     "</small></div>")
+    parts += [f'<div class="fakelib-warning" style="color:#9a4d00">&#9888; {html.escape(warning)}</div>'
+              for warning in verdict.warnings]
+    return "".join(parts)
+
+
 def build_app(explorer: Explorer):
     """The ipywidgets interface around `explorer`: upload, model, method, colormap, opacity, and the output."""
     import ipywidgets as widgets
-    from IPython.display import Image, display
+    from IPython.display import display
+    from IPython.display import Image as PngImage
 
     upload = widgets.FileUpload(accept=",".join(ACCEPTED_SUFFIXES), multiple=False, description="Upload a face")
-    model = widgets.Dropdown(options=list(explorer.choices) or ["(no model found)"], description="Model")
+    model = widgets.Dropdown(options=list(explorer.choices) or ["(no model found)"], description="Model",
+                             layout=widgets.Layout(width="480px"))  # labels name parameters and a score
     method = widgets.Dropdown(options=explain.list_methods(), value=explorer.method, description="Method")
     colormap = widgets.Dropdown(options=list(dict.fromkeys([explorer.colormap, *overlay.COLOR_BLIND_SAFE])),
                                 value=explorer.colormap, description="Colormap")
@@ -217,13 +404,12 @@ def build_app(explorer: Explorer):
 
     def show(*_):
         verdict = explorer.verdict
-        message.value = "" if verdict is None else (f"<b>{html.escape(verdict.message)}</b>"
-                                                    f"<br><small>{html.escape(verdict.model_card)}</small>")
-        output.clear_output(wait=True)
-        figure = explorer.figure()
-        if figure is not None:
+        message.value = verdict_html(explorer.verdict)
+        png = explorer.picture()
+        output.clear_output(wait=png is not None)  # an error must not leave the last face's heatmaps beside it
+        if png is not None:
             with output:
-                display(Image(data=overlay.to_png(figure)))  # a PNG shows the same under any matplotlib backend
+                display(PngImage(data=png))  # a PNG shows the same under any matplotlib backend
 
     def on_upload(change):
         files = uploaded_files(change["new"])

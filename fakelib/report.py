@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,24 +57,157 @@ def swept_parameters(results: pd.DataFrame, summary: Mapping[str, Any]) -> list[
     return [key for key in candidates if key in results and results[key].astype(str).nunique() > 1]
 
 
+# Columns of the leaderboard besides the id, the swept parameters and the ranking metric, in this order.
+BOARD_COLUMNS = ("test_f1_at_threshold", "param_count", "train_seconds", "best_epoch", "epochs_run")
+# The executed training notebook in each experiment folder (the tracker writes it there).
+EXPERIMENT_NOTEBOOK = "02_train.ipynb"
+
+
 def leaderboard(results: pd.DataFrame, summary: Mapping[str, Any]) -> pd.DataFrame:
-    """Finished experiments of the latest sweep, best first, with the swept parameters and test metrics beside."""
+    """Finished experiments of the latest sweep, best first: id, swept parameters, the ranking metric, its test
+    counterpart, F1 at the threshold, size, time, and the best epoch against the epochs run (each column once)."""
     metric, test_metric = summary["metric"], summary.get("test_metric", test_metric_for(summary["metric"]))
     done = current_results(results, summary)
     done = done[done["status"] == "done"]
     if metric not in done:  # no experiment ever finished: results.csv has no metric columns at all
         return done[["experiment_id"]].assign(**{metric: []}).set_axis(range(1, len(done) + 1))
-    columns = ["experiment_id", *swept_parameters(done, summary), metric]
-    columns += [key for key in ("val_roc_auc", "val_average_precision", "val_f1", "val_accuracy", "val_loss",
-                                test_metric, "test_roc_auc", "test_average_precision", "test_accuracy", "test_f1",
-                                "test_f1_at_threshold", "param_count", "train_seconds", "epochs_run")
-                if key in done and key not in columns]
+    wanted = ["experiment_id", *swept_parameters(done, summary), metric, test_metric, *BOARD_COLUMNS]
+    columns = [key for key in dict.fromkeys(wanted) if key in done]  # dict: a metric named twice shows once
     board = done.sort_values(metric, ascending=not summary.get("higher_is_better", True), kind="stable")[columns]
-    for key in ("param_count", "epochs_run"):  # integers, read as floats when a failed row left them empty
+    for key in ("param_count", "best_epoch", "epochs_run"):  # integers, read as floats when a failed row left them empty
         if key in board and board[key].notna().all():
             board[key] = board[key].astype(int)
     board.index = range(1, len(board) + 1)
     return board
+
+
+def not_converged(board: pd.DataFrame) -> list[str]:
+    """Ids of the experiments whose best validation epoch was their last: they might have gained from more."""
+    if "best_epoch" not in board or "epochs_run" not in board:
+        return []
+    last = board["best_epoch"].notna() & (board["best_epoch"] == board["epochs_run"])
+    return board.loc[last, "experiment_id"].tolist()
+
+
+def leaderboard_html(board: pd.DataFrame, summary: Mapping[str, Any]) -> str:
+    """The leaderboard as an HTML table for the report: each experiment links to its executed notebook and its
+    folder (relative to the report, which sits in the reports folder), and a run whose best epoch was its last
+    says so beside its epochs."""
+    experiments = summary.get("experiments_dir", "experiments")
+    late = set(not_converged(board))
+    names = [name for name in board.columns if name not in ("best_epoch", "epochs_run")]
+    head = "".join(f"<th>{html.escape(_heading(name))}</th>" for name in ["rank", *names])
+    head += "<th>best epoch</th>" if "best_epoch" in board else ""
+    rows = []
+    for rank, row in board.iterrows():
+        folder = f"{experiments}/{row['experiment_id']}"
+        cells = [f"<td>{rank}</td>"]
+        for name in names:
+            if name == "experiment_id":
+                cells.append(f'<td><a href="{html.escape(folder)}/{EXPERIMENT_NOTEBOOK}">'
+                             f'{html.escape(str(row[name]))}</a> (<a href="{html.escape(folder)}/">folder</a>)</td>')
+            else:
+                value = round(row[name]) if name == "train_seconds" and row[name] == row[name] else row[name]
+                cells.append(f"<td>{html.escape(_cell(value))}</td>")  # whole seconds: finer is noise on 2 cores
+        if "best_epoch" in board:
+            note = " (the last: not converged)" if row["experiment_id"] in late else ""
+            cells.append(f"<td>{_text(row['best_epoch'])} of {_text(row.get('epochs_run'))}{note}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table class="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _heading(name: str) -> str:
+    return {"experiment_id": "experiment", "test_f1_at_threshold": "test F1 at threshold",
+            "param_count": "parameters", "train_seconds": "training s"}.get(name, name)
+
+
+def _cell(value: Any) -> str:
+    """A leaderboard cell: floats to 4 decimals, large integers with thousands separators."""
+    if isinstance(value, float) and not math.isnan(value):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return _text(value)
+
+
+def offline_html(notebook) -> str:
+    """An executed notebook as one HTML page that works offline and shows no code.
+
+    Code cells and prompts are left out (the page is for reading results), figures are embedded as they are
+    in the notebook, and every script or stylesheet that nbconvert's template loads from the network is
+    removed: the report has no widget or formula that needs them, and a page that waits on a CDN breaks offline.
+    """
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    body = _SCRIPT.sub(lambda match: "" if _NETWORK_SOURCE.search(match.group(0)) else match.group(0), body)
+    return _NETWORK_LINK.sub("", body)
+
+
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
+# A script that loads code from the network: `src="https://..."`, or a module that imports from a URL (mermaid).
+_NETWORK_SOURCE = re.compile(r"""(?:\bsrc\s*=\s*|\bimport\b[^;]*?|\bfrom\s*)["'](?:https?:)?//""", re.IGNORECASE)
+_NETWORK_LINK = re.compile(r"""<link\b[^>]*\bhref\s*=\s*["'](?:https?:)?//[^>]*>""", re.IGNORECASE)
+
+
+# A layer's heatmaps are trusted (03_explain.ipynb's conclusion) when they hit the artifact more often than a
+# random pixel does, when deleting their top pixels lowers the score more than deleting random ones, and when
+# they do not look like the maps of the same model with randomized weights (rank correlation below this).
+SANITY_MAX_CORRELATION = 0.5
+
+
+def explanation_checks(quality: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """One row per (method, layer) of an explain.json `quality` record: each check as "pass", "fail" or "n/a"."""
+    rows = []
+    for method, layers in ((quality or {}).get("methods") or {}).items():
+        for layer, figures in layers.items():
+            rows.append({
+                "method": method, "layer": layer,
+                "pointing game above chance": _check(figures.get("pointing_game"), figures.get("pointing_game_random")),
+                "deletion hurts more than random": _check(figures.get("deletion_ratio"), 1.0),
+                "unlike a randomized model": _check(SANITY_MAX_CORRELATION, figures.get("sanity_rank_correlation")),
+            })
+    return rows
+
+
+def _check(value: float | None, bound: float | None) -> str:
+    """"pass" when value > bound, "n/a" when either is unknown."""
+    if value is None or bound is None:
+        return "n/a"
+    return "pass" if value > bound else "fail"
+
+
+def at_a_glance(reports_dir: str | Path, summary: Mapping[str, Any]) -> str:
+    """Markdown for the report's top: the data (with a warning for the demo faces), the best experiment, and the
+    advice sentence of the explanations, from best/params.yaml, sweep.json and explain/explain.json."""
+    import yaml
+
+    from fakelib.pretrained import trained_on_demo
+
+    reports_dir = Path(reports_dir)
+    lines = []
+    params_path = reports_dir / "best" / "params.yaml"
+    if params_path.is_file():
+        data_dir = (yaml.safe_load(params_path.read_text()).get("data") or {}).get("data_dir", "")
+        folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+        line = f"- **Data**: {', '.join(Path(str(folder)).name for folder in folders)}."
+        if trained_on_demo(data_dir):
+            line += (" **Warning: these are the synthetic demo faces**, drawn with obvious artifacts; scores and "
+                     "advice here say nothing about real photos.")
+        lines.append(line)
+    best = summary.get("best_experiment_id")
+    metric = summary["metric"]
+    lines.append(f"- **Best experiment**: {best}, {metric} = {summary['best_score']:.4f}." if best is not None
+                 else "- **Best experiment**: none finished.")
+    explained = _read_json(reports_dir / (summary.get("explain") or {}).get("output_dir", "explain") / "explain.json")
+    if explained.get("advice"):
+        lines.append(f"- **Where to look**: {explained['advice']}")
+    return "\n".join(lines)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def failures_html(current: pd.DataFrame, parameters: Sequence[str]) -> str:

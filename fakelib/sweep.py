@@ -42,6 +42,7 @@ from typing import Any
 
 from fakelib import paths
 from fakelib.ownership import RECORD, WrittenFiles
+from fakelib.quiet import KERNEL_ARGUMENT
 from fakelib.config import (KEY_SECTIONS, MAX_EXPERIMENTS, NON_RESULT_KEYS, ConfigError, ExperimentConfig, Params,
                             load_params)
 from fakelib.report import PARAMETER_KEYS, RESULTS_FILE, SUMMARY_FILE, test_metric_for
@@ -64,8 +65,9 @@ TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html", "report.jso
 # Names written there by trackers older than the ownership record (adopted once, see `adopt_legacy_outputs`).
 LEGACY_EXPLAIN_FILES = ("03_explain.ipynb", "grid.png", "where_to_look.csv", "where_to_look.png", "quality.png",
                         "explain.json")
-# Kernel command-line options: keep ipykernel's start-up warnings out of the sweep's terminal output.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+# Kernel command-line options: keep ipykernel's start-up warnings out of the sweep's terminal output, and
+# TensorFlow's start-up lines out of every executed notebook.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR", KERNEL_ARGUMENT]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 Record = dict[str, Any]
@@ -869,12 +871,12 @@ def _tree(folder: Path) -> list[Path]:
 
 
 def export_html(notebook_path: Path, html_path: Path) -> None:
-    """Export an executed notebook to a standalone HTML file (figures are embedded)."""
+    """Export an executed notebook to a standalone HTML file: figures embedded, no code, nothing from a CDN."""
     import nbformat
-    from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook_path), as_version=4))
-    html_path.write_text(body, encoding="utf-8")
+    from fakelib.report import offline_html
+
+    html_path.write_text(offline_html(nbformat.read(str(notebook_path), as_version=4)), encoding="utf-8")
 
 
 def run_report(reports_dir: Path, notebook: Path = REPORT_NOTEBOOK) -> None:

@@ -29,12 +29,13 @@ def execute_notebook(name: str, parameters: dict, output: Path | None = None):
     import papermill
 
     from fakelib import paths
+    from fakelib.sweep import KERNEL_ARGUMENTS  # the tracker's kernel options: its notebooks run as the tests run them
 
     output = output or executed_dir() / name
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(paths.NOTEBOOKS / name), str(output), parameters=parameters,
                                kernel_name="python3", progress_bar=False, cwd=str(paths.ROOT),
-                               extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                               extra_arguments=KERNEL_ARGUMENTS)
     return nbformat.read(str(output), as_version=4)
 
 
