@@ -160,6 +160,12 @@ def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(target="fakelib.quality:run_cli")
 
 
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("calibrate", help="fit a finished experiment's calibration and threshold again, rewrite metrics")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished experiment folder (model.keras, metrics.json, ...)")
+    parser.set_defaults(target="fakelib.train:run_calibrate_cli")
+
+
 def _add_pretrained(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("pretrained", help="train (or take a finished run) and package the pretrained model")
     parser.add_argument("--data", nargs="+", default=None, metavar="DIR",
@@ -185,7 +191,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
-    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_serve,
+    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_calibrate, _add_serve,
 )
 
 

@@ -50,9 +50,11 @@ def calibration_errors(labels: np.ndarray, probabilities: np.ndarray, bins: int 
     return {"ece": _finite(sum(gaps) / labels.size), "brier": _finite(np.mean((probabilities - labels) ** 2))}
 
 
-def fit_platt(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+def fit_platt(labels: np.ndarray, logits: np.ndarray, balanced: bool = True) -> tuple[float, float]:
     """(scale, bias) minimizing the log loss of sigmoid(scale * logit + bias) on held-out data (Platt scaling).
 
+    With `balanced`, each class carries half of the loss, so the probabilities assume even odds of real and fake
+    instead of the held-out set's own class shares.
     Falls back to the identity (1, 0) when one class is missing or the fit would invert the ranking.
     """
     from scipy.optimize import minimize
@@ -62,9 +64,12 @@ def fit_platt(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
     if len(np.unique(labels)) < 2:
         return 1.0, 0.0
 
+    weights = np.where(labels == 1, 0.5 / labels.sum(), 0.5 / (1 - labels).sum()) if balanced else \
+        np.full(labels.size, 1.0 / labels.size)
+
     def loss(params: np.ndarray) -> float:
         z = params[0] * logits + params[1]
-        return float(np.mean(np.logaddexp(0.0, z) - labels * z))  # binary cross-entropy on the logit
+        return float(np.sum(weights * (np.logaddexp(0.0, z) - labels * z)))  # binary cross-entropy on the logit
 
     result = minimize(loss, np.array([1.0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9})
     scale, bias = (float(value) for value in result.x)

@@ -196,18 +196,58 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     history = model.fit(train_data, epochs=config.train.epochs, verbose=verbose, shuffle=False,
                         callbacks=_callbacks(config, output_dir, validation, train_data))
     train_seconds = time.perf_counter() - started
-    best = keras.saving.load_model(output_dir / "model.keras", safe_mode=True, compile=False)
+    return _finish(output_dir, config, splits, sides, history.history, train_seconds)
+
+
+def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, sides: dict, history: dict,
+            train_seconds: float) -> dict:
+    """Calibrate the best checkpoint on validation, score it, and write model, figures and metrics.json (last)."""
+    from fakelib.models import load_model
+
+    batch = config.train.batch_size
+    best = load_model(output_dir / "model.keras")
     calibrate(best, *splits["val"], batch, sides["val"])
     best.save(output_dir / "model.keras")
-    metrics, predictions = _evaluate(best, splits, sides, batch, config, history.history, train_seconds)
+    metrics, predictions = _evaluate(best, splits, sides, batch, config, history, train_seconds)
     _figures(output_dir, metrics, predictions)
     write_json(output_dir / "metrics.json", metrics)
     return metrics
 
 
+def recalibrate(output_dir: str | Path, cache_root: str | Path | None = None) -> dict:
+    """Fit the calibration of a finished experiment again (same data, same checkpoint) and rewrite its metrics.
+
+    For a run trained before a change to calibration or threshold choice: no weight of the network changes.
+
+    Raises:
+        FileNotFoundError: the folder is not a finished experiment (no metrics.json, params.yaml or history.csv).
+    """
+    import pandas as pd
+
+    from fakelib.config import load_experiment
+    from fakelib.data import load_dataset
+
+    output_dir = Path(output_dir)
+    missing = [name for name in ("metrics.json", "params.yaml", "history.csv", "model.keras")
+               if not (output_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{output_dir} is not a finished experiment: missing {', '.join(missing)}")
+    config = load_experiment(output_dir / "params.yaml")
+    train_seconds = json.loads((output_dir / "metrics.json").read_text())["train_seconds"]
+    prepared = load_dataset(config.data, cache_root)
+    splits = {split: prepared.subset(split) for split in ("train", "val", "test")}
+    sides = {split: prepared.split_sides(split) for split in splits}
+    history = pd.read_csv(output_dir / "history.csv").to_dict("list")
+    return _finish(output_dir, config, splits, sides, history, train_seconds)
+
+
 def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64,
               sides: np.ndarray | None = None) -> tuple[float, float]:
-    """Fit the model's Platt scaling on held-out (validation) images and set it in place; returns (scale, bias)."""
+    """Fit the model's Platt scaling on held-out (validation) images and set it in place; returns (scale, bias).
+
+    The fit weighs both classes equally, so p_fake is the probability under even odds, whatever the share of
+    fakes in the validation split (extra real folders make it mostly real).
+    """
     from fakelib.metrics import fit_platt
     from fakelib.models import logit_model, predict_probabilities, set_calibration
 
@@ -313,4 +353,11 @@ def run_cli(args) -> int:
     configure_threads(config.train.threads)
     metrics = run_experiment(config, output_dir, verbose=2)
     print(json.dumps({"output_dir": str(output_dir), **metrics}))
+    return 0
+
+
+def run_calibrate_cli(args) -> int:
+    """`python -m fakelib calibrate RUN_DIR`: `recalibrate` and print the new metrics as one JSON line."""
+    metrics = recalibrate(args.run_dir)
+    print(json.dumps({"output_dir": str(args.run_dir), **metrics}))
     return 0

@@ -48,7 +48,7 @@ def test_platt_scaling_recovers_a_known_miscalibration():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, 20000)
     labels = rng.random(20000) < 1 / (1 + np.exp(-(0.5 * logits + 1.0)))  # true p = sigmoid(0.5 z + 1)
-    scale, bias = fit_platt(labels, logits)
+    scale, bias = fit_platt(labels, logits, balanced=False)  # the data's own class shares
     assert scale == pytest.approx(0.5, abs=0.05) and bias == pytest.approx(1.0, abs=0.1)
     assert fit_platt(np.zeros(5), logits[:5]) == (1.0, 0.0)  # one class: identity
 
@@ -63,3 +63,15 @@ def test_expected_calibration_error_and_brier():
     assert calibrated["ece"] < 0.02
     overconfident = calibration_errors(labels, np.where(probabilities > 0.5, 0.999, 0.001))
     assert overconfident["ece"] > 0.15 and overconfident["brier"] > calibrated["brier"]
+
+
+def test_balanced_platt_scaling_assumes_even_odds():
+    from fakelib.metrics import fit_platt
+
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.ones(300), np.zeros(900)]  # a validation split three-quarters real
+    logits = np.r_[rng.normal(1.0, 1.0, 300), rng.normal(-1.0, 1.0, 900)]
+    _, plain_bias = fit_platt(labels, logits, balanced=False)
+    _, balanced_bias = fit_platt(labels, logits, balanced=True)
+    # Re-weighting the classes to even odds moves the bias by the log of the prior ratio, log(900 / 300).
+    assert balanced_bias - plain_bias == pytest.approx(np.log(3.0), abs=0.15)

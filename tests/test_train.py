@@ -108,3 +108,25 @@ def test_metrics_carry_calibration_and_a_usable_threshold(trained_experiment):
 
     assert calibration(load_model(trained_experiment / "model.keras")) == pytest.approx(
         (metrics["calibration_scale"], metrics["calibration_bias"]))
+
+
+def test_recalibrate_rewrites_a_finished_run_without_touching_its_weights(trained_experiment, tmp_path):
+    import shutil
+
+    from fakelib.models import load_model
+    from fakelib.train import recalibrate
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_experiment, run)
+    before = json.loads((run / "metrics.json").read_text())
+    weights = [np.asarray(w) for w in load_model(run / "model.keras").get_layer("conv1").get_weights()]
+    (run / "metrics.json").write_text(json.dumps({**before, "threshold": 0.999}))
+    after = recalibrate(run)
+    assert after["threshold"] == pytest.approx(before["threshold"])  # same data, same fit
+    assert after["train_seconds"] == before["train_seconds"]
+    assert json.loads((run / "metrics.json").read_text())["threshold"] == pytest.approx(before["threshold"])
+    again = load_model(run / "model.keras").get_layer("conv1").get_weights()
+    for old, new in zip(weights, again):
+        np.testing.assert_array_equal(old, new)
+    with pytest.raises(FileNotFoundError, match="not a finished experiment"):
+        recalibrate(tmp_path)
