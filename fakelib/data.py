@@ -247,7 +247,7 @@ def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base:
 
     Args:
         config: the data section of an experiment.
-        cache_root: where prepared caches live (default `$FAKELIB_CACHE`, else `data/cache/`).
+        cache_root: where prepared caches live (default: `default_cache_root`).
         base: folder relative `data_dir` values are taken from (default: the repository root).
 
     Raises:
@@ -310,10 +310,23 @@ def load_folder_images(data_dir: str | Path, image_size: int, equalize_quality: 
     return _prepare(root, _evaluation_files(root), config, cache_root, require_both=False)
 
 
+def default_cache_root(root: Path) -> Path:
+    """Where the prepared cache of the dataset at `root` goes: `$FAKELIB_CACHE` when set; `data/cache/` for a
+    dataset inside the repository; else the user's cache folder (`$XDG_CACHE_HOME/fakelib`, by default
+    `~/.cache/fakelib`), so that preparing a folder elsewhere never writes gigabytes into the project silently."""
+    if os.environ.get("FAKELIB_CACHE"):
+        return Path(os.environ["FAKELIB_CACHE"])
+    try:
+        root.resolve().relative_to(paths.ROOT)
+        return paths.CACHE
+    except ValueError:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fakelib"
+
+
 def _prepare(root: Path, files: list[tuple[str, int]], config: DataConfig, cache_root: str | Path | None,
              require_both: bool) -> PreparedData:
     """Build the cache for `files` unless it exists, then memory-map it."""
-    target = Path(cache_root or os.environ.get("FAKELIB_CACHE", paths.CACHE)) / cache_key(root, files, config)
+    target = Path(cache_root or default_cache_root(root)) / cache_key(root, files, config)
     if not (target / "report.json").is_file():
         _build_cache(root, files, config, target)
     report = json.loads((target / "report.json").read_text())

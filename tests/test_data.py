@@ -255,3 +255,14 @@ def test_several_folders_are_one_dataset(messy_dataset, tmp_path):
     with pytest.raises(ValueError, match="no usable fake"):
         datalib.load_dataset(DataConfig(data_dir=[str(extra), str(extra)], image_size=48),
                              cache_root=tmp_path / "cache")
+
+
+def test_cache_of_a_folder_outside_the_repository_goes_to_the_user_cache(monkeypatch, tmp_path):
+    from fakelib import paths
+
+    monkeypatch.delenv("FAKELIB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert datalib.default_cache_root(tmp_path / "faces") == tmp_path / "xdg" / "fakelib"
+    assert datalib.default_cache_root(paths.ROOT / "data" / "demo") == paths.CACHE
+    monkeypatch.setenv("FAKELIB_CACHE", str(tmp_path / "mine"))
+    assert datalib.default_cache_root(tmp_path / "faces") == tmp_path / "mine"
