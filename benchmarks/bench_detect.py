@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 # The spectrum baseline is Durall et al.'s logistic regression: no conv layers, so it takes a larger constant
-# learning rate, and no augmentation besides flips (blur and JPEG re-encoding erase the spectra it reads).
+# learning rate, and no augmentation besides flips (blur, scaling, sharpening, noise and JPEG re-encoding erase or
+# forge the spectra it reads).
 SPECTRUM_OVERRIDES: dict[str, Any] = {
     "model": "spectrum", "learning_rate": 0.01, "lr_schedule": "constant", "crop": 0.0, "color_jitter": 0.0,
-    "blur_prob": 0.0, "jpeg_prob": 0.0}
+    "blur_prob": 0.0, "jpeg_prob": 0.0, "double_jpeg_prob": 0.0, "rescale_prob": 0.0, "sharpen_prob": 0.0,
+    "noise_prob": 0.0, "train_crop": 0}
 GOAL = {"test_roc_auc": 0.96, "test_f1": 0.90, "train_seconds": 1800.0, "test_ece": 0.05, "val_loss_max_jump": 3.0,
         "shift_real_kept": 0.90, "shift_stylegan_caught": 0.80}
 # Large or per-run entries of metrics.json that the benchmark line leaves out.
