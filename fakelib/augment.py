@@ -16,8 +16,6 @@ seeded per batch, so a run is reproducible.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -78,11 +76,8 @@ def degrade(image: Image.Image, config: AugmentConfig, rng: np.random.Generator)
 
 def _jpeg(pixels: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     low, high = config.jpeg_quality
-    buffer = io.BytesIO()
     subsampling = 2 if rng.random() < 0.7 else 0  # 4:2:0 as most cameras and sites, else 4:4:4
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(rng.integers(low, high + 1)),
-                                 subsampling=subsampling)
-    return np.asarray(Image.open(buffer).convert("RGB"))
+    return np.asarray(imagelib.reencode(pixels, int(rng.integers(low, high + 1)), subsampling))
 
 
 def degrade_batch(pixels: np.ndarray, sides: np.ndarray, config: AugmentConfig, seed: np.ndarray | tuple[int, int],

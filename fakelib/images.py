@@ -123,13 +123,21 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
     return image
 
 
-def encode_jpeg(image: Image.Image | np.ndarray, quality: int) -> bytes:
-    """Encode an RGB image (Pillow or (height, width, 3) uint8) as JPEG bytes at `quality` (4:2:0, no EXIF)."""
+def encode_jpeg(image: Image.Image | np.ndarray, quality: int, subsampling: int = 2) -> bytes:
+    """Encode an RGB image (Pillow or (height, width, 3) uint8) as JPEG bytes at `quality`, no EXIF.
+
+    `subsampling` is Pillow's chroma code: 2 = 4:2:0 (most cameras and sites), 0 = 4:4:4.
+    """
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=int(quality), subsampling=2)
+    image.save(buffer, format="JPEG", quality=int(quality), subsampling=subsampling)
     return buffer.getvalue()
+
+
+def reencode(image: Image.Image | np.ndarray, quality: int, subsampling: int = 2) -> Image.Image:
+    """`image` after one JPEG round trip at `quality` (the equalization and the training degradation alike)."""
+    return Image.open(io.BytesIO(encode_jpeg(image, quality, subsampling))).convert("RGB")
 
 
 # Grey of the padding around an image smaller than the model's input: a constant leaves a zero neighbouring-pixel
@@ -190,7 +198,7 @@ def load_view(source: str | Path | bytes, size: int, min_size: int = 1, equalize
     image = open_image(source, min_size=min_size, max_bytes=max_bytes)
     image, side = square_view(image, size)
     if equalize_quality:
-        image = Image.open(io.BytesIO(encode_jpeg(image, equalize_quality))).convert("RGB")
+        image = reencode(image, equalize_quality)
     return pad_square(np.asarray(image, dtype=np.uint8), size), side
 
 
@@ -201,7 +209,7 @@ def load_array(source: str | Path | bytes, size: int | None = None, min_size: in
         return load_view(source, size, min_size, equalize_quality)[0]
     image = open_image(source, min_size=min_size)
     if equalize_quality:
-        image = Image.open(io.BytesIO(encode_jpeg(image, equalize_quality))).convert("RGB")
+        image = reencode(image, equalize_quality)
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -17,6 +17,10 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# A saved threshold outside this range says the probabilities are not calibrated; it is clipped into it.
+THRESHOLD_RANGE = (0.05, 0.95)
+
+
 def choose_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
     """The threshold maximizing Youden's J (TPR - FPR) on validation data, clipped to `THRESHOLD_RANGE`;
     0.5 if one class is missing.
@@ -74,10 +78,6 @@ def fit_platt(labels: np.ndarray, logits: np.ndarray, balanced: bool = True) -> 
     result = minimize(loss, np.array([1.0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9})
     scale, bias = (float(value) for value in result.x)
     return (scale, bias) if scale > 0 and math.isfinite(scale) and math.isfinite(bias) else (1.0, 0.0)
-
-
-# A saved threshold outside this range says the probabilities are not calibrated; it is clipped into it.
-THRESHOLD_RANGE = (0.05, 0.95)
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict:

@@ -219,12 +219,12 @@ def predict_probabilities(model: keras.Model, images, batch_size: int = 64, side
     """
     import numpy as np
 
-    from fakelib.images import pad_offset
+    from fakelib.images import pad_offset, pad_square
 
     if isinstance(images, list):
         sides = np.array([image.shape[0] for image in images])
         full = max(sides, default=0)
-        images = [image if side == full else _pad(image, full) for image, side in zip(images, sides)]
+        images = [pad_square(image, full) for image in images]  # a no-op for the largest side
         images = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
     size = images.shape[1] if len(images) else 0
     if sides is None or not fully_convolutional(model):
@@ -239,12 +239,6 @@ def predict_probabilities(model: keras.Model, images, batch_size: int = 64, side
             pixels = np.asarray(images[batch], dtype=np.float32)[:, offset:offset + side, offset:offset + side]
             probabilities[batch] = np.asarray(model(pixels, training=False)).reshape(-1)
     return probabilities
-
-
-def _pad(image, size: int):
-    from fakelib.images import pad_square
-
-    return pad_square(image, size)
 
 
 def load_model(path: str | Path) -> keras.Model:

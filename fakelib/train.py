@@ -262,7 +262,8 @@ def _evaluate(model, splits: dict, sides: dict, batch_size: int, config: Experim
     """Flat metrics (validation scores, test at 0.5 and at the validation-chosen threshold, run facts),
     and the (labels, probabilities) of validation and test for the figures."""
     from fakelib import metrics as metriclib
-    from fakelib.models import predict_probabilities
+    from fakelib.models import calibration, predict_probabilities
+    from fakelib.pretrained import trained_on_demo
 
     val_images, val_labels = splits["val"]
     test_images, test_labels = splits["test"]
@@ -274,9 +275,6 @@ def _evaluate(model, splits: dict, sides: dict, batch_size: int, config: Experim
     test_at = metriclib.binary_metrics(test_labels, test_probabilities, threshold)
     val_auc = history.get("val_auc", [])
     best_epoch = int(np.argmax(val_auc)) + 1 if val_auc else 0
-    from fakelib.models import calibration
-    from fakelib.pretrained import trained_on_demo
-
     scale, bias = calibration(model) or (1.0, 0.0)
     metrics = {
         "experiment_id": config.experiment_id,
