@@ -202,3 +202,86 @@ def plot_quality(report: Mapping, path: str | Path | None = None) -> Figure:
         axis.set_title(title, fontsize=9)
     axes[0].legend(fontsize=7)
     return save(figure, path)
+
+
+# ------------------------------------------------------------------------------------------------ field guide
+
+VERDICT_COLOURS = {"fakes": 0.15, "every face": 0.55, "reals": 0.85}  # positions on the default colormap
+
+
+def plot_contrast(ranking: pd.DataFrame, path: str | Path | None = None) -> Figure:
+    """Lift difference (caught fakes minus correct reals) per region with its bootstrap interval, best on top;
+    bars coloured by verdict (`fakes`, `every face`, `reals`, grey for the rest)."""
+    table = ranking.dropna(subset=["difference"]).iloc[::-1]
+    figure = Figure(figsize=(6.4, 0.35 * len(table) + 1.4), layout="constrained")
+    axis = figure.subplots()
+    cmap = check_colormap(DEFAULT_COLORMAP)
+    colours = [cmap(VERDICT_COLOURS[verdict]) if verdict in VERDICT_COLOURS else "0.75" for verdict in table["verdict"]]
+    errors = np.abs(np.vstack([table["difference"] - table["ci_low"], table["ci_high"] - table["difference"]]))
+    axis.barh(table["label"], table["difference"], xerr=np.nan_to_num(errors), color=colours, capsize=3)
+    axis.axvline(0.0, color="0.3", linewidth=0.8)
+    for verdict, position in VERDICT_COLOURS.items():
+        axis.barh([], [], color=cmap(position), label=f"more on {verdict}" if verdict != "every face" else verdict)
+    axis.legend(fontsize=7, loc="lower right")
+    axis.set_xlabel("lift on caught fakes minus lift on real faces (bars: 95% bootstrap interval)", fontsize=8)
+    axis.tick_params(labelsize=8)
+    return save(figure, path)
+
+
+def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = box
+    return array[top:bottom, left:right]
+
+
+def plot_region_gallery(images: np.ndarray, heatmaps: np.ndarray, region_masks: np.ndarray,
+                        examples: Mapping[str, Sequence[int]], boxes: Sequence, title: str,
+                        colormap: str = DEFAULT_COLORMAP, path: str | Path | None = None) -> Figure:
+    """Zoomed crops of one region: caught fakes beside real faces, each plain and with its heatmap.
+
+    Args:
+        images: (n, size, size, 3) raw pixels; heatmaps: (n, size, size) in [0, 1].
+        region_masks: (n, size, size) bool, the region on each image (outlined on the heatmap row).
+        examples: {"fake": indices, "real": indices} (`fieldguide.gallery_examples`).
+        boxes: per index in `images`, the crop box (`fieldguide.crop_box`) or None.
+        title: the figure title.
+    """
+    columns = max(1, max(len(indices) for indices in examples.values()))
+    figure = Figure(figsize=(1.7 * columns, 7.2), layout="constrained")
+    axes = np.asarray(figure.subplots(4, columns, squeeze=False))
+    rows = (("fake", False, "caught fakes"), ("fake", True, "caught fakes, heatmap"),
+            ("real", False, "real faces"), ("real", True, "real faces, heatmap"))
+    for row, (name, heat, label) in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row, column]
+            axis.set_axis_off()
+            indices = list(examples.get(name, []))
+            if column >= len(indices) or boxes[indices[column]] is None:
+                continue
+            index = indices[column]
+            picture = overlay(images[index], heatmaps[index], colormap, 0.5) if heat else images[index].astype(np.uint8)
+            axis.imshow(_crop(picture, boxes[index]), interpolation="nearest")
+            if heat:
+                axis.contour(_crop(region_masks[index], boxes[index]).astype(float), levels=[0.5], colors="white",
+                             linewidths=0.6)
+            if column == 0:
+                axis.set_title(label, fontsize=8, loc="left")
+    figure.suptitle(title, fontsize=10)
+    return save(figure, path)
+
+
+def plot_masks_beside_heatmaps(images: np.ndarray, heatmaps: np.ndarray, masks: np.ndarray,
+                               colormap: str = DEFAULT_COLORMAP, path: str | Path | None = None) -> Figure:
+    """Demo fakes: the face, its heatmap, and its ground-truth artifact mask side by side (one row per face)."""
+    rows = max(1, len(images))
+    figure = Figure(figsize=(6.0, 2.0 * rows), layout="constrained")
+    axes = np.asarray(figure.subplots(rows, 3, squeeze=False))
+    for row in range(len(images)):
+        axes[row, 0].imshow(images[row].astype(np.uint8))
+        axes[row, 1].imshow(overlay(images[row], heatmaps[row], colormap, 0.5))
+        axes[row, 2].imshow(images[row].astype(np.uint8))
+        axes[row, 2].imshow(np.ma.masked_where(~masks[row], masks[row]), cmap="autumn", alpha=0.6)
+    for column, title in enumerate(("face", "heatmap", "ground-truth artifact")):
+        axes[0, column].set_title(title, fontsize=8)
+    for axis in axes.ravel():
+        axis.set_axis_off()
+    return save(figure, path)

@@ -116,11 +116,13 @@ def area_shares(size: int) -> np.ndarray:
     return np.bincount(region_map(size).ravel(), minlength=len(REGIONS)) / float(size * size)
 
 
-def region_shares(heatmaps: np.ndarray) -> np.ndarray:
+def region_shares(heatmaps: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """Share of heatmap mass in each region.
 
     Args:
         heatmaps: (batch, size, size) or one (size, size) non-negative map at the image's resolution.
+        labels: each image's own (batch, size, size) region map (e.g. `fakelib.landmarks.region_maps`); None =
+            the aligned template for every image.
 
     Returns:
         (batch, n_regions) float64 in `REGIONS` order, each row summing to 1; a row is NaN for an all-zero map
@@ -134,13 +136,30 @@ def region_shares(heatmaps: np.ndarray) -> np.ndarray:
         raise ValueError(f"heatmaps must be (batch, size, size) or (size, size), got {np.shape(heatmaps)}")
     if np.any(maps < 0):
         raise ValueError("heatmaps must be non-negative")
-    labels = region_map(maps.shape[1]).ravel()
+    per_image = _per_image_labels(labels, maps.shape)
     flat = maps.reshape(len(maps), -1)
-    mass = np.stack([np.bincount(labels, weights=row, minlength=len(REGIONS)) for row in flat])
+    mass = np.stack([np.bincount(per_image[index], weights=row, minlength=len(REGIONS))
+                     for index, row in enumerate(flat)]) if len(flat) else np.zeros((0, len(REGIONS)))
     totals = mass.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(totals > 0, mass / totals, np.nan)
     return shares[0] if single else shares
+
+
+def _per_image_labels(labels: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """(batch, size * size) region indices: the template repeated, or the given per-image maps flattened."""
+    if labels is None:
+        return np.broadcast_to(region_map(shape[1]).ravel(), (shape[0], shape[1] * shape[2]))
+    labels = np.asarray(labels)
+    if labels.shape != tuple(shape):
+        raise ValueError(f"labels must have the heatmaps' shape {tuple(shape)}, got {labels.shape}")
+    return labels.reshape(shape[0], -1).astype(np.intp)
+
+
+def image_area_shares(labels: np.ndarray) -> np.ndarray:
+    """(batch, n_regions) fraction of each image that each region covers, from (batch, size, size) region maps."""
+    flat = np.asarray(labels).reshape(len(labels), -1).astype(np.intp)
+    return np.stack([np.bincount(row, minlength=len(REGIONS)) for row in flat]) / float(flat.shape[1])
 
 
 def shares_frame(heatmaps: dict[str, np.ndarray], image_ids: Sequence | None = None) -> pd.DataFrame:

@@ -1,0 +1,218 @@
+"""The field guide's measurements: landmark regions, heatmaps of every layer, region deletion per layer and method,
+the contrastive ranking from the layers that pass, tips and gallery crops (notebooks/05_field_guide.ipynb).
+
+`study(model, sample, threshold)` does the work once and returns a `Study`; the notebook draws it and
+`record(study)` turns it into the JSON the notebook writes (`field_guide.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from fakelib import contrast, explain, landmarks, quality, regions
+
+
+@dataclass
+class Study:
+    """Everything the field guide shows, measured on one sample of a folder.
+
+    Attributes:
+        sample: the faces (`quality.Sample`), raw pixels at the model's input size.
+        region_maps: per-image regions and their statuses (`landmarks.RegionMaps`).
+        probabilities: (n,) p_fake.
+        caught, correct_reals: (n,) bool selections (`contrast.groups`).
+        heatmaps: method -> layer -> (n, size, size) maps in [0, 1].
+        faithfulness: method -> layer -> `quality.region_deletion` figures plus "sanity_rank_correlation".
+        method, layers: where the advice comes from: the method and the layers whose deletion test passes (or the
+            single best layer, with `trusted` False, when none passes).
+        advice_maps: (n, size, size) mean of the advice layers' maps.
+        ranking: `contrast.contrast_ranking` of the advice maps; peaks: `contrast.peak_shares`.
+    """
+
+    sample: quality.Sample
+    region_maps: landmarks.RegionMaps
+    probabilities: np.ndarray
+    caught: np.ndarray
+    correct_reals: np.ndarray
+    heatmaps: dict[str, dict[str, np.ndarray]]
+    faithfulness: dict[str, dict[str, dict]]
+    method: str
+    layers: list[str]
+    trusted: bool
+    advice_maps: np.ndarray
+    ranking: pd.DataFrame
+    peaks: pd.DataFrame
+    threshold: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+
+def _faithfulness(model, sample, maps, caught, heatmaps, randomized, method, seed) -> dict[str, dict]:
+    """Region deletion on the caught fakes for every layer of one method, with the randomized-weights check."""
+    random_maps = explain.compute_cams(randomized, sample.images[caught], method, list(heatmaps)).heatmaps \
+        if randomized is not None and caught.any() else {}
+    figures = {}
+    for layer, layer_maps in heatmaps.items():
+        lifts = contrast.image_lifts(layer_maps, maps.labels)
+        figures[layer] = quality.region_deletion(model, sample.images[caught], lifts[caught], maps.labels[caught],
+                                                 seed=seed) if caught.any() else {"n_images": 0, "passes": False}
+        if layer in random_maps:
+            correlation = quality.rank_correlation(layer_maps[caught], random_maps[layer])
+            figures[layer]["sanity_rank_correlation"] = quality._mean(correlation)
+    return figures
+
+
+def choose_layers(faithfulness: dict[str, dict[str, dict]]) -> tuple[str, list[str], bool]:
+    """(method, layers, trusted): the method with the most passing layers (ties: the higher best ratio) and those
+    layers; when no layer passes anywhere, the single layer with the largest gain, untrusted."""
+    def best_ratio(per_layer):
+        return max((figures.get("ratio_random") or 0.0 for figures in per_layer.values()), default=0.0)
+
+    passing = {method: [layer for layer, figures in per_layer.items() if figures.get("passes")]
+               for method, per_layer in faithfulness.items()}
+    method = max(faithfulness, key=lambda name: (len(passing[name]), best_ratio(faithfulness[name])))
+    if passing[method]:
+        return method, passing[method], True
+    method, layer = max(((name, layer) for name, per_layer in faithfulness.items() for layer in per_layer),
+                        key=lambda pair: faithfulness[pair[0]][pair[1]].get("gain") or -np.inf)
+    return method, [layer], False
+
+
+def study(model: keras.Model, sample: quality.Sample, threshold: float = 0.5, methods: Sequence[str] = ("layercam",),
+          layers: Sequence[str] | None = None, sanity: bool = True, cache_dir: str | Path | None = None,
+          seed: int = 0) -> Study:
+    """Measure everything the field guide shows on `sample` (both classes) with `model`.
+
+    Raises:
+        ValueError: no method given, or an unknown method or layer.
+    """
+    if not methods:
+        raise ValueError("methods must name at least one CAM method; available: " + ", ".join(explain.list_methods()))
+    maps = landmarks.region_maps(sample.images, cache_dir)
+    randomized = quality.randomized_copy(model, seed) if sanity else None
+    heatmaps, faithfulness, probabilities = {}, {}, None
+    for method in methods:
+        cams = explain.compute_cams(model, sample.images, method, layers)
+        probabilities = cams.probabilities
+        caught, correct = contrast.groups(sample.labels, probabilities, threshold)
+        heatmaps[method] = cams.heatmaps
+        faithfulness[method] = _faithfulness(model, sample, maps, caught, cams.heatmaps, randomized, method, seed)
+    method, chosen, trusted = choose_layers(faithfulness)
+    advice_maps = explain.normalize(np.mean([heatmaps[method][layer] for layer in chosen], axis=0))
+    lifts = contrast.image_lifts(advice_maps, maps.labels)
+    ranking = contrast.contrast_ranking(lifts[caught], lifts[correct], seed=seed)
+    peaks = contrast.top_regions(lifts)
+    return Study(sample, maps, probabilities, caught, correct, heatmaps, faithfulness, method, chosen, trusted,
+                 advice_maps, ranking, contrast.peak_shares(peaks[caught], peaks[correct]), threshold)
+
+
+def faithfulness_table(study: Study) -> pd.DataFrame:
+    """One row per (method, layer): the deletion figures in logits and a plain "pass"/"fail"."""
+    rows = []
+    for method, per_layer in study.faithfulness.items():
+        for layer, figures in per_layer.items():
+            rows.append({"method": method, "layer": layer, "result": "pass" if figures.get("passes") else "fail",
+                         "top region vs random patch": figures.get("ratio_random"),
+                         "top region vs lowest region": figures.get("ratio_lowest"),
+                         "logit drop: top": figures.get("drop_top"), "random": figures.get("drop_random"),
+                         "lowest": figures.get("drop_lowest"), "top beats random": figures.get("win_rate"),
+                         "rank corr. with random weights": figures.get("sanity_rank_correlation")})
+    return pd.DataFrame(rows)
+
+
+def gallery_regions(study: Study, top: int = 3) -> list[str]:
+    """The regions the galleries show: the top `top` with verdict "fakes", else the top by difference."""
+    ranking = study.ranking
+    chosen = ranking[ranking["verdict"] == "fakes"]
+    return list((chosen if len(chosen) else ranking.dropna(subset=["difference"])).head(top)["region"])
+
+
+def crop_box(mask: np.ndarray, margin: float = 0.35, minimum: int = 8) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) square box around a (size, size) mask, widened by `margin`; None if empty."""
+    rows, columns = np.nonzero(mask)
+    if not rows.size:
+        return None
+    size = mask.shape[0]
+    centre = ((rows.min() + rows.max()) / 2, (columns.min() + columns.max()) / 2)
+    half = max(rows.max() - rows.min(), columns.max() - columns.min(), minimum) * (1 + margin) / 2
+    top = int(np.clip(round(centre[0] - half), 0, size - 1))
+    left = int(np.clip(round(centre[1] - half), 0, size - 1))
+    return top, int(min(size, top + 2 * half + 1)), left, int(min(size, left + 2 * half + 1))
+
+
+def gallery_examples(study: Study, region: str, per_class: int = 4) -> dict[str, list[int]]:
+    """Indices of the caught fakes with the highest lift in `region` and of correct reals (their highest too, so
+    the reals shown are the ones where the model looked there most: a fair comparison, not a flattering one)."""
+    index = regions.REGIONS.index(region)
+    lifts = contrast.image_lifts(study.advice_maps, study.region_maps.labels)[:, index]
+    chosen = {}
+    for name, selection in (("fake", study.caught), ("real", study.correct_reals)):
+        candidates = np.flatnonzero(selection & ~np.isnan(lifts))
+        chosen[name] = list(candidates[np.argsort(-lifts[candidates], kind="stable")][:per_class])
+    return chosen
+
+
+def record(study: Study, **context) -> dict:
+    """The JSON-ready summary the notebook writes as field_guide.json."""
+    found = study.region_maps.found
+    return quality.json_ready({
+        **context, "n_images": int(len(study.sample.labels)), "n_caught_fakes": int(study.caught.sum()),
+        "n_correct_reals": int(study.correct_reals.sum()), "threshold": study.threshold,
+        "landmarks_found": float(found.mean()) if len(found) else None,
+        "region_statuses": pd.Series(study.region_maps.statuses).value_counts().to_dict(),
+        "advice_method": study.method, "advice_layers": study.layers, "advice_trusted": study.trusted,
+        "ranking": study.ranking.to_dict("records"), "peaks": study.peaks.to_dict("records"),
+        "advice": contrast.advice(study.ranking), "tips": contrast.tips(study.ranking, study.peaks),
+        "faithfulness": study.faithfulness, "gallery_regions": gallery_regions(study),
+    })
+
+
+def summary_line(study: Study, model_path, data_dir) -> str:
+    """What was measured: model, folder, counts, and how many faces had their own landmarks."""
+    found = int(study.region_maps.found.sum())
+    total = len(study.region_maps.statuses)
+    fallback = "" if found == total else (f"; the other {total - found} use the aligned template "
+                                          f"({', '.join(sorted(set(study.region_maps.statuses) - {landmarks.LANDMARKS_STATUS}))})")
+    return (f"Model {model_path} on {data_dir}: {total} faces, {int(study.caught.sum())} caught fakes and "
+            f"{int(study.correct_reals.sum())} real faces classified correctly (threshold {study.threshold:.2f}). "
+            f"Regions from each face's own landmarks on {found} of {total} faces{fallback}.")
+
+
+def ranking_view(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The contrastive ranking as a readable table (rounded, interval as text)."""
+    view = ranking[["rank", "label", "lift_fake", "lift_real", "difference", "ci_low", "ci_high", "verdict"]].copy()
+    view["95% interval"] = [f"{low:.2f} to {high:.2f}" if pd.notna(low) else "n/a"
+                            for low, high in zip(view.pop("ci_low"), view.pop("ci_high"))]
+    return view.rename(columns={"label": "region", "lift_fake": "lift on caught fakes",
+                                "lift_real": "lift on real faces"}).round(2).set_index("rank")
+
+
+def faithfulness_lines(study: Study) -> list[str]:
+    """The deletion test as plain pass/fail sentences, and where the advice comes from."""
+    lines = []
+    for method, per_layer in study.faithfulness.items():
+        passed = [layer for layer, figures in per_layer.items() if figures.get("passes")]
+        failed = [layer for layer in per_layer if layer not in passed]
+        lines.append(f"{method}: PASS for {', '.join(passed) or 'no layer'}; FAIL for {', '.join(failed) or 'no layer'} "
+                     f"(pass = blurring the top region lowers the fake logit at least {quality.REGION_PASS_RATIO:g}x "
+                     "as much as blurring a random patch of the same area, on most caught fakes).")
+    source = f"{study.method} {', '.join(study.layers)}"
+    lines.append(f"The advice comes from {source}." if study.trusted else
+                 f"No layer passes: the ranking above comes from {source}, the best of them, and is not to be trusted.")
+    return lines
+
+
+def masked_examples(study: Study, count: int) -> np.ndarray:
+    """Indices of up to `count` caught fakes that carry a ground-truth artifact mask (demo data), else empty."""
+    return np.flatnonzero(study.caught & study.sample.has_mask)[:count]
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    """Write `payload` as indented JSON, atomically (a reader never sees half a file)."""
+    landmarks.write_atomic(Path(path), json.dumps(quality.json_ready(payload), indent=2))
