@@ -186,6 +186,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None,
                         help="path to model.keras, listed first (default: offer reports/best, every experiment of "
                              "reports/experiments and the pretrained model)")
+    parser.add_argument("--practice", default=None, metavar="DIR",
+                        help="serve the practice page instead: guess real or fake on the faces of DIR (real/, fake/)")
     parser.set_defaults(target="fakelib.serve:run_cli")
 
 

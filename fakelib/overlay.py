@@ -173,7 +173,7 @@ def plot_region_template(labels: np.ndarray, names: Sequence[str], image: np.nda
 def plot_quality(report: Mapping, path: str | Path | None = None) -> Figure:
     """Bars per method and layer from a `quality.evaluate` report: pointing game (against its random baseline),
     mask ROC-AUC (against 0.5), deletion win rate (share of images where removing the top pixels costs more
-    than removing random ones, against 0.5; the ratio itself is in the JSON and often undefined) and the rank
+    than removing random ones, against 0.5; the ratio of mean logit drops is in the JSON) and the rank
     correlation with the randomized model (lower is better).
     """
     panels = (("pointing_game", "pointing game", "pointing_game_random"), ("mask_auc", "mask ROC-AUC", 0.5),
@@ -285,3 +285,26 @@ def plot_masks_beside_heatmaps(images: np.ndarray, heatmaps: np.ndarray, masks: 
     for axis in axes.ravel():
         axis.set_axis_off()
     return save(figure, path)
+
+
+def plot_reveal(image: np.ndarray, heatmap: np.ndarray, region_mask: np.ndarray | None,
+                look: tuple[float, float] | None = None, title: str = "", colormap: str = DEFAULT_COLORMAP) -> Figure:
+    """Practice mode's answer: the face (with a cross where the person looked) beside the heatmap, the region the
+    model points to outlined in white."""
+    figure = Figure(figsize=(5.6, 3.0), layout="constrained")
+    axes = figure.subplots(1, 2)
+    size = image.shape[0]
+    axes[0].imshow(np.asarray(image).astype(np.uint8))
+    axes[0].set_title("where you looked" if look is not None else "the face", fontsize=8)
+    if look is not None:
+        axes[0].plot([look[0] * size - 0.5], [look[1] * size - 0.5], marker="x", markersize=12, color="white",
+                     markeredgewidth=2.5)
+    axes[1].imshow(overlay(image, heatmap, colormap, 0.5))
+    if region_mask is not None and region_mask.any():
+        axes[1].contour(region_mask.astype(float), levels=[0.5], colors="white", linewidths=1.0)
+    axes[1].set_title("the model's evidence (outline: its region)", fontsize=8)
+    for axis in axes:
+        axis.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=9)
+    return figure

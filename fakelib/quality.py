@@ -7,8 +7,10 @@ listed in `manifest.csv`), per CAM method and conv layer:
   a random heatmap (whose maximum lands anywhere: the mask's area fraction), and the per-image ROC-AUC of
   heatmap values as a detector of mask pixels (0.5 = no better than chance);
 - faithfulness: the deletion test, removing the top k% heatmap pixels (blurred or mean-filled) against removing
-  the same number of random pixels; the drop in p_fake for both and their ratio (> 1: the heatmap found pixels
-  that matter more than random ones);
+  the same number of random pixels; the drop of the fake logit for both, their ratio (> 1: the heatmap found
+  pixels that matter more than random ones) and the win rate; and region deletion (`region_deletion`), blurring
+  each image's top-ranked face region against a random patch of the same area and against its lowest region,
+  which needs no ground-truth mask;
 - sanity: the Spearman rank correlation between heatmaps of the model and of the same architecture with
   re-initialized weights (Adebayo et al. 2018): a faithful method gives a low correlation.
 """
@@ -36,7 +38,7 @@ from fakelib.regions import REGIONS
 
 FILLS = ("blur", "mean")
 LABELS = {"real": 0, "fake": 1}
-# Below this mean drop, random deletion changed nothing measurable and the ratio would be noise over noise.
+# Below this mean drop (in logits), random deletion changed nothing measurable and a ratio would be noise over noise.
 MIN_RANDOM_DROP = 1e-3
 
 
@@ -205,21 +207,26 @@ def delete_pixels(images: np.ndarray, masks: np.ndarray, fills: np.ndarray) -> n
 
 def deletion_test(model: keras.Model, images: np.ndarray, heatmaps: np.ndarray, probabilities: np.ndarray,
                   fraction: float = 0.1, fill: str = "blur", seed: int = 0) -> dict:
-    """Mean drop in p_fake when the top `fraction` heatmap pixels are removed, against random pixels.
+    """Mean drop of the fake logit when the top `fraction` heatmap pixels are removed, against random pixels.
+
+    Drops are measured on the logit (`fake_logits`), not on p_fake: a confident fake's p_fake barely moves
+    whatever is removed (0.99999 -> 0.9999), which left the ratio undefined for most trained models.
 
     Returns:
-        {"fraction", "fill", "drop_top", "drop_random", "ratio", "gain", "win_rate"}: mean drops, their ratio,
-        their difference, and the share of images where the top pixels cost more than the random ones. The ratio
-        is None when random deletion lowered p_fake by less than `MIN_RANDOM_DROP` on average: a ratio over a
-        zero or negative drop says nothing (scattered filled pixels can even raise p_fake, as they look like
-        artifacts), while gain and win rate stay defined.
+        {"fraction", "fill", "drop_top", "drop_random", "ratio", "gain", "win_rate"}: mean logit drops, their
+        ratio, their difference, and the share of images where the top pixels cost more than the random ones. The
+        ratio is None when random deletion lowered the logit by less than `MIN_RANDOM_DROP` on average (a ratio
+        over a zero or negative drop says nothing); gain and win rate are always defined, and the report's
+        pass/fail reads the win rate. `probabilities` is kept for callers; the logits are recomputed.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be between 0 and 1 (exclusive), got {fraction}")
+    del probabilities  # the logits below are the model's own, not the probability's clipped logit
     fills = np.stack([fill_image(image, fill) for image in images])
     top, random = deletion_masks(heatmaps, fraction, np.random.default_rng(seed))
-    drop_top = probabilities - explain.predict_probabilities(model, delete_pixels(images, top, fills))
-    drop_random = probabilities - explain.predict_probabilities(model, delete_pixels(images, random, fills))
+    base = fake_logits(model, images)
+    drop_top = base - fake_logits(model, delete_pixels(images, top, fills))
+    drop_random = base - fake_logits(model, delete_pixels(images, random, fills))
     mean_top, mean_random = float(drop_top.mean()), float(drop_random.mean())
     ratio = mean_top / mean_random if mean_random >= MIN_RANDOM_DROP else None
     return {"fraction": fraction, "fill": fill, "drop_top": mean_top, "drop_random": mean_random, "ratio": ratio,

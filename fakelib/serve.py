@@ -19,25 +19,33 @@ from pathlib import Path
 from fakelib import paths
 
 NOTEBOOK = "explore.ipynb"
+PRACTICE_NOTEBOOK = "practice.ipynb"
 DEFAULT_PORT = 8866  # Voilà's own default
 DEFAULT_HOST = "127.0.0.1"  # this machine only: another address is a choice the person makes with --host
 PAGE_TITLE = "Is this face real?"
+PRACTICE_TITLE = "Real or generated? Practice"
 STOP_HINT = "To stop this page, press Ctrl+C in the terminal where it was started."
 
 
-def served_notebook(folder: Path, model_path: Path | None, stop_hint: str = STOP_HINT) -> Path:
-    """Write the explore notebook with its parameters injected (as papermill does) into `folder`; return it."""
+def served_notebook(folder: Path, model_path: Path | None, stop_hint: str = STOP_HINT,
+                    practice_dir: Path | None = None) -> Path:
+    """Write the explore notebook (the practice notebook with `practice_dir`) with its parameters injected (as
+    papermill does) into `folder`; return it."""
     import nbformat
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    notebook = load_notebook_node(str(paths.NOTEBOOKS / NOTEBOOK))  # papermill's reader: every cell gets `tags`
+    name = NOTEBOOK if practice_dir is None else PRACTICE_NOTEBOOK
+    notebook = load_notebook_node(str(paths.NOTEBOOKS / name))  # papermill's reader: every cell gets `tags`
     parameters = {"stop_hint": stop_hint}
     if model_path is not None:
         parameters["model_path"] = str(model_path)
+    if practice_dir is not None:
+        parameters["practice_dir"] = str(practice_dir)
     notebook = parameterize_notebook(notebook, parameters, kernel_name="python3", language="python")
-    notebook.metadata["title"] = PAGE_TITLE  # the browser tab's name, instead of the notebook's file name
-    target = folder / NOTEBOOK
+    # the browser tab's name, instead of the notebook's file name
+    notebook.metadata["title"] = PAGE_TITLE if practice_dir is None else PRACTICE_TITLE
+    target = folder / name
     nbformat.write(notebook, str(target))
     return target
 
@@ -97,6 +105,21 @@ def check_model(model_path: str | None) -> Path | None:
     return path
 
 
+def check_practice(practice_dir: str | None) -> Path | None:
+    """The practice folder as an absolute path (it must hold real/ and fake/), or None without one.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError, ValueError: missing, not a folder, or without real/ and fake/.
+    """
+    if practice_dir is None:
+        return None
+    from fakelib.data import find_class_dirs
+
+    path = paths.resolve(Path.cwd() / practice_dir)
+    find_class_dirs(path)
+    return path
+
+
 def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -114,11 +137,13 @@ def stop(server: subprocess.Popen, timeout: float = 10.0) -> None:
 def run_cli(args) -> int:
     """`python -m fakelib serve`: serve the explorer until Ctrl+C (or SIGTERM)."""
     model_path = check_model(args.model)
+    practice_dir = check_practice(getattr(args, "practice", None))
     check_port(args.host, args.port)
     with tempfile.TemporaryDirectory(prefix="fakelib-serve-") as folder:
-        notebook = served_notebook(Path(folder), model_path)
+        notebook = served_notebook(Path(folder), model_path, practice_dir=practice_dir)
         shown_host = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"Serving the explorer at http://{shown_host}:{args.port}/ (press Ctrl+C here to stop it)", flush=True)
+        page = "the explorer" if practice_dir is None else f"practice on {practice_dir}"
+        print(f"Serving {page} at http://{shown_host}:{args.port}/ (press Ctrl+C here to stop it)", flush=True)
         server = subprocess.Popen(voila_command(notebook, args.port, args.host), env=kernel_environment())
         previous = signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM to this process must not orphan Voilà
         try:

@@ -64,11 +64,11 @@ def test_the_exported_report_shows_outputs_but_no_code_and_loads_nothing_from_th
 
 def test_explanation_checks_pass_fail_or_say_nothing_is_known():
     quality = {"methods": {"layercam": {
-        "conv3": {"pointing_game": 0.6, "pointing_game_random": 0.1, "deletion_ratio": 5.2,
-                  "sanity_rank_correlation": 0.1},
-        "conv6": {"pointing_game": 0.05, "pointing_game_random": 0.1, "deletion_ratio": 0.95,
-                  "sanity_rank_correlation": 0.8},
-        "conv7": {"pointing_game": None, "pointing_game_random": 0.1, "deletion_ratio": 1.5}}}}
+        "conv3": {"pointing_game": 0.6, "pointing_game_random": 0.1, "deletion_win_rate": 0.9,
+                  "deletion_ratio": None, "sanity_rank_correlation": 0.1},  # a null ratio no longer hides a pass
+        "conv6": {"pointing_game": 0.05, "pointing_game_random": 0.1, "deletion_win_rate": 0.4,
+                  "deletion_ratio": 5.0, "sanity_rank_correlation": 0.8},
+        "conv7": {"pointing_game": None, "pointing_game_random": 0.1, "deletion_win_rate": 0.6}}}}
     rows = report.explanation_checks(quality)
     assert [list(row.values()) for row in rows] == [
         ["layercam", "conv3", "pass", "pass", "pass"],
