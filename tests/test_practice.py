@@ -1,0 +1,119 @@
+"""fakelib.practice: guesses on a folder of faces, the model's answer, the running score, the resumable CSV log, the
+widgets without a browser, and `fakelib serve --practice DIR`."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakelib import practice, serve
+from fakelib.__main__ import main
+from fakelib.predict import Predictor
+
+
+@pytest.fixture()
+def folder(explain_demo_dir: Path, tmp_path: Path) -> Path:
+    """A practice folder: 3 real and 3 fake demo faces, and a file in fake/ that is not an image."""
+    target = tmp_path / "practice"
+    for label in ("real", "fake"):
+        (target / label).mkdir(parents=True)
+        for source in sorted((explain_demo_dir / "data" / label).glob("*.jpg"))[:3]:
+            shutil.copy(source, target / label / source.name)
+    (target / "fake" / "broken.jpg").write_bytes(b"not a jpeg")
+    return target
+
+
+@pytest.fixture(scope="module")
+def predictor(explain_demo_dir: Path) -> Predictor:
+    return Predictor.from_path(explain_demo_dir / "model.keras")
+
+
+def test_a_guess_is_answered_and_logged_and_the_session_resumes(folder, predictor):
+    session = practice.PracticeSession(folder, predictor, seed=0)
+    shown = []
+    for index in range(3):
+        relpath, image, _ = session.next_face()
+        assert relpath != "fake/broken.jpg" and image.shape == (48, 48, 3)
+        reveal = session.guess("fake", (0.37, 0.47) if index == 0 else None)
+        shown.append(relpath)
+        assert reveal.row["image"] == relpath and reveal.row["truth"] == relpath.split("/")[0]
+        assert reveal.row["correct"] == (relpath.startswith("fake/"))
+        assert 0.0 <= reveal.row["p_fake"] <= 1.0 and reveal.row["model_verdict"] in ("real", "fake")
+        assert reveal.heatmap.shape == (48, 48) and reveal.region_mask.any()
+    rows = list(csv.DictReader((folder / practice.LOG_NAME).open()))
+    assert [row["image"] for row in rows if row["guess"]] == shown
+    assert rows[0]["look_x"] == "0.37" and rows[0]["looked_at"] != ""  # where the person looked, and its region
+    resumed = practice.PracticeSession(folder, predictor, seed=0)
+    assert resumed.score()["n"] == 3 and not set(shown) & set(resumed.remaining())
+    seen = [resumed.next_face()[0] for _ in range(1) if resumed.remaining()]
+    assert seen and seen[0] not in shown
+
+
+def test_an_unreadable_face_is_logged_and_skipped_but_not_scored(folder, predictor):
+    session = practice.PracticeSession(folder, predictor, seed=0)
+    while session.remaining():
+        relpath, image, message = session.next_face()
+        if not relpath:
+            break
+        session.guess("real")
+    assert session.next_face()[0] == "" and "All 7 faces are done" in session.next_face()[2]
+    statuses = {row["image"]: row["status"] for row in practice.read_log(folder / practice.LOG_NAME)}
+    assert statuses["fake/broken.jpg"].startswith("unreadable")
+    assert session.score()["n"] == 6 and session.score()["accuracy"] == pytest.approx(0.5)
+
+
+def test_bad_guesses_are_refused(folder, predictor):
+    session = practice.PracticeSession(folder, predictor)
+    with pytest.raises(ValueError, match="no face is shown"):
+        session.guess("fake")
+    session.next_face()
+    with pytest.raises(ValueError, match="guess must be one of real, fake"):
+        session.guess("maybe")
+    with pytest.raises(ValueError, match="look must be two fractions"):
+        session.guess("fake", (1.5, 0.2))
+    with pytest.raises(ValueError, match="has no real/ and no fake/ folder"):
+        practice.PracticeSession(folder / "fake", predictor)
+
+
+def test_the_score_compares_the_first_ten_guesses_with_the_last_ten():
+    rows = [{"correct": str(index >= 12)} for index in range(25)]  # wrong at first, right later
+    summary = practice.score(rows)
+    assert summary == {"n": 25, "accuracy": pytest.approx(13 / 25), "first": 0.0, "last": 1.0, "change": 1.0}
+    assert "First 10: 0% right, last 10: 100% (better)" in practice.score_line(summary)
+    early = practice.score(rows[:15])
+    assert early["first"] is None and "After 20 guesses" in practice.score_line(early)
+    assert practice.score_line(practice.score([])) == "No guess yet."
+
+
+def test_the_page_answers_a_click_and_a_guess_without_a_browser(folder, predictor):
+    session = practice.PracticeSession(folder, predictor, log_path=folder / "mine.csv")
+    app = practice.build_app(session)
+    parts = app.widgets
+    assert "Real or fake?" in parts["prompt"].value and not parts["fake"].disabled
+    parts["cells"][6].value = True  # second row, second column
+    parts["cells"][7].value = True  # a second click moves the look
+    assert [cell.value for cell in parts["cells"]].count(True) == 1
+    parts["fake"].click()
+    assert "The model says" in parts["answer"].value and parts["fake"].disabled
+    assert parts["score"].value.startswith("1 guesses")
+    row = practice.read_log(folder / "mine.csv")[0]
+    assert (float(row["look_x"]), float(row["look_y"])) == pytest.approx((0.5, 0.3))
+    parts["next"].click()
+    assert parts["answer"].value == "" and not parts["fake"].disabled
+
+
+def test_serve_practice_injects_the_folder_and_refuses_a_bad_one(folder, tmp_path, capsys):
+    import nbformat
+
+    notebook = nbformat.read(str(serve.served_notebook(tmp_path, None, practice_dir=folder)), as_version=4)
+    assert notebook.metadata["title"] == serve.PRACTICE_TITLE
+    injected = [cell for cell in notebook.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert f"practice_dir = {str(folder)!r}" in injected[0].source.replace('"', "'")
+    assert main(["serve", "--practice", str(tmp_path / "absent")]) == 2
+    assert capsys.readouterr().err.startswith("fakelib serve: error: dataset folder not found")
+    assert main(["serve", "--practice", str(folder / "real")]) == 2
+    assert "has no real/ and no fake/ folder" in capsys.readouterr().err
