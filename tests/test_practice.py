@@ -4,6 +4,7 @@ widgets without a browser, and `fakelib serve --practice DIR`."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -117,3 +118,20 @@ def test_serve_practice_injects_the_folder_and_refuses_a_bad_one(folder, tmp_pat
     assert capsys.readouterr().err.startswith("fakelib serve: error: dataset folder not found")
     assert main(["serve", "--practice", str(folder / "real")]) == 2
     assert "has no real/ and no fake/ folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_practice_notebook_shows_the_page_or_one_line_for_a_bad_folder(folder, explain_demo_dir, tmp_path):
+    from conftest import execute_notebook
+
+    parameters = {"practice_dir": str(folder), "model_path": str(explain_demo_dir / "model.keras"),
+                  "log_path": str(tmp_path / "guesses.csv")}
+    executed = execute_notebook("practice.ipynb", parameters)
+    outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
+    assert not [output for output in outputs if output.output_type == "error"]
+    assert any("application/vnd.jupyter.widget-view+json" in output.get("data", {}) for output in outputs)
+    broken = execute_notebook("practice.ipynb", {**parameters, "practice_dir": str(tmp_path / "absent")},
+                              output=tmp_path / "practice-broken.ipynb")
+    shown = json.dumps([output for cell in broken.cells for output in cell.get("outputs", [])])
+    assert "Practice cannot start: dataset folder not found" in shown and '"error"' not in shown
