@@ -143,7 +143,7 @@ def advice(ranking: pd.DataFrame) -> list[str]:
     """Sentences of advice from a `contrast_ranking` table: where fakes differ, and where the model looks anyway."""
     lines = []
     for _, row in ranking[ranking["verdict"] == "fakes"].iterrows():
-        lines.append(f"Look at the {row['label']}: on caught fakes it carries {row['ratio']:.1f}x the evidence it "
+        lines.append(f"Look at the {row['label']}: on caught fakes it carries {row['ratio']:.2f}x the evidence it "
                      f"carries on real faces (lift {row['lift_fake']:.2f} against {row['lift_real']:.2f}; "
                      f"{_percent(CONFIDENCE)} interval of the difference {row['ci_low']:.2f} to {row['ci_high']:.2f}).")
     for _, row in ranking[ranking["verdict"] == "every face"].iterrows():
@@ -157,11 +157,14 @@ def advice(ranking: pd.DataFrame) -> list[str]:
 
 
 def tips(ranking: pd.DataFrame, peaks: pd.DataFrame, top: int = 3) -> list[str]:
-    """Tips for a person, each carrying its measured numbers, for the top `top` regions with verdict "fakes"."""
+    """Tips for a person, each carrying its measured numbers, for the top `top` regions with verdict "fakes" that are
+    the strongest region of at least one caught fake."""
     chosen = ranking[ranking["verdict"] == "fakes"].head(top)
     lines = []
     for _, row in chosen.iterrows():
         peak = peaks.set_index("region").loc[row["region"]]
+        if not peak["n_peak_fake"]:  # a region that is never any fake's strongest has no tip of this form
+            continue
         lines.append(f"In {_percent(peak['peak_fake'])} of caught fakes ({peak['n_peak_fake']} of "
                      f"{row['n_fakes']}) the strongest evidence sat in the {row['label']}, against "
                      f"{_percent(peak['peak_real'])} of real faces ({peak['n_peak_real']} of {row['n_reals']}).")

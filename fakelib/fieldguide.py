@@ -127,10 +127,18 @@ def faithfulness_table(study: Study) -> pd.DataFrame:
 
 
 def gallery_regions(study: Study, top: int = 3) -> list[str]:
-    """The regions the galleries show: the top `top` with verdict "fakes", else the top by difference."""
-    ranking = study.ranking
-    chosen = ranking[ranking["verdict"] == "fakes"]
-    return list((chosen if len(chosen) else ranking.dropna(subset=["difference"])).head(top)["region"])
+    """The regions the galleries show: the top `top` of the contrastive ranking (the gallery titles give each
+    region's verdict, so a region the model reads on every face is shown as such, not as advice)."""
+    return list(study.ranking.dropna(subset=["difference"]).head(top)["region"])
+
+
+def gallery_title(study: Study, region: str) -> str:
+    """A gallery's title: the region, its lifts on both classes and its verdict."""
+    row = study.ranking.set_index("region").loc[region]
+    verdict = {"fakes": "more evidence on fakes", "every face": "the model looks here on every face",
+               "reals": "more evidence on real faces"}.get(row["verdict"], row["verdict"])
+    return (f"{row['label']} (lift {row['lift_fake']:.2f} on caught fakes, {row['lift_real']:.2f} on real faces: "
+            f"{verdict})\ncaught fakes above, real faces below")
 
 
 def crop_box(mask: np.ndarray, heatmap: np.ndarray | None = None, margin: float = 0.35,

@@ -123,3 +123,10 @@ def test_blurring_the_region_the_model_reads_beats_a_random_patch(eye_detector):
 def test_fake_logits_read_the_models_own_logit(eye_detector):
     images = np.full((2, SIZE, SIZE, 3), 100, dtype=np.uint8)  # flat: no texture, logit = bias
     np.testing.assert_allclose(quality.fake_logits(eye_detector, images), [-2.0, -2.0], atol=1e-5)
+
+
+def test_no_tip_for_a_region_that_is_never_a_fakes_strongest(ranking):
+    table, lifts_fake, lifts_real = ranking
+    peaks = contrast.peak_shares(contrast.top_regions(lifts_fake), contrast.top_regions(lifts_real))
+    peaks.loc[peaks["region"] == "eyes", ["peak_fake", "n_peak_fake"]] = 0.0, 0
+    assert contrast.tips(table, peaks) == []

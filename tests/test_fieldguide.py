@@ -79,3 +79,19 @@ def test_field_guide_notebook_records_ranking_faithfulness_and_galleries(explain
     page = offline_html(executed)
     assert "fieldguide.study" not in page and "Where fakes differ from real faces" in page
     assert ("PASS for" in page) and page.count("data:image/png;base64,") >= 2
+
+
+@pytest.mark.slow
+def test_a_study_without_caught_fakes_says_so_instead_of_failing(explain_demo_dir: Path):
+    from fakelib import contrast, quality
+    from fakelib.models import load_model
+
+    sample = quality.load_sample(explain_demo_dir / "data", 48, per_class=6, split=None)
+    study = fieldguide.study(load_model(explain_demo_dir / "model.keras"), sample, threshold=1.01, sanity=False)
+    assert not study.caught.any() and not study.trusted
+    assert set(study.ranking["verdict"]) == {"too few"} and fieldguide.gallery_regions(study) == []
+    assert contrast.advice(study.ranking)[0].startswith("No region carries reliably more evidence on fakes than on "
+                                                        "real faces (0 caught fakes")
+    assert "not to be trusted" in fieldguide.faithfulness_lines(study)[-1]
+    with pytest.raises(ValueError, match="methods must name at least one CAM method"):
+        fieldguide.study(load_model(explain_demo_dir / "model.keras"), sample, methods=[])
