@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -207,6 +208,7 @@ def plot_quality(report: Mapping, path: str | Path | None = None) -> Figure:
 # ------------------------------------------------------------------------------------------------ field guide
 
 VERDICT_COLOURS = {"fakes": 0.15, "every face": 0.55, "reals": 0.85}  # positions on the default colormap
+VERDICT_LEGEND = {"fakes": "more on caught fakes", "every face": "on every face", "reals": "more on real faces"}
 
 
 def plot_contrast(ranking: pd.DataFrame, path: str | Path | None = None) -> Figure:
@@ -220,9 +222,10 @@ def plot_contrast(ranking: pd.DataFrame, path: str | Path | None = None) -> Figu
     errors = np.abs(np.vstack([table["difference"] - table["ci_low"], table["ci_high"] - table["difference"]]))
     axis.barh(table["label"], table["difference"], xerr=np.nan_to_num(errors), color=colours, capsize=3)
     axis.axvline(0.0, color="0.3", linewidth=0.8)
-    for verdict, position in VERDICT_COLOURS.items():
-        axis.barh([], [], color=cmap(position), label=f"more on {verdict}" if verdict != "every face" else verdict)
-    axis.legend(fontsize=7, loc="lower right")
+    legend = [matplotlib.patches.Patch(color=cmap(position), label=VERDICT_LEGEND[verdict])
+              for verdict, position in VERDICT_COLOURS.items()]
+    axis.legend(handles=[*legend, matplotlib.patches.Patch(color="0.75", label="no difference / too few")],
+                fontsize=7, loc="lower right")
     axis.set_xlabel("lift on caught fakes minus lift on real faces (bars: 95% bootstrap interval)", fontsize=8)
     axis.tick_params(labelsize=8)
     return save(figure, path)
