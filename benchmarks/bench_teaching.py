@@ -44,7 +44,7 @@ def landmark_figures(data_dir: Path, size: int, limit: int | None, seed: int) ->
 
 
 def faithfulness_figures(data_dir: Path, model_path: str | None, per_class: int, methods: list[str],
-                         seed: int) -> dict:
+                         seed: int, template: bool = False) -> dict:
     """The field guide's study on the test split of `data_dir`: deletion per layer and method, and the ranking."""
     from fakelib import fieldguide, quality
     from fakelib.predict import Predictor
@@ -52,11 +52,11 @@ def faithfulness_figures(data_dir: Path, model_path: str | None, per_class: int,
     predictor = Predictor.from_path(model_path)
     sample = quality.load_sample(data_dir, predictor.image_size, per_class=per_class, split="test", seed=seed,
                                  equalize_quality=predictor.equalize_quality)
-    study = fieldguide.study(predictor.model, sample, predictor.threshold, methods, seed=seed)
+    study = fieldguide.study(predictor.model, sample, predictor.threshold, methods, seed=seed, template=template)
     best = max(((method, layer, figures) for method, per_layer in study.faithfulness.items()
                 for layer, figures in per_layer.items()), key=lambda item: item[2].get("ratio_random") or 0.0)
     summary = fieldguide.record(study, model=str(predictor.model_path), data_dir=str(data_dir))
-    return {"benchmark": "field_guide_faithfulness", **summary,
+    return {"benchmark": "field_guide_faithfulness", "regions": "template" if template else "landmarks", **summary,
             "best_layer": {"method": best[0], "layer": best[1], "ratio_random": best[2].get("ratio_random")},
             "goal_ratio": quality.REGION_PASS_RATIO,
             "meets_goal": bool((best[2].get("ratio_random") or 0.0) >= quality.REGION_PASS_RATIO)}
@@ -71,13 +71,15 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="faithfulness: model.keras (default: the default model)")
     parser.add_argument("--per-class", type=int, default=120, help="faithfulness: test faces per class")
     parser.add_argument("--methods", default="layercam,gradcam", help="faithfulness: CAM methods, comma-separated")
+    parser.add_argument("--template", action="store_true",
+                        help="faithfulness: the aligned template for every face instead of its landmarks")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.measure == "landmarks":
         result = landmark_figures(args.data_dir, args.size, args.limit, args.seed)
     else:
         result = faithfulness_figures(args.data_dir, args.model, args.per_class,
-                                      [name for name in args.methods.split(",") if name], args.seed)
+                                      [name for name in args.methods.split(",") if name], args.seed, args.template)
     print(json.dumps(result, indent=1))
 
 

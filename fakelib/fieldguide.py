@@ -86,15 +86,17 @@ def choose_layers(faithfulness: dict[str, dict[str, dict]]) -> tuple[str, list[s
 
 def study(model: keras.Model, sample: quality.Sample, threshold: float = 0.5, methods: Sequence[str] = ("layercam",),
           layers: Sequence[str] | None = None, sanity: bool = True, cache_dir: str | Path | None = None,
-          seed: int = 0) -> Study:
+          seed: int = 0, template: bool = False) -> Study:
     """Measure everything the field guide shows on `sample` (both classes) with `model`.
+
+    `template` True uses the aligned template for every face instead of its landmarks (for comparison).
 
     Raises:
         ValueError: no method given, or an unknown method or layer.
     """
     if not methods:
         raise ValueError("methods must name at least one CAM method; available: " + ", ".join(explain.list_methods()))
-    maps = landmarks.region_maps(sample.images, cache_dir)
+    maps = landmarks.template_maps(sample.images) if template else landmarks.region_maps(sample.images, cache_dir)
     randomized = quality.randomized_copy(model, seed) if sanity else None
     heatmaps, faithfulness, probabilities = {}, {}, None
     for method in methods:

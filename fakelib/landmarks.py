@@ -300,6 +300,13 @@ def region_maps(images: np.ndarray | Sequence[np.ndarray], cache_dir: str | Path
     return RegionMaps(labels, statuses)
 
 
+def template_maps(images: np.ndarray) -> RegionMaps:
+    """The aligned template for every one of (n, size, size, 3) images, each with the status "template"."""
+    images = np.asarray(images)
+    labels = np.broadcast_to(regions.region_map(images.shape[1]), images.shape[:3]).copy()
+    return RegionMaps(labels, ["template"] * len(images))
+
+
 def template_iou(maps: np.ndarray) -> dict[str, float | None]:
     """Mean IoU per region between (n, size, size) region maps and the aligned template (None: empty in both)."""
     template = regions.region_map(maps.shape[1])
