@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from fakelib import explain, overlay, paths, regions
+from fakelib import contrast, explain, landmarks, overlay, paths, regions
 from fakelib import images as imagelib
 
 ACCEPTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -243,14 +243,17 @@ def uploaded_files(value) -> list[tuple[str, bytes]]:
     return files
 
 
-def top_regions(heatmaps: Mapping[str, np.ndarray], count: int = 3) -> list[str]:
-    """Labels of the `count` regions with the highest lift in the layers' mean heatmap of one image."""
+def top_regions(heatmaps: Mapping[str, np.ndarray], count: int = 3, labels: np.ndarray | None = None) -> list[str]:
+    """Labels of the `count` regions with the highest lift in the layers' mean heatmap of one image.
+
+    `labels` is the face's own (size, size) region map (`fakelib.landmarks`); None = the aligned template.
+    """
     mean_map = np.mean([maps[0] for maps in heatmaps.values()], axis=0)
-    shares = regions.region_shares(mean_map)
-    if np.isnan(shares).any():
+    lift = contrast.image_lifts(mean_map[None], None if labels is None else labels[None])[0]
+    if np.isnan(lift).all():
         return []
-    lift = shares / regions.area_shares(mean_map.shape[0])
-    return [regions.REGION_LABELS[regions.REGIONS[index]] for index in np.argsort(-lift, kind="stable")[:count]]
+    ranked = np.argsort(-np.nan_to_num(lift, nan=-np.inf), kind="stable")
+    return [regions.REGION_LABELS[regions.REGIONS[index]] for index in ranked[:count] if not np.isnan(lift[index])]
 
 
 class Explorer:
@@ -347,7 +350,9 @@ class Explorer:
         result = explain.compute_cams(predictor.model, image[None], self.method)
         probability = float(result.probabilities[0])
         label = "fake" if probability >= predictor.threshold else "real"
-        look_at = top_regions(result.heatmaps) if label == "fake" else []
+        # the face's own regions from its landmarks (the template where no face is found): uploads are not aligned
+        look_at = top_regions(result.heatmaps, labels=landmarks.region_maps(image[None]).labels[0]) \
+            if label == "fake" else []
         message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {predictor.threshold:.2f})"
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
