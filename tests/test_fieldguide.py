@@ -95,3 +95,15 @@ def test_a_study_without_caught_fakes_says_so_instead_of_failing(explain_demo_di
     assert "not to be trusted" in fieldguide.faithfulness_lines(study)[-1]
     with pytest.raises(ValueError, match="methods must name at least one CAM method"):
         fieldguide.study(load_model(explain_demo_dir / "model.keras"), sample, methods=[])
+
+
+def test_field_guide_command_refuses_a_folder_without_classes_and_a_missing_model_in_one_line(tmp_path, capsys):
+    from fakelib.__main__ import main
+
+    assert main(["field-guide", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("fakelib field-guide: error: ") and "has no real/ and no fake/ folder" in error
+    for name in ("real", "fake"):
+        (tmp_path / name).mkdir()
+    assert main(["field-guide", str(tmp_path), "--model", str(tmp_path / "absent.keras")]) == 2
+    assert "model file not found" in capsys.readouterr().err
