@@ -198,8 +198,8 @@ def summary_line(study: Study, model_path, data_dir) -> str:
     """What was measured: model, folder, counts, and how many faces had their own landmarks."""
     found = int(study.region_maps.found.sum())
     total = len(study.region_maps.statuses)
-    fallback = "" if found == total else (f"; the other {total - found} use the aligned template "
-                                          f"({', '.join(sorted(set(study.region_maps.statuses) - {landmarks.LANDMARKS_STATUS}))})")
+    reasons = sorted(set(study.region_maps.statuses) - {landmarks.LANDMARKS_STATUS})
+    fallback = "" if found == total else f"; the other {total - found} use the aligned template ({', '.join(reasons)})"
     return (f"Model {model_path} on {data_dir}: {total} faces, {int(study.caught.sum())} caught fakes and "
             f"{int(study.correct_reals.sum())} real faces classified correctly (threshold {study.threshold:.2f}). "
             f"Regions from each face's own landmarks on {found} of {total} faces{fallback}.")
@@ -220,7 +220,8 @@ def faithfulness_lines(study: Study) -> list[str]:
     for method, per_layer in study.faithfulness.items():
         passed = [layer for layer, figures in per_layer.items() if figures.get("passes")]
         failed = [layer for layer in per_layer if layer not in passed]
-        lines.append(f"{method}: PASS for {', '.join(passed) or 'no layer'}; FAIL for {', '.join(failed) or 'no layer'} "
+        lines.append(f"{method}: PASS for {', '.join(passed) or 'no layer'}; "
+                     f"FAIL for {', '.join(failed) or 'no layer'} "
                      f"(pass = blurring the top region lowers the fake logit at least {quality.REGION_PASS_RATIO:g}x "
                      "as much as blurring a random patch of the same area, on most caught fakes).")
     source = f"{study.method} {', '.join(study.layers)}"

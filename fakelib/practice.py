@@ -269,13 +269,21 @@ def build_app(session: PracticeSession, colormap: str = overlay.DEFAULT_COLORMAP
     real.on_click(on_guess("real"))
     fake.on_click(on_guess("fake"))
     following.on_click(show_face)
-    grid = widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=f"repeat({LOOK_GRID}, 28px)"))
-    looked = widgets.VBox([widgets.HTML("<small>Where did you look? (optional)</small>"), grid])
-    app = widgets.VBox([prompt, widgets.HBox([face, looked]), widgets.HBox([real, fake, following]), answer,
-                        score_text])
-    app.widgets = {"face": face, "cells": cells, "real": real, "fake": fake, "next": following, "answer": answer,
-                   "score": score_text, "prompt": prompt}
+    parts = {"face": face, "cells": cells, "real": real, "fake": fake, "next": following, "answer": answer,
+             "score": score_text, "prompt": prompt}
     show_face()
+    return _layout(parts)
+
+
+def _layout(parts: dict):
+    """The page: prompt, the face beside the look grid, the buttons, the answer and the score."""
+    import ipywidgets as widgets
+
+    grid = widgets.GridBox(parts["cells"], layout=widgets.Layout(grid_template_columns=f"repeat({LOOK_GRID}, 28px)"))
+    looked = widgets.VBox([widgets.HTML("<small>Where did you look? (optional)</small>"), grid])
+    app = widgets.VBox([parts["prompt"], widgets.HBox([parts["face"], looked]),
+                        widgets.HBox([parts["real"], parts["fake"], parts["next"]]), parts["answer"], parts["score"]])
+    app.widgets = parts  # handles for tests and for the notebook
     return app
 
 
