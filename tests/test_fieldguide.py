@@ -107,3 +107,18 @@ def test_field_guide_command_refuses_a_folder_without_classes_and_a_missing_mode
         (tmp_path / name).mkdir()
     assert main(["field-guide", str(tmp_path), "--model", str(tmp_path / "absent.keras")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["05_field_guide.ipynb", "practice.ipynb"])
+def test_notebooks_are_committed_clean_with_the_parameters_their_callers_pass(name):
+    import nbformat
+    import papermill
+
+    from fakelib import paths
+
+    notebook = nbformat.read(str(paths.NOTEBOOKS / name), as_version=4)
+    assert not [cell for cell in notebook.cells if cell.cell_type == "code" and (cell.outputs or cell.execution_count)]
+    declared = set(papermill.inspect_notebook(str(paths.NOTEBOOKS / name)))
+    passed = {"model_path", "data_dir", "output_dir"} if name.startswith("05") else {"practice_dir", "model_path",
+                                                                                      "stop_hint"}
+    assert passed <= declared  # run_field_guide and fakelib serve --practice inject these
