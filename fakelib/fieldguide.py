@@ -279,6 +279,34 @@ def run_field_guide(data_dir: str | Path, model_path: str | Path | None = None, 
     return html_path
 
 
+def run_stage(model_path: Path, data_dir: str | Path, reports_dir: Path) -> dict[str, str]:
+    """The sweep's field-guide step: `run_field_guide` into a reports folder the tracker shares with others.
+
+    Only files this step wrote before are replaced (`ownership.WrittenFiles`); a failure is returned, not raised.
+
+    Returns:
+        {"status": "done" | "failed", "error": one line, "html": the page relative to `reports_dir`}.
+    """
+    from fakelib.ownership import WrittenFiles
+    from fakelib.sweep import one_line_error
+
+    output_dir, html_path = reports_dir / OUTPUT_FOLDER, reports_dir / HTML_NAME
+    written = WrittenFiles(reports_dir)
+    written.remove(output_dir)
+    written.remove(html_path)
+    foreign = {path for path in output_dir.rglob("*")} if output_dir.is_dir() else set()
+    status = {"status": "done", "error": "", "html": HTML_NAME}
+    try:
+        run_field_guide(data_dir, model_path, reports_dir)
+    except Exception as error:  # the sweep's results stand without the field guide; the summary says why
+        status.update(status="failed", error=one_line_error(error))
+    finally:
+        new = [path for path in output_dir.rglob("*") if path.is_file() and path not in foreign] \
+            if output_dir.is_dir() else []
+        written.add([*new, *([html_path] if html_path.is_file() else [])])
+    return status
+
+
 def run_cli(args) -> int:
     """`python -m fakelib field-guide DATA_DIR [--model PATH] [--reports DIR]`: write the field guide page."""
     from fakelib.data import find_class_dirs

@@ -122,3 +122,30 @@ def test_notebooks_are_committed_clean_with_the_parameters_their_callers_pass(na
     passed = {"model_path", "data_dir", "output_dir"} if name.startswith("05") else {"practice_dir", "model_path",
                                                                                       "stop_hint"}
     assert passed <= declared  # run_field_guide and fakelib serve --practice inject these
+
+
+def test_the_sweep_step_replaces_only_its_own_files_and_returns_a_failure(tmp_path, monkeypatch):
+    from fakelib.ownership import WrittenFiles
+
+    reports = tmp_path / "reports"
+
+    def fake_run(data_dir, model_path, reports_dir, overrides=None, fail=False):
+        (reports_dir / "field_guide").mkdir(parents=True, exist_ok=True)
+        (reports_dir / "field_guide" / "contrast.png").write_bytes(b"png")
+        (reports_dir / "field_guide.html").write_text("<html></html>")
+        if fail:
+            raise RuntimeError("a cell failed")
+        return reports_dir / "field_guide.html"
+
+    monkeypatch.setattr(fieldguide, "run_field_guide", fake_run)
+    assert fieldguide.run_stage(tmp_path / "model.keras", tmp_path, reports) == \
+        {"status": "done", "error": "", "html": "field_guide.html"}
+    written = WrittenFiles(reports)
+    assert written.is_ours(reports / "field_guide.html") and written.is_ours(reports / "field_guide" / "contrast.png")
+    (reports / "field_guide" / "mine.txt").write_text("a user's note")
+    monkeypatch.setattr(fieldguide, "run_field_guide", lambda *args, **kwargs: fake_run(*args, fail=True))
+    failed = fieldguide.run_stage(tmp_path / "model.keras", tmp_path, reports)
+    assert failed["status"] == "failed" and "a cell failed" in failed["error"]
+    assert (reports / "field_guide" / "mine.txt").read_text() == "a user's note"  # never removed, never recorded
+    assert not WrittenFiles(reports).is_ours(reports / "field_guide" / "mine.txt")
+    assert WrittenFiles(reports).is_ours(reports / "field_guide.html")  # the page of a failed run shows where it stopped
