@@ -161,11 +161,12 @@ class AugmentConfig(_Section):
     sharpen_prob: float = 0.0
     noise_prob: float = 0.0
     noise_sigma: float = 4.0
+    match_sizes: float = 0.0
     section = "augment"
 
     def validate(self) -> None:
         for name in ("flip", "blur_prob", "jpeg_prob", "double_jpeg_prob", "rescale_prob", "sharpen_prob",
-                     "noise_prob"):
+                     "noise_prob", "match_sizes"):
             _check_range(f"augment.{name}", getattr(self, name), 0.0, 1.0)
         _check_range("augment.rescale_min", self.rescale_min, 0.1, 1.0)
         _check_range("augment.noise_sigma", self.noise_sigma, 0.5, 50.0)
