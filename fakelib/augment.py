@@ -153,8 +153,7 @@ def match_split(images: np.ndarray, labels: np.ndarray, sides: np.ndarray, proba
     changed = np.flatnonzero(limits)
     if not len(changed):
         return images, np.asarray(sides)
-    config = AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0, double_jpeg_prob=0,
-                           rescale_prob=0, sharpen_prob=0, noise_prob=0, jpeg_quality=tuple(quality))
+    config = AugmentConfig.off(jpeg_quality=tuple(quality))
     images, sides = np.array(images), np.array(sides)
     size = images.shape[1]
     for index in changed:
