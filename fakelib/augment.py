@@ -3,10 +3,13 @@
 A detector trained on one source learns that source's processing unless both classes go through the same
 processing in training. Each image of a batch independently, each step with its own probability:
 
-0. cropped at native resolution to the training side (when training on crops);
-1. down-scaled by a random factor with a random kernel (box, bilinear, Hamming, bicubic, Lanczos);
-2. Gaussian blur; 3. unsharp-mask sharpening; 4. Gaussian sensor noise;
-5. JPEG at a random quality and chroma subsampling, sometimes twice (a re-shared photo).
+0. size matching (`match_sizes`): brought down to the side of a random image of the *other* class when that
+   is smaller, then saved again as JPEG, so that "small re-saved file" cannot tell a class (an extra folder of
+   small real photos next to 256 px fakes invites exactly that shortcut);
+1. cropped at native resolution to the training side (when training on crops);
+2. down-scaled by a random factor with a random kernel (box, bilinear, Hamming, bicubic, Lanczos);
+3. Gaussian blur; 4. unsharp-mask sharpening; 5. Gaussian sensor noise;
+6. JPEG at a random quality and chroma subsampling, sometimes twice (a re-shared photo).
 
 Every step works at the image's own side and the result is padded back into the batch's square exactly as
 `fakelib.images.load_view` pads a small photo at inference, so training sees what prediction will see.
@@ -31,20 +34,28 @@ MIN_SIDE = 32
 def degrades(config: AugmentConfig) -> bool:
     """True when any step of the chain can change an image."""
     return any(probability > 0 for probability in (config.rescale_prob, config.blur_prob, config.sharpen_prob,
-                                                   config.noise_prob, config.jpeg_prob))
+                                                   config.noise_prob, config.jpeg_prob, config.match_sizes))
 
 
-def sample(view: np.ndarray, side: int, out_side: int, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+def sample(view: np.ndarray, side: int, out_side: int, config: AugmentConfig, rng: np.random.Generator,
+           limit: int = 0) -> np.ndarray:
     """One training sample from a (size, size, 3) uint8 model input whose image fills the centred `side` square.
 
     A random window of the image at its native resolution (even offsets, so the image's 2 x 2 pixel grid
     stays aligned with the model's) becomes an (out_side, out_side, 3) uint8 sample: with probability
     `rescale_prob` the window is larger by 1 / factor and down-scaled by the factor with a random kernel;
     then blur, sharpening, noise and JPEG, each with its probability. A result smaller than `out_side`
-    (a small image, or a strong down-scale of one) is padded like `images.pad_square`.
+    (a small image, or a strong down-scale of one) is padded like `images.pad_square`. A `limit` below `side`
+    (size matching) first brings the whole image down to `limit` with a random kernel, and the result is then
+    always re-saved as JPEG, as the smaller files of the other class were.
     """
     offset = imagelib.pad_offset(side, view.shape[0])
     square = view[offset:offset + side, offset:offset + side]
+    resave = MIN_SIDE <= limit < side
+    if resave:
+        square = np.asarray(Image.fromarray(np.ascontiguousarray(square)).resize(
+            (limit, limit), KERNELS[rng.integers(len(KERNELS))]))
+        side = limit
     factor = rng.uniform(config.rescale_min, 1.0) if rng.random() < config.rescale_prob else 1.0
     window = min(side, int(np.ceil(out_side / factor)))
     top, left = (2 * int(rng.integers(0, (side - window) // 2 + 1)) for _ in range(2))
@@ -52,12 +63,15 @@ def sample(view: np.ndarray, side: int, out_side: int, config: AugmentConfig, rn
     target = max(min(MIN_SIDE, window), int(round(window * factor)))
     if target < window:
         image = image.resize((target, target), KERNELS[rng.integers(len(KERNELS))])
-    pixels = degrade(image, config, rng)
+    pixels = degrade(image, config, rng, resave)
     return imagelib.pad_square(pixels[:out_side, :out_side], out_side)
 
 
-def degrade(image: Image.Image, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Blur, sharpening, noise and JPEG (once or twice), each with its probability; (side, side, 3) uint8 out."""
+def degrade(image: Image.Image, config: AugmentConfig, rng: np.random.Generator, resave: bool = False) -> np.ndarray:
+    """Blur, sharpening, noise and JPEG (once or twice), each with its probability; (side, side, 3) uint8 out.
+
+    `resave`: JPEG always (a size-matched image is saved again like the smaller file it imitates).
+    """
     if rng.random() < config.blur_prob:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(*config.blur_sigma)))
     if rng.random() < config.sharpen_prob:
@@ -67,7 +81,7 @@ def degrade(image: Image.Image, config: AugmentConfig, rng: np.random.Generator)
     if rng.random() < config.noise_prob:
         noise = rng.normal(0.0, rng.uniform(0.5, config.noise_sigma), pixels.shape)
         pixels = np.clip(pixels + noise, 0, 255).round().astype(np.uint8)
-    if rng.random() < config.jpeg_prob:
+    if rng.random() < config.jpeg_prob or resave:
         pixels = _jpeg(pixels, config, rng)
         if rng.random() < config.double_jpeg_prob:
             pixels = _jpeg(pixels, config, rng)
@@ -81,15 +95,68 @@ def _jpeg(pixels: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -
 
 
 def degrade_batch(pixels: np.ndarray, sides: np.ndarray, config: AugmentConfig, seed: np.ndarray | tuple[int, int],
-                  out_side: int | None = None) -> np.ndarray:
+                  out_side: int | None = None, limits: np.ndarray | None = None) -> np.ndarray:
     """`sample` for every image of a (batch, size, size, 3) uint8 batch; (batch, out_side, out_side, 3) uint8 out.
 
-    `sides[i]` is the side of image i inside its input; `out_side` defaults to the input side (no crop).
+    `sides[i]` is the side of image i inside its input; `out_side` defaults to the input side (no crop);
+    `limits[i]` is image i's size-matching side (0: none), from `SizeMatcher.limits`.
     """
-    rng = np.random.default_rng([int(value) & 0xFFFFFFFFFFFFFFFF for value in np.ravel(seed)])
+    rng = _rng(seed)
     size = pixels.shape[1]
     out_side = out_side or size
+    limits = np.zeros(len(pixels), np.int64) if limits is None else np.asarray(limits)
     out = np.empty((len(pixels), out_side, out_side, 3), dtype=np.uint8)
     for index, (view, side) in enumerate(zip(pixels, np.asarray(sides).astype(int))):
-        out[index] = sample(view, min(int(side), size) or size, out_side, config, rng)
+        out[index] = sample(view, min(int(side), size) or size, out_side, config, rng, int(limits[index]))
     return out
+
+
+def _rng(seed) -> np.random.Generator:
+    return np.random.default_rng([int(value) & 0xFFFFFFFFFFFFFFFF for value in np.ravel(seed)])
+
+
+class SizeMatcher:
+    """Draws each image's size-matching side from the sides of the other class (step 0 of the chain).
+
+    With `probability` 1, an image of side s gets side min(s, s') for s' the side of a random image of the other
+    class, for both classes alike; so the two classes end with the same distribution of sides (min(R, F') and
+    min(F, R') with R, R' and F, F' independent draws of each class), and a file's size says nothing about its
+    label. A class with no smaller images than the other is left as it is.
+    """
+
+    def __init__(self, labels: np.ndarray, sides: np.ndarray, probability: float):
+        labels, sides = np.asarray(labels).astype(int), np.asarray(sides).astype(np.int64)
+        self.pools = {label: sides[labels == label] for label in (0, 1)}
+        self.probability = probability
+
+    def limits(self, labels: np.ndarray, sides: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(n,) int64 sides to bring images down to, 0 where nothing changes."""
+        labels, sides = np.asarray(labels).astype(int), np.asarray(sides).astype(np.int64)
+        limits = np.zeros(len(labels), np.int64)
+        for index, (label, side) in enumerate(zip(labels, sides)):
+            pool = self.pools[1 - label]
+            if len(pool) and rng.random() < self.probability:
+                partner = int(pool[rng.integers(len(pool))])
+                limits[index] = partner if partner < side else 0
+        return limits
+
+
+def match_split(images: np.ndarray, labels: np.ndarray, sides: np.ndarray, probability: float,
+                seed: int = 0, quality: tuple[int, int] = (70, 100)) -> tuple[np.ndarray, np.ndarray]:
+    """Size matching alone, once and reproducibly, for a held-out split; (images, sides) out, others untouched.
+
+    Validation picks the checkpoint, the calibration and the threshold: matched like training, it cannot reward
+    a model for reading file sizes either. Only the matched images are copied.
+    """
+    rng = _rng((seed, 1))
+    limits = SizeMatcher(labels, sides, probability).limits(labels, sides, rng)
+    changed = np.flatnonzero(limits)
+    if not len(changed):
+        return images, np.asarray(sides)
+    config = AugmentConfig.off(jpeg_quality=tuple(quality))
+    images, sides = np.array(images), np.array(sides)
+    size = images.shape[1]
+    for index in changed:
+        images[index] = sample(images[index], min(int(sides[index]), size), size, config, rng, int(limits[index]))
+        sides[index] = limits[index]
+    return images, sides

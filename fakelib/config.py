@@ -1,5 +1,9 @@
 """`params.yaml` -> frozen, validated dataclasses; sweep expansion (cartesian product); stable experiment ids.
 
+The dataclass defaults below are the one source of every hyperparameter's default. The base section of
+params.yaml and the parameters cell of notebooks/02_train.ipynb repeat them for the reader, and
+tests/test_config.py fails when either disagrees.
+
 Every key lives in one section (`data`, `augment`, `model`, `train`) and its name is unique across sections,
 so an experiment is also a flat `{key: value}` dict: that flat form is what the sweep lists, what papermill
 injects into `notebooks/02_train.ipynb` and what `results.csv` records.
@@ -123,7 +127,7 @@ class DataConfig(_Section):
     """Where the images are and how they become model inputs."""
 
     data_dir: str | tuple[str, ...] = "data/demo"
-    image_size: int = 128
+    image_size: int = 256
     train_crop: int = 0
     val_ratio: float = 0.15
     test_ratio: float = 0.15
@@ -149,23 +153,32 @@ class AugmentConfig(_Section):
     """Training-time augmentation, each with its probability or strength (0 turns it off)."""
 
     flip: float = 0.5
-    crop: float = 0.1
-    color_jitter: float = 0.1
+    crop: float = 0.0
+    color_jitter: float = 0.0
     blur_prob: float = 0.1
     blur_sigma: tuple[float, float] = (0.1, 1.5)
-    jpeg_prob: float = 0.1
-    jpeg_quality: tuple[int, int] = (65, 100)
-    double_jpeg_prob: float = 0.0
-    rescale_prob: float = 0.0
+    jpeg_prob: float = 0.3
+    jpeg_quality: tuple[int, int] = (70, 100)
+    double_jpeg_prob: float = 0.2
+    rescale_prob: float = 0.25
     rescale_min: float = 0.5
-    sharpen_prob: float = 0.0
-    noise_prob: float = 0.0
+    sharpen_prob: float = 0.05
+    noise_prob: float = 0.05
     noise_sigma: float = 4.0
+    match_sizes: float = 1.0
     section = "augment"
+    # Every step that can change pixels, with the value that turns it off (`off()`).
+    OFF = {"flip": 0.0, "crop": 0.0, "color_jitter": 0.0, "blur_prob": 0.0, "jpeg_prob": 0.0, "double_jpeg_prob": 0.0,
+           "rescale_prob": 0.0, "sharpen_prob": 0.0, "noise_prob": 0.0, "match_sizes": 0.0}
+
+    @classmethod
+    def off(cls, **changes: Any) -> AugmentConfig:
+        """No augmentation at all, except the `changes` given (for one step alone, in tests and benchmarks)."""
+        return cls(**{**cls.OFF, **changes})
 
     def validate(self) -> None:
         for name in ("flip", "blur_prob", "jpeg_prob", "double_jpeg_prob", "rescale_prob", "sharpen_prob",
-                     "noise_prob"):
+                     "noise_prob", "match_sizes"):
             _check_range(f"augment.{name}", getattr(self, name), 0.0, 1.0)
         _check_range("augment.rescale_min", self.rescale_min, 0.1, 1.0)
         _check_range("augment.noise_sigma", self.noise_sigma, 0.5, 50.0)
@@ -183,8 +196,8 @@ class AugmentConfig(_Section):
 class ModelConfig(_Section):
     """The architecture: a registry name plus the parameters its builder takes."""
 
-    model: str = "cnn"
-    conv_filters: tuple[int, ...] = (16, 32, 64, 128)
+    model: str = "npr"
+    conv_filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     kernel_sizes: int | tuple[int, ...] = 3
     pooling: str = "max"
     batch_norm: bool = True
@@ -230,12 +243,12 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     """The optimisation: epochs, batch, learning rate and its schedule, early stopping, seed."""
 
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
-    patience: int = 3
-    bn_recompute_batches: int = 0
+    patience: int = 6
+    bn_recompute_batches: int = 10
     seed: int = 0
     threads: int = 0
     section = "train"
@@ -392,9 +405,12 @@ def parse_params(raw: Mapping[str, Any] | None, max_experiments: int = MAX_EXPER
 def _parse_sweep(sweep: Mapping[str, Any]) -> dict[str, list[Any]]:
     parsed: dict[str, list[Any]] = {}
     for key, values in sweep.items():
-        name = key.split(".", 1)[1] if "." in key and key.split(".", 1)[0] in SECTIONS else key
+        section, _, name = key.rpartition(".") if "." in key and key.split(".", 1)[0] in SECTIONS else ("", "", key)
         if name not in KEY_SECTIONS:
             raise ConfigError(f"unknown sweep parameter {key!r}; known: {', '.join(sorted(KEY_SECTIONS))}")
+        if section and KEY_SECTIONS[name] != section:
+            raise ConfigError(f"sweep parameter {key!r}: {name} belongs in section {KEY_SECTIONS[name]!r}, "
+                              f"not {section!r}")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.{key} = {values!r} is not allowed; expected a non-empty list of values to try")
         parsed[name] = values

@@ -380,7 +380,8 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
     array in one slice, so memory stays at a few batches whatever the dataset size. Augmentation runs per
     batch with random generators seeded from `seed`, so a run is reproducible: the photo degradations of
     `fakelib.augment` (which need each image's own side, `sides`) while gathering, then flip, crop-and-resize
-    and colour jitter vectorized over the batch. With `crop` > 0 (training a fully convolutional model),
+    and colour jitter vectorized over the batch; size matching (`augment.match_sizes`) draws each image's partner
+    side from the other class's `sides`. With `crop` > 0 (training a fully convolutional model),
     every sample is a random native-resolution `crop` x `crop` window of its image.
     """
     import tensorflow as tf
@@ -392,6 +393,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
     sides = np.full(count, size, np.int64) if sides is None else np.asarray(sides, np.int64)
     out_side = crop if 0 < crop < size else size
     degrade = augment is not None and (augmentlib.degrades(augment) or out_side < size)
+    matcher = augmentlib.SizeMatcher(labels, sides, augment.match_sizes) if degrade and augment.match_sizes else None
     indices = tf.data.Dataset.range(count)
     if shuffle:
         indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
@@ -403,7 +405,9 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
         order = np.argsort(np.argsort(index_batch))
         pixels = images[sorted_indices][order]
         if degrade:
-            pixels = augmentlib.degrade_batch(pixels, sides[index_batch], augment, seed_pair, out_side)
+            limits = None if matcher is None else matcher.limits(
+                labels[index_batch], sides[index_batch], np.random.default_rng([*np.ravel(seed_pair) & 0xFFFFFFFF, 2]))
+            pixels = augmentlib.degrade_batch(pixels, sides[index_batch], augment, seed_pair, out_side, limits)
         return pixels, labels[index_batch].astype(np.float32)
 
     def load(index_batch, seed_pair):

@@ -180,8 +180,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     keras.utils.set_random_seed(config.train.seed)
     prepared = load_dataset(config.data, cache_root)
     write_json(output_dir / "data_report.json", prepared.report)
-    splits = {split: prepared.subset(split) for split in ("train", "val", "test")}
-    sides = {split: prepared.split_sides(split) for split in splits}
+    splits, sides = _splits(prepared, config)
     for split, (_, labels) in splits.items():
         if len(np.unique(labels)) < 2:
             raise ValueError(f"the {split} split needs both real and fake images; it has {len(labels)} image(s) "
@@ -197,6 +196,24 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
                         callbacks=_callbacks(config, output_dir, validation, train_data))
     train_seconds = time.perf_counter() - started
     return _finish(output_dir, config, splits, sides, history.history, train_seconds)
+
+
+def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict]:
+    """{split: (images, labels)} and {split: sides}; validation size-matched like training (`augment.match_sizes`).
+
+    Validation chooses the checkpoint, the calibration and the threshold, so it must not reward a model for
+    telling the classes apart by file size either. Test stays as the files are.
+    """
+    from fakelib.augment import match_split
+
+    splits = {split: prepared.subset(split) for split in ("train", "val", "test")}
+    sides = {split: prepared.split_sides(split) for split in splits}
+    if config.augment.match_sizes:
+        images, labels = splits["val"]
+        images, sides["val"] = match_split(images, labels, sides["val"], config.augment.match_sizes,
+                                           config.train.seed, config.augment.jpeg_quality)
+        splits["val"] = (images, labels)
+    return splits, sides
 
 
 def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, sides: dict, history: dict,
@@ -235,8 +252,7 @@ def recalibrate(output_dir: str | Path, cache_root: str | Path | None = None) ->
     config = load_experiment(output_dir / "params.yaml")
     train_seconds = json.loads((output_dir / "metrics.json").read_text())["train_seconds"]
     prepared = load_dataset(config.data, cache_root)
-    splits = {split: prepared.subset(split) for split in ("train", "val", "test")}
-    sides = {split: prepared.split_sides(split) for split in splits}
+    splits, sides = _splits(prepared, config)
     history = pd.read_csv(output_dir / "history.csv").to_dict("list")
     return _finish(output_dir, config, splits, sides, history, train_seconds)
 

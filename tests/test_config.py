@@ -80,16 +80,30 @@ def test_bad_yaml_is_one_line(tmp_path):
         load_params(path)
 
 
-def test_train_notebook_parameter_defaults_equal_the_params_yaml_base():
+def test_every_copy_of_the_defaults_equals_the_dataclasses():
+    """config.py's dataclasses are the one source; params.yaml's base and 02_train's parameters cell repeat them."""
     import ast
 
     import papermill
 
-    from fakelib import paths
-    from fakelib.config import load_params
-
+    source = ExperimentConfig().to_flat()
+    base = load_params(paths.PARAMS).base.to_flat()
+    assert {key for key in source if base[key] != source[key]} == set()  # params.yaml's base
     declared = papermill.inspect_notebook(str(paths.NOTEBOOKS / "02_train.ipynb"))
-    base = load_params().base.to_flat()
-    assert set(base) <= set(declared), sorted(set(base) - set(declared))
-    for key, value in base.items():
-        assert ast.literal_eval(declared[key]["default"]) == value, key
+    assert set(source) <= set(declared), sorted(set(source) - set(declared))
+    assert {key for key, value in source.items() if ast.literal_eval(declared[key]["default"]) != value} == set()
+
+
+def test_a_copy_that_disagrees_is_caught(tmp_path):
+    """The check above can fail: a params.yaml whose base differs in one value is seen to differ."""
+    text = paths.PARAMS.read_text().replace("  dropout: 0.3 ", "  dropout: 0.25", 1)
+    assert text != paths.PARAMS.read_text()
+    (tmp_path / "params.yaml").write_text(text)
+    base = load_params(tmp_path / "params.yaml").base.to_flat()
+    assert {key for key, value in ExperimentConfig().to_flat().items() if base[key] != value} == {"dropout"}
+
+
+def test_sweep_key_under_the_wrong_section_is_refused():
+    with pytest.raises(ConfigError, match="dropout belongs in section 'model', not 'data'"):
+        parse_params({"sweep": {"data.dropout": [0.1, 0.2]}})
+    assert parse_params({"sweep": {"model.dropout": [0.1, 0.2]}}).sweep == {"dropout": [0.1, 0.2]}

@@ -166,26 +166,25 @@ def test_each_augmentation_changes_pixels():
 
     from fakelib import augment as augmentlib
 
-    off = dict(flip=0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0)
     for name, augment in {
-        "flip": AugmentConfig(**{**off, "flip": 1.0}),
-        "crop": AugmentConfig(**{**off, "crop": 0.4}),
-        "jitter": AugmentConfig(**{**off, "color_jitter": 0.5}),
+        "flip": AugmentConfig.off(flip=1.0),
+        "crop": AugmentConfig.off(crop=0.4),
+        "jitter": AugmentConfig.off(color_jitter=0.5),
     }.items():
         out = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64), augment).numpy()
         assert out.shape == images.shape, name
         assert np.abs(out - images).mean() > 1.0, name
     for name, augment in {
-        "blur": AugmentConfig(**{**off, "blur_prob": 1.0}),
-        "jpeg": AugmentConfig(**{**off, "jpeg_prob": 1.0}),
-        "sharpen": AugmentConfig(**{**off, "sharpen_prob": 1.0}),
-        "noise": AugmentConfig(**{**off, "noise_prob": 1.0}),
+        "blur": AugmentConfig.off(blur_prob=1.0),
+        "jpeg": AugmentConfig.off(jpeg_prob=1.0),
+        "sharpen": AugmentConfig.off(sharpen_prob=1.0),
+        "noise": AugmentConfig.off(noise_prob=1.0),
     }.items():
         out = augmentlib.degrade_batch(images, np.full(8, 32), augment, (1, 2))
         assert out.shape == images.shape and out.dtype == np.uint8, name
         assert np.abs(out.astype(float) - images).mean() > 1.0, name
     flipped = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64),
-                                    AugmentConfig(**{**off, "flip": 1.0}))
+                                    AugmentConfig.off(flip=1.0))
     np.testing.assert_array_equal(flipped.numpy(), images[:, :, ::-1].astype(np.float32))
 
 
@@ -193,8 +192,7 @@ def test_rescale_shrinks_the_image_and_pads_it_like_inference():
     from fakelib import augment as augmentlib
 
     images = np.random.default_rng(3).integers(0, 255, (6, 64, 64, 3), dtype=np.uint8)
-    augment = AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=0, jpeg_prob=0, rescale_prob=1.0,
-                            rescale_min=0.5)
+    augment = AugmentConfig.off(rescale_prob=1.0, rescale_min=0.5)
     out = augmentlib.degrade_batch(images, np.full(6, 64), augment, (4, 5))
     padding = (out == imagelib.PAD_VALUE).all(axis=-1)  # (6, 64, 64)
     assert padding.mean() > 0.2  # factors in [0.5, 1] leave about 40% of the canvas as padding
@@ -209,13 +207,66 @@ def test_degrade_works_on_the_image_not_its_padding():
 
     small = np.random.default_rng(4).integers(0, 255, (20, 20, 3), dtype=np.uint8)
     padded = imagelib.pad_square(small, 32)
-    augment = AugmentConfig(flip=0, crop=0, color_jitter=0, blur_prob=1.0, jpeg_prob=0)
+    augment = AugmentConfig.off(blur_prob=1.0)
     out = augmentlib.degrade_batch(padded[None], np.array([20]), augment, (0, 1))[0]
     offset = imagelib.pad_offset(20, 32)
     outside = np.ones((32, 32), bool)
     outside[offset:offset + 20, offset:offset + 20] = False
     assert (out[outside] == imagelib.PAD_VALUE).all()  # the blur did not smear the face into the padding
     assert np.abs(out[offset:offset + 20, offset:offset + 20].astype(float) - small).mean() > 1.0
+
+
+def _padded_batch(sides: list[int], size: int = 64, seed: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([imagelib.pad_square(rng.integers(0, 255, (side, side, 3), dtype=np.uint8), size)
+                     for side in sides])
+
+
+def test_size_matching_gives_both_classes_the_same_sides():
+    from fakelib import augment as augmentlib
+
+    # Reals: half small (40 px) like an extra folder of thumbnails; fakes: all 64 px.
+    labels = np.array([0] * 200 + [1] * 200)
+    sides = np.array([40] * 100 + [64] * 100 + [64] * 200)
+    limits = augmentlib.SizeMatcher(labels, sides, 1.0).limits(labels, sides, np.random.default_rng(0))
+    after = np.where(limits > 0, limits, sides)
+    assert (limits[:200] == 0).all()  # no fake is smaller than a real: reals stay as they are
+    small_share = [(after[labels == label] == 40).mean() for label in (0, 1)]
+    assert small_share[0] == 0.5 and abs(small_share[1] - 0.5) < 0.1  # the fakes now as often small as reals
+    assert (augmentlib.SizeMatcher(labels, sides, 0.0).limits(labels, sides, np.random.default_rng(0)) == 0).all()
+
+
+def test_matched_fakes_are_downscaled_resaved_and_padded_like_small_reals():
+    from fakelib import augment as augmentlib
+
+    labels = np.array([0, 0, 1, 1, 1, 1])
+    sides = np.array([40, 40, 64, 64, 64, 64])
+    images = _padded_batch(list(sides))
+    matched, new_sides = augmentlib.match_split(images, labels, sides, 1.0, seed=0)
+    assert (new_sides == 40).all()  # every fake drew a 40 px partner
+    np.testing.assert_array_equal(matched[:2], images[:2])  # reals untouched
+    offset = imagelib.pad_offset(40, 64)
+    outside = np.ones((64, 64), bool)
+    outside[offset:offset + 40, offset:offset + 40] = False
+    assert (matched[2:][:, outside] == imagelib.PAD_VALUE).all()  # padded exactly like a 40 px real at inference
+    again, _ = augmentlib.match_split(images, labels, sides, 1.0, seed=0)
+    np.testing.assert_array_equal(matched, again)  # the validation split is matched the same way every run
+    augment = AugmentConfig.off(match_sizes=1.0)
+    limits = np.array([0, 0, 40, 40, 0, 0])
+    out = augmentlib.degrade_batch(images, sides, augment, (1, 2), limits=limits)
+    np.testing.assert_array_equal(out[[0, 1, 4, 5]], images[[0, 1, 4, 5]])  # no limit, no other step: unchanged
+    assert (out[2:4][:, outside] == imagelib.PAD_VALUE).all()
+
+
+def test_training_pipeline_matches_sizes_across_classes():
+    labels = np.array([0] * 8 + [1] * 8)
+    sides = np.array([40] * 8 + [64] * 8)
+    images = _padded_batch(list(sides))
+    augment = AugmentConfig.off(match_sizes=1.0)
+    batches = list(datalib.make_dataset(images, labels, 16, augment, seed=0, sides=sides))
+    pixels, batch_labels = batches[0][0].numpy(), batches[0][1].numpy()
+    corner = (pixels[:, :4, :4] == imagelib.PAD_VALUE).all(axis=(1, 2, 3))  # padded frame: a 40 px image
+    assert corner[batch_labels == 1].all() and corner[batch_labels == 0].all()
 
 
 def test_view_never_upsamples_a_small_image():

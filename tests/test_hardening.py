@@ -63,7 +63,7 @@ def test_yaml_alias_bomb_fails_fast_in_one_short_line(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(ALIAS_BOMB)
     result = subprocess.run([sys.executable, "run_all.py", "--params", str(params), "--reports",
-                             str(tmp_path / "reports")], capture_output=True, text=True, cwd=paths.ROOT, timeout=60)
+                             str(tmp_path / "reports")], capture_output=True, text=True, cwd=paths.ROOT, timeout=300)
     assert_one_line_refusal(result)
     assert "aliases expand" in result.stderr
     assert len(result.stderr) < 300
