@@ -109,6 +109,11 @@ def _print_summary(summary: dict, reports_dir) -> None:
               f"-> {reports_dir / 'best'}")
     if summary["explain"]["status"] == "failed":
         print(f"explain: failed: {summary['explain']['error']}")
+    field_guide = summary.get("field_guide") or {}
+    if field_guide.get("status") == "done":
+        print(f"field guide: {reports_dir / field_guide['html']}")
+    elif field_guide.get("status") == "failed":
+        print(f"field guide: failed: {field_guide['error']}")
     if summary["report"] == "done":
         print(f"report: {reports_dir / 'report.html'}")
     elif summary["report"] != "skipped":

@@ -180,8 +180,9 @@ def _check(value: float | None, bound: float | None) -> str:
 
 
 def at_a_glance(reports_dir: str | Path, summary: Mapping[str, Any]) -> str:
-    """Markdown for the report's top: the data (with a warning for the demo faces), the best experiment, and the
-    advice sentence of the explanations, from best/params.yaml, sweep.json and explain/explain.json."""
+    """Markdown for the report's top: the data (with a warning for the demo faces), the best experiment, the
+    advice sentence of the explanations and the field guide's first one, from best/params.yaml, sweep.json,
+    explain/explain.json and field_guide/field_guide.json."""
     import yaml
 
     from fakelib.pretrained import trained_on_demo
@@ -204,6 +205,10 @@ def at_a_glance(reports_dir: str | Path, summary: Mapping[str, Any]) -> str:
     explained = _read_json(reports_dir / (summary.get("explain") or {}).get("output_dir", "explain") / "explain.json")
     if explained.get("advice"):
         lines.append(f"- **Where to look**: {explained['advice']}")
+    guide = _read_json(reports_dir / "field_guide" / "field_guide.json")
+    if guide.get("advice") and (reports_dir / "field_guide.html").is_file():
+        lines.append(f"- **Field guide** ([field_guide.html](field_guide.html), fakes against real faces): "
+                     f"{guide['advice'][0]}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ Everything lives under one reports folder (default `reports/`):
     best/                     the best experiment's model.keras, metrics.json, params.yaml and figures (relative
                               symlinks, or copies where links are not possible).
     explain/                  03_explain.ipynb run on the best model, with its outputs.
+    field_guide/ field_guide.html   05_field_guide.ipynb on the same model and folder, and its page without code.
     report.ipynb report.html  04_report.ipynb executed, and its HTML export.
 
 Errors are values: an experiment that fails for any reason (bad combination, out of memory, dead kernel, lost
@@ -61,7 +62,8 @@ BEST_FILES = ("model.keras", "metrics.json", "params.yaml", "history.csv", "curv
 ERROR_LIMIT = 300  # characters of an error message kept in results.csv
 # What the tracker writes in the reports folder besides results.csv and sweep.json; it replaces or removes only
 # the files it recorded as its own there (fakelib.ownership), never a user's.
-TRACKER_OUTPUTS = ("best", "explain", "report.ipynb", "report.html", "report.json", "report.kernel.log")
+TRACKER_OUTPUTS = ("best", "explain", "field_guide", "field_guide.html", "report.ipynb", "report.html", "report.json",
+                   "report.kernel.log")
 # Names written there by trackers older than the ownership record (adopted once, see `adopt_legacy_outputs`).
 LEGACY_EXPLAIN_FILES = ("03_explain.ipynb", "grid.png", "where_to_look.csv", "where_to_look.png", "quality.png",
                         "explain.json")
@@ -924,6 +926,11 @@ def _finalize(plan: SweepPlan, outcome: SweepOutcome | None, report: bool, expla
     explain = {"status": "skipped", "error": "no finished experiment" if best is None else "--no-report"}
     if report and best is not None:
         explain = run_explain(best, best_dir, plan.reports_dir / "explain", explain_overrides)
+    field_guide = {"status": "skipped", "error": "the explanation did not run", "html": ""}
+    if explain["status"] == "done":  # the field guide (05_field_guide.ipynb) on the same model and folder
+        from fakelib.fieldguide import run_stage
+
+        field_guide = run_stage(best_dir / "model.keras", _explain_folder(best, best_dir), plan.reports_dir)
     rows = [plan.table.get(experiment_id) or {} for experiment_id in ids]
     summary: Record = {
         "metric": metric, "higher_is_better": higher_is_better(metric), "test_metric": test_metric_for(metric),
@@ -933,6 +940,7 @@ def _finalize(plan: SweepPlan, outcome: SweepOutcome | None, report: bool, expla
         "best_experiment_id": best["experiment_id"] if best else None,
         "best_score": _score(best, metric) if best else None,
         "explain": {**explain, "output_dir": "explain"},
+        "field_guide": field_guide,
         "workers": workers, "scheduler": scheduler,
         "ran": len(outcome.records) if outcome else 0, "stopped_early": bool(outcome and outcome.stopped_early),
         "finished": _timestamp(time.time()),

@@ -90,5 +90,11 @@ def test_at_a_glance_warns_about_demo_data_and_gives_the_best_run_and_the_advice
     assert lines[1:] == ["- **Best experiment**: b2, val_roc_auc = 0.9500.", "- **Where to look**: Look first at the eyes."]
     (tmp_path / "best" / "params.yaml").write_text("data:\n  data_dir: [/data/faces-dev, /data/ffhq-extra]\n")
     assert report.at_a_glance(tmp_path, summary).splitlines()[0] == "- **Data**: faces-dev, ffhq-extra."
+    (tmp_path / "field_guide").mkdir()
+    (tmp_path / "field_guide" / "field_guide.json").write_text(json.dumps({"advice": ["Look at the eyes: 1.12x."]}))
+    assert len(report.at_a_glance(tmp_path, summary).splitlines()) == 3  # no page, no line
+    (tmp_path / "field_guide.html").write_text("<html></html>")
+    assert report.at_a_glance(tmp_path, summary).splitlines()[-1] == (
+        "- **Field guide** ([field_guide.html](field_guide.html), fakes against real faces): Look at the eyes: 1.12x.")
     nothing = {**SUMMARY, "best_experiment_id": None, "best_score": None, "explain": {"output_dir": "explain"}}
     assert report.at_a_glance(tmp_path / "absent", nothing) == "- **Best experiment**: none finished."

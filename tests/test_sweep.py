@@ -359,6 +359,10 @@ def test_best_explain_and_report_follow_the_sweep(resumed_sweep):
     if sweep.EXPLAIN_NOTEBOOK.is_file():
         assert explain["status"] == "done", explain["error"]
         assert recorded["explanations_shown"]
+        # the field guide follows the explanation, on the same model and folder (issue 11)
+        guide = json.loads((reports / report.SUMMARY_FILE).read_text())["field_guide"]
+        assert guide["status"] == "done", guide["error"]
+        assert (reports / "field_guide.html").is_file() and (reports / "field_guide" / "field_guide.json").is_file()
 
 
 @pytest.mark.slow
