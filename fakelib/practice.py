@@ -158,7 +158,10 @@ class PracticeSession:
         if self.current is None:
             raise ValueError("no face is shown: call next_face() first")
         relpath, self.current = self.current, None
-        image = self.predictor.prepare((self.folder / relpath).read_bytes())
+        try:
+            image = self.predictor.prepare((self.folder / relpath).read_bytes())
+        except (imagelib.ImageError, OSError) as error:  # changed or removed since it was shown: not scored
+            return Reveal(self._log(relpath, "", look, None, status=f"unreadable: {error}"))
         cams = explain.compute_cams(self.predictor.model, image[None], self.method)
         heatmap = explain.normalize(np.mean(list(cams.heatmaps.values()), axis=0))[0]
         maps = landmarks.region_maps(image[None])

@@ -75,6 +75,11 @@ def test_bad_guesses_are_refused(folder, predictor):
         session.guess("maybe")
     with pytest.raises(ValueError, match="look must be two fractions"):
         session.guess("fake", (1.5, 0.2))
+    relpath = session.current
+    (folder / relpath).unlink()  # removed while shown: logged, not scored, no traceback
+    reveal = session.guess("real")
+    assert reveal.image is None and reveal.row["status"].startswith("unreadable") and session.score()["n"] == 0
+    assert "unreadable" in practice.reveal_html(reveal, 0.5)
     with pytest.raises(ValueError, match="has no real/ and no fake/ folder"):
         practice.PracticeSession(folder / "fake", predictor)
 
