@@ -83,7 +83,7 @@ def score_line(summary: dict, window: int = WINDOW) -> str:
     """The running score as one sentence."""
     if not summary["n"]:
         return "No guess yet."
-    line = f"{summary['n']} guesses, {100 * summary['accuracy']:.0f}% right."
+    line = f"{summary['n']} guess{'es' if summary['n'] != 1 else ''}, {100 * summary['accuracy']:.0f}% right."
     if summary["change"] is None:
         return line + f" After {2 * window} guesses your first {window} are compared with your last {window}."
     trend = "better" if summary["change"] > 0 else "worse" if summary["change"] < 0 else "the same"
@@ -216,6 +216,7 @@ def reveal_html(reveal: Reveal, threshold: float) -> str:
 
 
 LOOK_GRID = 5  # the face is split into 5 x 5 cells a person can click to say where they looked
+FACE_PIXELS = 256  # the face is shown at this side, and the grid beside it has the same size
 
 
 def build_app(session: PracticeSession, colormap: str = overlay.DEFAULT_COLORMAP):
@@ -225,11 +226,15 @@ def build_app(session: PracticeSession, colormap: str = overlay.DEFAULT_COLORMAP
     from IPython.display import Image as PngImage
     from IPython.display import display
 
-    face, answer, score_text = widgets.Output(), widgets.HTML(), widgets.HTML(score_line(session.score()))
+    # the face keeps its place (the look grid beside it has the same size); the answer's picture goes below
+    face, picture = widgets.Output(layout=widgets.Layout(width=f"{FACE_PIXELS + 12}px")), widgets.Output()
+    answer, score_text = widgets.HTML(), widgets.HTML(score_line(session.score()))
     prompt = widgets.HTML()
     state = {"look": None, "image": None}
-    cells = [widgets.ToggleButton(layout=widgets.Layout(width="26px", height="26px", padding="0"))
-             for _ in range(LOOK_GRID * LOOK_GRID)]
+    side = f"{FACE_PIXELS // LOOK_GRID - 2}px"
+    cells = [widgets.ToggleButton(tooltip=f"row {index // LOOK_GRID + 1}, column {index % LOOK_GRID + 1}",
+                                  layout=widgets.Layout(width=side, height=side, padding="0", margin="1px"))
+             for index in range(LOOK_GRID * LOOK_GRID)]
     real, fake, following = (widgets.Button(description=text) for text in ("Real", "Fake", "Next face"))
 
     def show_face(*_):
@@ -239,6 +244,7 @@ def build_app(session: PracticeSession, colormap: str = overlay.DEFAULT_COLORMAP
             cell.value = False
         prompt.value, answer.value = message, ""
         face.clear_output()
+        picture.clear_output()
         if image is not None:
             with face:
                 display(PngImage(data=_png(image)))
@@ -257,14 +263,13 @@ def build_app(session: PracticeSession, colormap: str = overlay.DEFAULT_COLORMAP
             if session.current is None:
                 return
             reveal = session.guess(guess, state["look"])
-            answer.value = reveal_html(reveal, session.predictor.threshold)
-            score_text.value = score_line(session.score())
             real.disabled = fake.disabled = True
-            face.clear_output(wait=True)
-            if reveal.image is not None:
-                with face:
+            if reveal.image is not None:  # the picture first: the answer's text appears with it, not before
+                with picture:
                     display(PngImage(data=overlay.to_png(overlay.plot_reveal(
                         reveal.image, reveal.heatmap, reveal.region_mask, state["look"], colormap=colormap))))
+            answer.value = reveal_html(reveal, session.predictor.threshold)
+            score_text.value = score_line(session.score())
         return handler
 
     for index, cell in enumerate(cells):
@@ -272,7 +277,7 @@ def build_app(session: PracticeSession, colormap: str = overlay.DEFAULT_COLORMAP
     real.on_click(on_guess("real"))
     fake.on_click(on_guess("fake"))
     following.on_click(show_face)
-    parts = {"face": face, "cells": cells, "real": real, "fake": fake, "next": following, "answer": answer,
+    parts = {"face": face, "picture": picture, "cells": cells, "real": real, "fake": fake, "next": following, "answer": answer,
              "score": score_text, "prompt": prompt}
     show_face()
     return _layout(parts)
@@ -282,10 +287,12 @@ def _layout(parts: dict):
     """The page: prompt, the face beside the look grid, the buttons, the answer and the score."""
     import ipywidgets as widgets
 
-    grid = widgets.GridBox(parts["cells"], layout=widgets.Layout(grid_template_columns=f"repeat({LOOK_GRID}, 28px)"))
+    grid = widgets.GridBox(parts["cells"], layout=widgets.Layout(
+        grid_template_columns=f"repeat({LOOK_GRID}, {FACE_PIXELS // LOOK_GRID}px)"))
     looked = widgets.VBox([widgets.HTML("<small>Where did you look? (optional)</small>"), grid])
     app = widgets.VBox([parts["prompt"], widgets.HBox([parts["face"], looked]),
-                        widgets.HBox([parts["real"], parts["fake"], parts["next"]]), parts["answer"], parts["score"]])
+                        widgets.HBox([parts["real"], parts["fake"], parts["next"]]), parts["answer"], parts["picture"],
+                        parts["score"]])
     app.widgets = parts  # handles for tests and for the notebook
     return app
 
@@ -294,5 +301,6 @@ def _png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((256, 256), Image.NEAREST).save(buffer, format="PNG")
+    shown = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((FACE_PIXELS, FACE_PIXELS), Image.NEAREST)
+    shown.save(buffer, format="PNG")
     return buffer.getvalue()

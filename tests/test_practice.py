@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from fakelib import practice, serve
 from fakelib.__main__ import main
 from fakelib.predict import Predictor
+from test_serve import browser  # noqa: F401  (the headless Chromium fixture of the explorer's browser test)
 
 
 @pytest.fixture()
@@ -104,7 +106,7 @@ def test_the_page_answers_a_click_and_a_guess_without_a_browser(folder, predicto
     assert [cell.value for cell in parts["cells"]].count(True) == 1
     parts["fake"].click()
     assert "The model says" in parts["answer"].value and parts["fake"].disabled
-    assert parts["score"].value.startswith("1 guesses")
+    assert parts["score"].value.startswith("1 guess, ")
     row = practice.read_log(folder / "mine.csv")[0]
     assert (float(row["look_x"]), float(row["look_y"])) == pytest.approx((0.5, 0.3))
     parts["next"].click()
@@ -139,3 +141,79 @@ def test_practice_notebook_shows_the_page_or_one_line_for_a_bad_folder(folder, e
                               output=tmp_path / "practice-broken.ipynb")
     shown = json.dumps([output for cell in broken.cells for output in cell.get("outputs", [])])
     assert "Practice cannot start: dataset folder not found" in shown and '"error"' not in shown
+
+
+# ------------------------------------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture
+def practice_server(folder: Path, explain_demo_dir: Path):
+    """`python -m fakelib serve --practice DIR` on a free loopback port, stopped (with its kernels) after the test."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from test_serve import Server, _free_port
+
+    from fakelib import paths
+
+    port = _free_port()
+    environment = {key: value for key, value in os.environ.items() if key != "PYTEST_CURRENT_TEST"}
+    process = subprocess.Popen([sys.executable, "-m", "fakelib", "serve", "--port", str(port), "--practice",
+                                str(folder), "--model", str(explain_demo_dir / "model.keras")], cwd=paths.ROOT,
+                               start_new_session=True, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    running = Server(process, f"http://127.0.0.1:{port}/")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        assert process.poll() is None, running.stop()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_the_served_practice_page_answers_a_click_and_a_guess(practice_server, browser, folder):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from test_serve import _text
+
+    from fakelib import paths
+
+    def button(driver, label):
+        found = [item for item in driver.find_elements(By.CSS_SELECTOR, "button") if item.text == label]
+        return found[0] if found else None
+
+    browser.get(practice_server.url)
+    WebDriverWait(browser, 120).until(lambda driver: button(driver, "Fake"))
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert browser.title == serve.PRACTICE_TITLE and "Real or fake?" in page
+    assert "Traceback" not in page and "import " not in page
+    cells = browser.find_elements(By.CSS_SELECTOR, ".widget-toggle-button")
+    assert len(cells) == practice.LOOK_GRID ** 2
+    cells[12].click()  # the centre of the face
+    button(browser, "Fake").click()
+    WebDriverWait(browser, 60).until(lambda driver: "The model says" in _text(driver, ".fakelib-answer"))
+    widths = browser.execute_script(  # the face, and the answer's picture (face and heatmap side by side)
+        "return [...document.querySelectorAll('.widget-output img')].map(i => i.naturalWidth)")
+    assert len(widths) == 2 and widths[1] > widths[0], widths
+    assert re.search(r"this face is (real|fake)\. The model says (real|fake) \(p\(fake\) = [01]\.\d\d",
+                     _text(browser, ".fakelib-answer"))
+    assert "1 guess, " in browser.find_element(By.TAG_NAME, "body").text
+    screenshot = paths.ROOT / "build" / "practice-page.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(screenshot))
+    rows = practice.read_log(folder / practice.LOG_NAME)
+    assert len(rows) == 1 and (rows[0]["look_x"], rows[0]["look_y"]) == ("0.5", "0.5")
+    button(browser, "Next face").click()
+    WebDriverWait(browser, 30).until(lambda driver: _text(driver, ".fakelib-answer") == "")
