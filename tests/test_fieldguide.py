@@ -78,6 +78,7 @@ def test_field_guide_notebook_records_ranking_faithfulness_and_galleries(explain
         assert f"of {record['n_caught_fakes']})" in tip
     page = offline_html(executed)
     assert "fieldguide.study" not in page and "Where fakes differ from real faces" in page
+    assert "XNNPACK" not in page and "oneDNN" not in page  # no native start-up line from TensorFlow or TF Lite
     assert ("PASS for" in page) and page.count("data:image/png;base64,") >= 2
 
 
