@@ -127,7 +127,7 @@ class DataConfig(_Section):
     """Where the images are and how they become model inputs."""
 
     data_dir: str | tuple[str, ...] = "data/demo"
-    image_size: int = 256
+    image_size: int = 128
     train_crop: int = 0
     val_ratio: float = 0.15
     test_ratio: float = 0.15
