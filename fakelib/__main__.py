@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -128,7 +129,26 @@ def _add_scrape(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-attempts", type=int, default=None, help="stop after this many attempts in this run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("source", help="endpoint URL, URL list file, or page URL / file of page URLs")
-    parser.set_defaults(target="fakelib.scrape:run_cli")
+    parser.set_defaults(run=_scrape)
+
+
+def _scrape(args: argparse.Namespace) -> int:
+    """Run, print the JSON summary; 0 when done, 1 after a failure streak, 130 on Ctrl-C."""
+    from fakelib.scrape import DEFAULT_USER_AGENT, ScrapeConfig, scrape
+
+    summary = scrape(ScrapeConfig(
+        source=args.source, output_dir=Path(args.out), mode=args.mode, count=args.count, workers=args.workers,
+        rate=args.rate, selector=args.selector, attribute=args.attribute, resize=args.resize,
+        image_format=args.format, timeout=args.timeout, max_bytes=args.max_bytes, min_size=args.min_size,
+        phash_threshold=args.phash_threshold, max_consecutive_failures=args.max_consecutive_failures,
+        user_agent=args.user_agent or DEFAULT_USER_AGENT, respect_robots=not args.ignore_robots,
+        allow_private=args.allow_private, max_attempts=args.max_attempts, progress=not args.no_progress,
+    ))
+    print(json.dumps(summary, indent=2))
+    if summary["stop_reason"] == "consecutive_failures":
+        print(f"fakelib scrape: {summary['message']}", file=sys.stderr)
+        return 1
+    return 130 if summary["stop_reason"] == "interrupted" else 0
 
 
 def _add_dedup(sub: argparse._SubParsersAction) -> None:
@@ -226,11 +246,13 @@ def _describe(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, and turn expected errors into one line on stderr."""
     args = build_parser().parse_args(argv)
-    module_name, function_name = args.target.split(":")
     try:
         _check_overrides(getattr(args, "set", []))
         if args.command not in _NO_TENSORFLOW:
             import_tensorflow_quietly()
+        if hasattr(args, "run"):
+            return int(args.run(args) or 0)
+        module_name, function_name = args.target.split(":")
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(args) or 0)
     except (CliError, ValueError, OSError) as error:  # OSError: a path that is a file, a folder, or unreadable

@@ -369,7 +369,7 @@ def test_notebook_kernels_write_to_a_log_not_to_our_terminal(tmp_path, capfd):
                       nbformat.v4.new_code_cell("import os\nos.write(2, b'native noise from the kernel\\n')")]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, str(tmp_path / "noisy.ipynb"))
-    sweep._execute_notebook(tmp_path / "noisy.ipynb", tmp_path / "out.ipynb", {"value": 2})
+    sweep.execute_notebook(tmp_path / "noisy.ipynb", tmp_path / "out.ipynb", {"value": 2})
     assert "native noise" not in capfd.readouterr().err
     assert "native noise from the kernel" in (tmp_path / "out.kernel.log").read_text()
 

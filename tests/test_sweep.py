@@ -387,4 +387,4 @@ def test_each_local_cluster_worker_gets_its_share_of_the_cores(tmp_path):
         share = max(1, sweep.available_cores() // 2)
         assert set(executor.layout.values()) == {share}
         job = sweep.Job(experiment_id="x", parameters={}, output_dir=str(tmp_path), threads_by_worker=executor.layout)
-        assert executor.client.submit(sweep._threads_here, job, pure=False).result(timeout=60) == share
+        assert executor.client.submit(sweep.runs._threads_here, job, pure=False).result(timeout=60) == share
