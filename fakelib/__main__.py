@@ -65,7 +65,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality for both classes (1..95)")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty folder demo did not create (its files are never touched)")
-    parser.set_defaults(target="fakelib.demo:run_cli")
+    parser.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Generate the dataset and print the summary as one JSON line."""
+    from fakelib.demo import generate
+
+    print(json.dumps(generate(args.out, count=args.count, size=args.size, seed=args.seed, strength=args.strength,
+                              workers=args.workers, jpeg_quality=args.jpeg_quality, force=args.force)))
+    return 0
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:

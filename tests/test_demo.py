@@ -44,14 +44,14 @@ def small_dataset(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_ellipse_bounding_box_loses_no_coverage():
-    grid = demo._grid(96)
+    grid = demo.geometry._grid(96)
     rng = np.random.default_rng(0)
     for _ in range(300):
         centre, radii = rng.uniform(-0.1, 1.1, 2), rng.uniform(0.003, 0.3, 2)
         angle, bend, soft = rng.uniform(-3, 3), rng.uniform(-0.05, 0.05), rng.uniform(0.5, 8)
-        radius = demo._ellipse_radius(grid, centre, radii, angle, bend)
+        radius = demo.geometry._ellipse_radius(grid, centre, radii, angle, bend)
         full = np.clip((1 - radius) / np.float32(soft / (96 * min(radii))) + 0.5, 0, 1)
-        assert np.array_equal(full, demo._ellipse(grid, centre, radii, angle, bend, soft))
+        assert np.array_equal(full, demo.geometry._ellipse(grid, centre, radii, angle, bend, soft))
 
 
 @pytest.mark.parametrize("size", [32, 96])
@@ -89,7 +89,7 @@ def test_artifacts_change_only_pixels_near_their_mask():
     ("iris_mismatch", ("left_eye", "right_eye"), 0.03), ("teeth_smear", ("mouth",), 0.05),
 ])
 def test_feature_artifacts_sit_on_their_landmark(monkeypatch, kind, landmark, tolerance):
-    monkeypatch.setattr(demo, "choose_artifacts", lambda rng, face: [kind])
+    monkeypatch.setattr(demo.artifacts, "choose_artifacts", lambda rng, face: [kind])
     checked = 0
     for index in range(30):
         face = demo.sample_face(demo.image_rng(2, "fake", index).spawn(2)[0], 64)
@@ -198,7 +198,7 @@ def test_a_failed_run_leaves_no_manifest(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(demo, "render_face", broken)
+    monkeypatch.setattr(demo.dataset, "render_face", broken)
     with pytest.raises(RuntimeError):
         demo.generate(tmp_path, count=4, size=32, workers=1)
     assert not (tmp_path / "manifest.csv").exists()

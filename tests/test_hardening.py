@@ -571,7 +571,7 @@ def test_redirects_and_page_links_to_other_private_addresses_are_refused(tmp_pat
 
 
 def test_address_guard_judges_the_resolved_address():
-    from fakelib.fetch import AddressGuard, AddressRefused, is_public
+    from fakelib.netguard import AddressGuard, AddressRefused, is_public
 
     for address in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254", "::1", "fe80::1%eth0",
                     "fd00::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"):

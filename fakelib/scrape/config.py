@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakelib import __version__
-from fakelib.fetch import FetchSettings, is_http
+from fakelib.fetch import is_http
 from fakelib.images import MAX_PIXELS
+from fakelib.politeness import FetchSettings
 
 
 MODES = ("endpoint", "list", "page")

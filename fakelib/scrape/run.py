@@ -11,7 +11,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from fakelib.dedup import HashIndex
-from fakelib.fetch import FetchContext, is_http
+from fakelib.fetch import is_http
+from fakelib.politeness import FetchContext
 from fakelib.scrape.config import ScrapeConfig, fetch_settings
 from fakelib.scrape.manifest import (MANIFEST_NAME, Manifest, _folder_lock, build_index, done_urls, read_manifest,
                                      remove_temporaries)

@@ -13,7 +13,8 @@ from bs4 import BeautifulSoup
 from tqdm.auto import tqdm
 
 from fakelib.dedup import HashIndex
-from fakelib.fetch import FetchContext, fetch, new_session, short_error
+from fakelib.fetch import fetch, new_session, short_error
+from fakelib.politeness import FetchContext
 from fakelib.scrape.config import ScrapeConfig
 from fakelib.scrape.judge import judge_and_save
 from fakelib.scrape.manifest import Attempt, Manifest

@@ -10,7 +10,8 @@ from urllib.parse import urljoin
 
 from bs4 import BeautifulSoup
 
-from fakelib.fetch import NOAI_DIRECTIVES, FetchContext, is_http
+from fakelib.fetch import NOAI_DIRECTIVES, is_http
+from fakelib.politeness import FetchContext
 from fakelib.scrape.config import ScrapeConfig
 
 
