@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import threading
@@ -16,6 +17,7 @@ import numpy as np
 import scipy.fftpack  # noqa: F401  imagehash.phash imports it on first use: 0.7 s that would stall a running scrape
 from PIL import Image
 
+from fakelib.atomic import write_text
 from fakelib.images import MAX_PIXELS, ImageError, is_image_path, open_image, sha256_bytes
 
 DUPLICATES_FOLDER = "_duplicates"
@@ -243,14 +245,11 @@ def write_csv(rows: Iterable[dict], path: Path) -> None:
 
     File names that are not UTF-8 are written with `\\x..` escapes (`display_name`).
     """
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows({**row, "file": display_name(row["file"])} for row in rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows({**row, "file": display_name(row["file"])} for row in rows)
+    write_text(path, buffer.getvalue(), durable=True)
 
 
 def display_name(name: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fakelib import atomic
 from fakelib import fetch as fetch_module
 from fakelib import scrape as scrape_module
 from fakelib.__main__ import main
@@ -357,7 +358,7 @@ def test_leftover_temporaries_are_removed_and_writes_are_whole(tmp_path):
     (tmp_path / ".abc.png.1234.part").write_bytes(b"half an image")
     scrape(fast_config("http://127.0.0.1:9/", tmp_path, mode="endpoint", max_attempts=1, retries=0))
     assert not list(tmp_path.glob(".*.part"))
-    scrape_module.write_atomic(tmp_path / "x.png", b"whole")
+    atomic.write_bytes(tmp_path / "x.png", b"whole")
     assert (tmp_path / "x.png").read_bytes() == b"whole" and not list(tmp_path.glob(".*.part"))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fakelib.atomic import TEMPORARY_SUFFIX, temporary_target, write_bytes, write_text
 from fakelib.images import encode_jpeg
 from fakelib.demo.artifacts import render_face
 
@@ -62,12 +63,6 @@ def assign_splits(count: int, seed: int, label: str) -> list[str]:
     return [str(name) for name in names[np.argsort(order)]]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def _png(mask: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(mask, mode="L").save(buffer, format="PNG")
@@ -81,11 +76,11 @@ def _write_one(job: _Job) -> dict[str, object]:
     stem = image_name(job.label, job.index)
     out_dir = Path(job.out_dir)
     relpath = f"{job.label}/{stem}.jpg"
-    _write_atomic(out_dir / relpath, encode_jpeg(image, job.jpeg_quality))
+    write_bytes(out_dir / relpath, encode_jpeg(image, job.jpeg_quality))
     mask_relpath, mask_fraction = "", 0.0
     if mask is not None:
         mask_relpath = f"masks/{stem}.png"
-        _write_atomic(out_dir / mask_relpath, _png(mask))
+        write_bytes(out_dir / mask_relpath, _png(mask))
         mask_fraction = float(np.count_nonzero(mask)) / mask.size
     return {"relpath": relpath, "label": job.label, "split": job.split, "artifacts": ";".join(kinds),
             "mask_relpath": mask_relpath, "seed": job.seed, "index": job.index, "strength": job.strength,
@@ -160,29 +155,28 @@ def _claim(out_dir: Path, planned: set[str], force: bool) -> set[str]:
 
 
 def _write_marker(out_dir: Path, written: set[str]) -> None:
-    _write_atomic(out_dir / MARKER, json.dumps({"written": sorted(written)}, indent=0).encode())
+    write_bytes(out_dir / MARKER, json.dumps({"written": sorted(written)}, indent=0).encode())
 
 
 def _remove_stale(out_dir: Path, before: set[str], planned: set[str]) -> int:
     """Delete files an earlier run of this generator wrote and this one did not (and temporaries of a killed run)."""
-    removed = 0
-    for relpath in before | planned:
-        path = out_dir / relpath
-        stale = [path.with_name(f".{path.name}.tmp")] + ([path] if relpath not in planned else [])
-        for candidate in stale:
-            if candidate.is_file() and not candidate.is_symlink():
-                candidate.unlink()
-                removed += 1
-    return removed
+    ours = before | planned
+    stale = [out_dir / relpath for relpath in before - planned]
+    for folder in {(out_dir / relpath).parent for relpath in ours}:
+        leftovers = [(path, temporary_target(path)) for path in folder.glob(f".*{TEMPORARY_SUFFIX}")]
+        stale += [path for path, target in leftovers if target and target.relative_to(out_dir).as_posix() in ours]
+    stale = [path for path in stale if path.is_file() and not path.is_symlink()]
+    for path in stale:
+        path.unlink()
+    return len(stale)
 
 
 def _write_manifest(out_dir: Path, rows: list[dict[str, object]]) -> None:
-    temporary = out_dir / ".manifest.csv.tmp"
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, out_dir / MANIFEST)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out_dir / MANIFEST, buffer.getvalue())
 
 
 def validate(count: int, size: int, seed: int, strength: float, workers: int, jpeg_quality: int) -> None:

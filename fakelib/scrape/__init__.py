@@ -18,7 +18,7 @@ The scraper's modules:
 from fakelib.scrape.config import DEFAULT_USER_AGENT, FORMATS, MODES, ScrapeConfig, fetch_settings
 from fakelib.scrape.manifest import (BROKEN_FOLDER, FINAL_STATUSES, MANIFEST_FIELDS, MANIFEST_NAME, TEMPORARY_SUFFIX,
                                      Attempt, Manifest, build_index, done_urls, read_manifest, remove_temporaries)
-from fakelib.scrape.judge import decode, encode, judge_and_save, write_atomic
+from fakelib.scrape.judge import decode, encode, judge_and_save
 from fakelib.scrape.sources import extract_image_urls, page_noai, read_url_list
 from fakelib.scrape.scheduler import NOT_FAILURES
 from fakelib.scrape.run import PARAMS_NAME, scrape, write_params

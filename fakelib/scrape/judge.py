@@ -4,18 +4,16 @@ atomically under the SHA-256 of its bytes."""
 from __future__ import annotations
 
 import io
-import os
-import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from fakelib.atomic import write_bytes
 from fakelib.dedup import phash_hex
 from fakelib.fetch import Body
 from fakelib.images import ImageError, fit_square, open_image, sha256_bytes
 from fakelib.scrape.config import ScrapeConfig
-from fakelib.scrape.manifest import TEMPORARY_SUFFIX, Attempt
+from fakelib.scrape.manifest import Attempt
 
 if TYPE_CHECKING:
     from fakelib.scrape.scheduler import _Context  # the scheduler calls judge_and_save
@@ -47,7 +45,7 @@ def judge_and_save(body: Body, attempt: Attempt, context: _Context) -> None:
         return
     name = attempt.sha256 + extension
     try:
-        write_atomic(config.output_dir / name, data)
+        write_bytes(config.output_dir / name, data)
     except OSError as error:
         context.index.release(attempt.sha256)
         attempt.fail("write_error", f"cannot write {name}: {error.strerror or error}")
@@ -82,24 +80,3 @@ def encode(data: bytes, image: Image.Image, source_format: str, config: ScrapeCo
     options = {"quality": config.jpeg_quality} if name in ("jpeg", "webp") else {}
     image.save(buffer, format=pillow_format, **options)
     return buffer.getvalue(), extension, image
-
-
-def write_atomic(path: Path, data: bytes, durable: bool = False) -> None:
-    """Write `data` to a hidden temporary file beside `path`, then rename it to `path`.
-
-    A reader, or a rerun after the process is killed, sees either no file or the whole file; leftover
-    temporaries are hidden and removed by the next run. `durable` also survives a power loss by an fsync before
-    the rename; the scraper does without (6 ms per file here, more than the rest of its work on an image) and
-    instead quarantines at start-up any file whose bytes no longer match the SHA-256 in its name.
-    """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
-    try:
-        with temporary.open("xb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fakelib.atomic import TEMPORARY_SUFFIX
 from fakelib.dedup import HashIndex, free_name, load_manifest_hashes, scan_folder
 
 
 MANIFEST_NAME = "manifest.csv"
-TEMPORARY_SUFFIX = ".part"
 BROKEN_FOLDER = "_broken"
 SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 MANIFEST_FIELDS = ("time", "url", "status", "http_status", "message", "sha256", "phash", "width", "height",

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from fakelib.atomic import write_json
+
 
 BEST_FILES = ("model.keras", "metrics.json", "params.yaml", "history.csv", "curves.png", "confusion_matrix.png",
               "roc_pr.png")
@@ -67,10 +69,8 @@ def _timestamp(seconds: float) -> str:
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    """Atomic JSON write (temporary file, then rename)."""
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(temporary, path)
+    """Atomic JSON write; values JSON does not know (paths, say) as text."""
+    write_json(path, payload, default=str)
 
 
 # ------------------------------------------------------------------------------------------- locks

@@ -6,11 +6,11 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fakelib.atomic import write_text
 from fakelib.config import KEY_SECTIONS, ConfigError, ExperimentConfig
 from fakelib.report import PARAMETER_KEYS
 from fakelib.sweep.common import Record, locked
@@ -107,12 +107,7 @@ class ResultsTable:
         writer = csv.DictWriter(buffer, fieldnames=self.columns(), restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows.values())
-        temporary = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        with temporary.open("w", newline="") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        write_text(self.path, buffer.getvalue(), durable=True)
 
 
 def make_row(config: ExperimentConfig, record: Mapping[str, Any]) -> Record:
