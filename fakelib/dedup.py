@@ -18,6 +18,7 @@ import scipy.fftpack  # noqa: F401  imagehash.phash imports it on first use: 0.7
 from PIL import Image
 
 from fakelib.atomic import write_text
+from fakelib.checks import check_integer
 from fakelib.images import MAX_PIXELS, ImageError, is_image_path, open_image, sha256_bytes
 
 DUPLICATES_FOLDER = "_duplicates"
@@ -74,8 +75,7 @@ class HashIndex:
     """
 
     def __init__(self, threshold: int):
-        if not 0 <= threshold <= PHASH_BITS:
-            raise ValueError(f"phash threshold must be an integer in 0..{PHASH_BITS}, got {threshold!r}")
+        check_integer("threshold", threshold, 0, PHASH_BITS)
         self.threshold = threshold
         self._lock = threading.Lock()
         self._exact: set[str] = set()
@@ -340,12 +340,12 @@ def _skipped_rows(records: Iterable[ImageRecord]) -> list[dict]:
 def _check_csv_target(path: Path) -> None:
     """Refuse to overwrite a file at the CSV path that dedup did not write."""
     if path.is_dir():
-        raise IsADirectoryError(f"--csv is a folder: {path}")
+        raise IsADirectoryError(f"csv_path is a folder: {path}")
     if path.exists():
         with path.open("rb") as handle:
             header = handle.readline(4096).decode("utf-8", "replace").strip()
         if header not in OUR_HEADERS:
-            raise ValueError(f"{path} was not written by dedup; choose another CSV path (csv_path, --csv)")
+            raise ValueError(f"{path} was not written by dedup; choose another csv_path")
 
 
 def _apply_moves(directory: Path, rows: list[dict], csv_file: Path) -> int:

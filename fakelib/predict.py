@@ -185,11 +185,11 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
     A real group's figure is the share kept as real, a fake group's the share caught. Each fake group also gets
     its ROC-AUC against all the folder's reals; with `common`, the same after `common_format` of every file.
     """
-    from fakelib.data import LABELS, _evaluation_files
+    from fakelib.layout import LABELS, dataset_files
     from fakelib.metrics import binary_metrics
 
     root = Path(data_dir)
-    files = _evaluation_files(root)
+    files = dataset_files(root, require_both=False)
     relpaths = [relpath for relpath, _ in files]
     labels = np.array([label for _, label in files])
     groups = np.array([group_of(relpath) for relpath in relpaths])

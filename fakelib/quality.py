@@ -30,10 +30,11 @@ from sklearn.metrics import roc_auc_score
 
 from fakelib import explain
 from fakelib import images as imagelib
+from fakelib.checks import check_number
+from fakelib.layout import LABELS, dataset_files
 from fakelib.models import input_size
 
 FILLS = ("blur", "mean")
-LABELS = {"real": 0, "fake": 1}
 # Below this mean drop, random deletion changed nothing measurable and the ratio would be noise over noise.
 MIN_RANDOM_DROP = 1e-3
 
@@ -77,13 +78,10 @@ def _manifest_rows(root: Path) -> list[dict]:
         if rows:
             return rows
     rows = []
-    folders = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
-    for label in LABELS:
-        for path in sorted(folders[label].rglob("*")) if label in folders else []:
-            if path.is_file() and imagelib.is_image_path(path):
-                mask = root / "masks" / f"{path.stem}.png"
-                rows.append({"relpath": path.relative_to(root).as_posix(), "label": label, "split": "",
-                             "mask_relpath": mask.relative_to(root).as_posix() if mask.is_file() else ""})
+    for relpath, label in dataset_files(root, require_both=False):
+        mask = root / "masks" / f"{Path(relpath).stem}.png"
+        rows.append({"relpath": relpath, "label": "fake" if label == LABELS["fake"] else "real", "split": "",
+                     "mask_relpath": mask.relative_to(root).as_posix() if mask.is_file() else ""})
     return rows
 
 
@@ -212,8 +210,7 @@ def deletion_test(model: keras.Model, images: np.ndarray, heatmaps: np.ndarray, 
         zero or negative drop says nothing (scattered filled pixels can even raise p_fake, as they look like
         artifacts), while gain and win rate stay defined.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be between 0 and 1 (exclusive), got {fraction}")
+    check_number("fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
     fills = np.stack([fill_image(image, fill) for image in images])
     top, random = deletion_masks(heatmaps, fraction, np.random.default_rng(seed))
     drop_top = probabilities - explain.predict_probabilities(model, delete_pixels(images, top, fills))

@@ -210,8 +210,8 @@ def test_a_failed_run_leaves_no_manifest(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("arguments, name, allowed", [
     ({"count": 1}, "count", ">= 2"), ({"size": 31}, "size", "32..1024"), ({"size": 1025}, "size", "32..1024"),
-    ({"strength": -0.1}, "strength", "0.0..1.0"), ({"strength": 1.5}, "strength", "0.0..1.0"),
-    ({"strength": math.nan}, "strength", "0.0..1.0"), ({"seed": -1}, "seed", ">= 0"),
+    ({"strength": -0.1}, "strength", "[0.0, 1.0]"), ({"strength": 1.5}, "strength", "[0.0, 1.0]"),
+    ({"strength": math.nan}, "strength", "[0.0, 1.0]"), ({"seed": -1}, "seed", ">= 0"),
     ({"workers": -2}, "workers", ">= 0"), ({"jpeg_quality": 0}, "jpeg_quality", "1..95"),
 ])
 def test_invalid_arguments_name_the_argument_and_range(tmp_path, arguments, name, allowed):
@@ -235,4 +235,4 @@ def test_cli_prints_one_json_line(tmp_path, capsys):
 def test_cli_rejects_bad_size_in_one_line(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--size", "8"]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("fakelib demo: error: size must be 32..1024") and "\n" not in error
+    assert error.startswith("fakelib demo: error: size = 8 is not allowed; expected an integer 32..1024") and "\n" not in error

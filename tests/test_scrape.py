@@ -307,14 +307,16 @@ def test_stop_event_and_max_attempts(tmp_path):
 
 
 @pytest.mark.parametrize(("overrides", "fragment"), [
-    ({"mode": "crawl"}, "mode must be one of endpoint, list, page"),
-    ({"count": 0}, "count must be an integer >= 1"),
-    ({"workers": 100}, "workers must be an integer 1..64"),
-    ({"rate": -1.0}, "rate must be a number >= 0"),
-    ({"phash_threshold": 65}, "phash_threshold must be an integer 0..64"),
-    ({"image_format": "gif"}, "image_format must be one of jpeg, png, webp, None"),
-    ({"timeout": 0}, "timeout must be a number > 0"),
-    ({"mode": "endpoint", "source": "ftp://example.org/x"}, "source must be an http(s) URL"),
+    ({"mode": "crawl"}, "mode = 'crawl' is not allowed; expected one of endpoint, list, page"),
+    ({"count": 0}, "count = 0 is not allowed; expected an integer >= 1"),
+    ({"workers": 100}, "workers = 100 is not allowed; expected an integer 1..64"),
+    ({"rate": -1.0}, "rate = -1.0 is not allowed; expected a number >= 0"),
+    ({"phash_threshold": 65}, "phash_threshold = 65 is not allowed; expected an integer 0..64"),
+    ({"image_format": "gif"}, "image_format = 'gif' is not allowed; expected one of jpeg, png, webp, None"),
+    ({"timeout": 0}, "timeout = 0 is not allowed; expected a number > 0"),
+    ({"mode": "endpoint", "source": "ftp://example.org/x"}, "source = 'ftp://example.org/x' is not allowed; "
+                                                            "expected an http(s) URL"),
+    ({"selector": " "}, "selector = ' ' is not allowed; expected a non-empty text"),
 ])
 def test_config_validation_names_the_key(tmp_path, overrides, fragment):
     settings = {"source": "urls.txt", **overrides}
@@ -338,7 +340,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                  "http://127.0.0.1:9/"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors[0].startswith("fakelib scrape: error: no such URL list")
-    assert errors[1] == "fakelib scrape: error: workers must be an integer 1..64; got 0"
+    assert errors[1] == "fakelib scrape: error: workers = 0 is not allowed; expected an integer 1..64"
 
 
 def test_cli_exit_status_after_a_failure_streak(tmp_path, capsys):

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from fakelib.atomic import TEMPORARY_SUFFIX, temporary_target, write_bytes, write_text
+from fakelib.checks import check_integer, check_number
 from fakelib.images import encode_jpeg
 from fakelib.demo.artifacts import render_face
 
@@ -129,7 +130,7 @@ def _written_before(out_dir: Path, force: bool) -> set[str]:
             raise ValueError(f"{marker} is damaged; remove it only if every file in {out_dir} is a demo file") from None
     if not force and out_dir.is_dir() and any(out_dir.iterdir()):
         raise ValueError(f"{out_dir} is not empty and was not written by fakelib demo; choose an empty or new "
-                         "folder, or force (--force) to add the demo beside its files")
+                         "folder, or set force to add the demo beside its files")
     return set()
 
 
@@ -186,9 +187,10 @@ def validate(count: int, size: int, seed: int, strength: float, workers: int, jp
         ("strength", strength, 0.0, 1.0), ("workers", workers, 0, None), ("jpeg_quality", jpeg_quality, 1, 95),
     )
     for name, value, low, high in checks:
-        if not (low <= value and (high is None or value <= high)):  # also rejects NaN
-            allowed = f"{low}..{high}" if high is not None else f">= {low}"
-            raise ValueError(f"{name} must be {allowed}, got {value}")
+        if name == "strength":
+            check_number(name, value, low, high)
+        else:
+            check_integer(name, value, low, high)
 
 
 def generate(out_dir: str | Path, count: int = 2000, size: int = 128, seed: int = 0, strength: float = 1.0,

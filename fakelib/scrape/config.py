@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakelib import __version__
+from fakelib.checks import check_choice, check_integer, check_number, not_allowed
 from fakelib.fetch import is_http
 from fakelib.images import MAX_PIXELS
 from fakelib.politeness import FetchSettings
@@ -77,42 +78,24 @@ class ScrapeConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
-        _check_choice("mode", self.mode, MODES)
-        _check_choice("image_format", self.image_format, (*FORMATS, None))
+        check_choice("mode", self.mode, MODES)
+        check_choice("image_format", self.image_format, (*FORMATS, None))
         for key, low, high in (("count", 1, None), ("workers", 1, 64), ("max_bytes", 1, None), ("min_size", 1, None),
                                ("max_pixels", 1, None), ("phash_threshold", 0, 64), ("retries", 0, 20),
                                ("max_consecutive_failures", 1, None), ("jpeg_quality", 1, 100)):
-            _check_integer(key, getattr(self, key), low, high)
+            check_integer(key, getattr(self, key), low, high)
         for key in ("resize", "max_attempts"):
             if getattr(self, key) is not None:
-                _check_integer(key, getattr(self, key), 1, None)
+                check_integer(key, getattr(self, key), 1)
         for key, positive in (("rate", False), ("timeout", True), ("backoff", False), ("max_retry_after", False)):
-            _check_number(key, getattr(self, key), positive)
+            check_number(key, getattr(self, key), 0, low_open=positive)
         if not self.source.strip():
-            raise ValueError("source must be a URL or a file of URLs, got ''")
+            raise not_allowed("source", self.source, "a URL or a file of URLs")
         if self.mode == "endpoint" and not is_http(self.source):
-            raise ValueError(f"source must be an http(s) URL in endpoint mode, got {self.source!r}")
-        if not self.user_agent.strip() or not self.selector.strip() or not self.attribute.strip():
-            raise ValueError("user_agent, selector and attribute must not be empty")
-
-
-def _check_choice(key: str, value: object, allowed: tuple) -> None:
-    if value not in allowed:
-        names = ", ".join("None" if choice is None else str(choice) for choice in allowed)
-        raise ValueError(f"{key} must be one of {names}; got {value!r}")
-
-
-def _check_integer(key: str, value: object, low: int, high: int | None) -> None:
-    is_integer = isinstance(value, int) and not isinstance(value, bool)
-    if not is_integer or value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{key} must be an integer {allowed}; got {value!r}")
-
-
-def _check_number(key: str, value: object, positive: bool) -> None:
-    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-    if not valid or (value <= 0 if positive else value < 0):
-        raise ValueError(f"{key} must be a number {'> 0' if positive else '>= 0'}; got {value!r}")
+            raise not_allowed("source", self.source, "an http(s) URL in endpoint mode")
+        for key in ("user_agent", "selector", "attribute"):
+            if not getattr(self, key).strip():
+                raise not_allowed(key, getattr(self, key), "a non-empty text")
 
 
 def fetch_settings(config: ScrapeConfig) -> FetchSettings:

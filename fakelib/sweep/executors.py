@@ -23,7 +23,7 @@ Runner = Callable[["Job"], Record]
 
 
 class LocalExecutor:
-    """Runs jobs one after another in this process (the `--workers 1` path; no cluster to start)."""
+    """Runs jobs one after another in this process (`workers=1`; no cluster to start)."""
 
     slots = 1
 
@@ -41,7 +41,7 @@ class LocalExecutor:
 class DaskExecutor:
     """Runs jobs on a Dask cluster, local or remote, keeping at most one job per worker thread in flight.
 
-    Submitting lazily (a new job as each one finishes) keeps `running` rows honest and lets `--max-failures`
+    Submitting lazily (a new job as each one finishes) keeps `running` rows honest and lets `max_failures`
     stop the sweep without cancelling anything already started.
     """
 

@@ -187,7 +187,7 @@ def _finalize(plan: SweepPlan, outcome: SweepOutcome | None, report: bool, expla
     best = select_best(plan.table, ids, metric)
     best_dir = plan.reports_dir / "best"
     publish_best(plan.experiments_dir / best["experiment_id"] if best else None, best_dir)
-    explain = {"status": "skipped", "error": "no finished experiment" if best is None else "--no-report"}
+    explain = {"status": "skipped", "error": "no finished experiment" if best is None else "no report asked for"}
     if report and best is not None:
         explain = run_explain(best, best_dir, plan.reports_dir / "explain", explain_overrides)
     rows = [plan.table.get(experiment_id) or {} for experiment_id in ids]

@@ -79,14 +79,14 @@ def _recover(table: ResultsTable, config: ExperimentConfig, experiment_dir: Path
 
 
 def _match_only(only: Sequence[str], experiments: Sequence[ExperimentConfig]) -> set[str]:
-    """Experiment ids named by `--only` (a unique prefix is enough)."""
+    """Experiment ids named by `only` (a unique prefix is enough)."""
     ids = [config.experiment_id for config in experiments]
     chosen = set()
     for wanted in only:
         matches = [experiment_id for experiment_id in ids if experiment_id.startswith(wanted)]
         if len(matches) != 1:
             problem = "matches no experiment" if not matches else f"is ambiguous ({', '.join(matches)})"
-            raise ConfigError(f"--only {wanted} {problem}; this sweep's ids: {', '.join(ids)}")
+            raise ConfigError(f"only: {wanted!r} {problem}; this sweep's ids: {', '.join(ids)}")
         chosen.add(matches[0])
     return chosen
 
@@ -107,7 +107,7 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
         max_experiments: refuse a sweep with more combinations than this.
 
     Raises:
-        ConfigError: invalid params, a key the notebook lacks, an unknown `--only` id, or a sweep larger than
+        ConfigError: invalid params, a key the notebook lacks, an unknown `only` id, or a sweep larger than
             `max_experiments` (one line).
         FileNotFoundError: no params file.
     """
