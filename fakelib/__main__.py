@@ -1,7 +1,9 @@
 """The `python -m fakelib` command line: one sub-command per job, heavy imports deferred until a command runs.
 
-Each command's arguments are declared here; its work lives in `fakelib.<module>.run_cli(args) -> int`,
-imported only when that command runs, so `python -m fakelib --help` answers without loading TensorFlow.
+Each command's arguments are declared here, and so is the mapping of its flags onto the typed library function that
+does the work (`argparse.Namespace` stops here). Library modules are imported only when their command runs, so
+`python -m fakelib --help` answers without loading TensorFlow. (train, calibrate and serve still take the parsed
+arguments: `fakelib.<module>.run_cli(args)`.)
 """
 
 from __future__ import annotations
@@ -82,7 +84,15 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("data_dir", help="folder with real/ and fake/")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels")
     parser.add_argument("--params", default=None, help="params.yaml for split ratios and equalization (default: repo's)")
-    parser.set_defaults(target="fakelib.data:run_cli")
+    parser.set_defaults(run=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    """Build (or reuse) the prepared cache and print the data report as JSON."""
+    from fakelib.data import prepare_report
+
+    print(json.dumps(prepare_report(args.data_dir, args.size, args.params)))
+    return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +111,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                         help="decision threshold (default: the one chosen on validation, saved beside the model, else 0.5)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("data_dirs", nargs="+", metavar="DATA_DIR")
-    parser.set_defaults(target="fakelib.predict:run_evaluate_cli")
+    parser.set_defaults(run=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from fakelib.predict import print_evaluations
+
+    return print_evaluations(args.data_dirs, args.model, args.threshold, args.batch_size)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -109,7 +125,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default as in evaluate)")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.set_defaults(target="fakelib.predict:run_predict_cli")
+    parser.set_defaults(run=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from fakelib.predict import print_predictions
+
+    return print_predictions(args.images, args.model, args.threshold)
 
 
 def _add_scrape(sub: argparse._SubParsersAction) -> None:
@@ -166,14 +188,29 @@ def _add_dedup(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=int, default=6, help="perceptual-hash Hamming distance for near duplicates")
     parser.add_argument("--apply", action="store_true", help="move duplicates to DIR/_duplicates/ (never deletes)")
     parser.add_argument("--csv", default=None, help="where to write the groups (default: DIR/duplicates.csv)")
-    parser.set_defaults(target="fakelib.dedup:run_cli")
+    parser.set_defaults(run=_dedup)
+
+
+def _dedup(args: argparse.Namespace) -> int:
+    """Print the summary of `dedup_folder` as JSON."""
+    from fakelib.dedup import dedup_folder
+
+    print(json.dumps(dedup_folder(args.directory, threshold=args.threshold, apply=args.apply, csv_path=args.csv),
+                     indent=2))
+    return 0
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("audit", help="dataset bias audit: can metadata alone tell real from fake?")
     parser.add_argument("data_dir", metavar="DATA_DIR")
     parser.add_argument("--out", default=None, help="folder for audit.json and audit.png (default: reports/audit/<name>)")
-    parser.set_defaults(target="fakelib.audit:run_cli")
+    parser.set_defaults(run=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from fakelib.audit import print_audit
+
+    return print_audit(args.data_dir, args.out)
 
 
 def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
@@ -186,7 +223,17 @@ def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="manifest split to score when present ('' = all images)")
     parser.add_argument("--seed", type=int, default=0, help="random pixels, image choice and randomized weights")
     parser.add_argument("data_dir", metavar="DATA_DIR", help="dataset with fake/, masks/ (and manifest.csv)")
-    parser.set_defaults(target="fakelib.quality:run_cli")
+    parser.set_defaults(run=_explain_quality)
+
+
+def _explain_quality(args: argparse.Namespace) -> int:
+    """Print the quality figures as JSON."""
+    from fakelib.quality import quality_report
+
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    print(json.dumps(quality_report(args.data_dir, args.model, methods, limit=args.limit, fraction=args.fraction,
+                                    fill=args.fill, split=args.split, seed=args.seed), indent=2))
+    return 0
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -204,7 +251,17 @@ def _add_pretrained(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--params", default=None, help="params file whose base is trained (default: the repo's)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "pretrained"),
                         help="folder to write (default: the package's pretrained/ folder)")
-    parser.set_defaults(target="fakelib.pretrained:run_cli")
+    parser.set_defaults(run=_pretrained)
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    """Train (or take a finished run) and package the pretrained model; print its facts as JSON."""
+    from fakelib.pretrained import build_pretrained
+
+    if not args.data and not args.from_run:
+        raise CliError("give --data FOLDER [MORE ...] to train, or --from-run RUN_DIR to package a run")
+    print(json.dumps(build_pretrained(args.out, args.data or (), args.from_run, args.shift, args.params)))
+    return 0
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

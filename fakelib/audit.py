@@ -349,10 +349,11 @@ def plot_audit(report: dict[str, Any], frame: pd.DataFrame, path: str | Path) ->
     plt.close(figure)
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib audit DATA_DIR [--out DIR]`: print the summary and warning, write JSON and figure."""
-    data_dir = Path(args.data_dir)
-    out_dir = Path(args.out) if args.out else paths.REPORTS / "audit" / data_dir.resolve().name
+def print_audit(data_dir: str | Path, out_dir: str | Path | None = None) -> int:
+    """Audit `data_dir`, write audit.json and the figure into `out_dir` (default `reports/audit/<folder name>`), and
+    print the summary and warning. Returns the exit status, 0."""
+    data_dir = Path(data_dir)
+    out_dir = Path(out_dir) if out_dir else paths.REPORTS / "audit" / data_dir.resolve().name
     report = audit_dataset(data_dir, out_dir)
     for name, summary in report["per_class"].items():
         quality = summary["jpeg_quality"]

@@ -420,14 +420,13 @@ def _color_jitter(images, key, strength: float):
     return gray + (images - gray) * saturation
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib prepare`: build (or reuse) the cache and print the data report as JSON."""
+def prepare_report(data_dir: str | Path, image_size: int, params_path: str | Path | None = None) -> dict:
+    """Build (or reuse) the cache of `data_dir` with params.yaml's data settings; the data report (first 20 skips)."""
     from fakelib.config import load_params
 
-    params = load_params(args.params)
-    config = DataConfig(**{**params.base.to_sections()["data"], "data_dir": str(Path(args.data_dir).resolve()),
-                           "image_size": args.size})
+    params = load_params(params_path)
+    config = DataConfig(**{**params.base.to_sections()["data"], "data_dir": str(Path(data_dir).resolve()),
+                           "image_size": image_size})
     prepared = load_dataset(config)
-    print(json.dumps({key: value for key, value in prepared.report.items() if key != "skipped"}
-                     | {"skipped": prepared.report["skipped"][:20], "cache": str(prepared.cache_dir)}))
-    return 0
+    return ({key: value for key, value in prepared.report.items() if key != "skipped"}
+            | {"skipped": prepared.report["skipped"][:20], "cache": str(prepared.cache_dir)})

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import json
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -436,10 +434,3 @@ def dedup_folder(directory: str | Path, threshold: int = 6, apply: bool = False,
         "moved": moved, "applied": apply, "unreadable": len(unreadable),
         "unreadable_files": unreadable[:20], "csv": str(csv_file),
     }
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """`python -m fakelib dedup`: print the summary of `dedup_folder` as JSON."""
-    summary = dedup_folder(args.directory, threshold=args.threshold, apply=args.apply, csv_path=args.csv)
-    print(json.dumps(summary, indent=2))
-    return 0

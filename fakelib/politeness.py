@@ -1,5 +1,5 @@
 """Politeness shared by every worker of a run: one rate limit, per-origin Crawl-delay pacing, robots.txt read
-once per origin, and the run's `FetchSettings` and `FetchContext` that bundles them with the run's settings and stop event."""
+once per origin; the run's `FetchSettings`, and the `FetchContext` that bundles them all with the stop event."""
 
 from __future__ import annotations
 

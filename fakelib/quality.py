@@ -15,9 +15,7 @@ listed in `manifest.csv`), per CAM method and conv layer:
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 
 from fakelib import explain
 from fakelib import images as imagelib
-from fakelib.checks import check_number
+from fakelib.checks import check_integer, check_number
 from fakelib.layout import LABELS, dataset_files
 from fakelib.models import input_size
 
@@ -349,17 +347,14 @@ def evaluate_folder(model: keras.Model, data_dir: str | Path, methods: Sequence[
     return json_ready({"data_dir": str(data_dir), "split": split, **report, "errors": sample.errors})
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """`python -m fakelib explain-quality --model PATH DATA_DIR`: print the quality figures as JSON."""
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    if args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+def quality_report(data_dir: str | Path, model_path: str | Path | None = None, methods: Sequence[str] = ("gradcam",),
+                   limit: int = 64, fraction: float = 0.1, fill: str = "blur", split: str | None = "test",
+                   seed: int = 0) -> dict:
+    """The quality figures of a saved model (default: `fakelib.pretrained.default_model`) on `data_dir`, JSON-ready."""
+    check_integer("limit", limit, 1)
     from fakelib.predict import Predictor
 
-    predictor = Predictor.from_path(args.model)
-    report = evaluate_folder(predictor.model, args.data_dir, methods, limit=args.limit,
-                             fraction=getattr(args, "fraction", 0.1), fill=getattr(args, "fill", "blur"),
-                             seed=getattr(args, "seed", 0), split=getattr(args, "split", "test") or None,
-                             equalize_quality=predictor.equalize_quality)
-    print(json.dumps({"model": str(predictor.model_path), **report}, indent=2))
-    return 0
+    predictor = Predictor.from_path(model_path)
+    report = evaluate_folder(predictor.model, data_dir, list(methods), limit=limit, fraction=fraction, fill=fill,
+                             seed=seed, split=split or None, equalize_quality=predictor.equalize_quality)
+    return {"model": str(predictor.model_path), **report}
