@@ -116,3 +116,11 @@ def explain_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.fit(images.astype("float32"), labels, epochs=8, batch_size=32, shuffle=False, verbose=0)
     model.save(folder / "model.keras")
     return folder
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs `explain_demo_dir` (an 8-epoch training, directly or through another fixture) is slow,
+    so `make test-fast` (`-m "not slow and not notebook"`) never trains it."""
+    for item in items:
+        if "explain_demo_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
