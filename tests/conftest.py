@@ -26,16 +26,13 @@ def execute_notebook(name: str, parameters: dict, output: Path | None = None):
     `pytest --nbval-lax` afterwards, with the tiny parameters papermill injected.
     """
     import nbformat
-    import papermill
 
     from fakelib import paths
-    from fakelib.sweep import KERNEL_ARGUMENTS  # the tracker's kernel options: its notebooks run as the tests run them
+    from fakelib.sweep import execute_notebook as run  # the tracker's one papermill call: notebooks run as it runs them
 
     output = output or executed_dir() / name
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(paths.NOTEBOOKS / name), str(output), parameters=parameters,
-                               kernel_name="python3", progress_bar=False, cwd=str(paths.ROOT),
-                               extra_arguments=KERNEL_ARGUMENTS)
+    run(paths.NOTEBOOKS / name, output, parameters)
     return nbformat.read(str(output), as_version=4)
 
 
