@@ -264,6 +264,11 @@ class TrainConfig(_Section):
         _check_range("train.threads", self.threads, 0, 256)
 
 
+def model_defaults() -> dict[str, Any]:
+    """{key: default} of the model section but the architecture's name: what `create_model` fills in."""
+    return {item.name: _plain(item.default) for item in dataclasses.fields(ModelConfig) if item.name != "model"}
+
+
 SECTION_CLASSES: dict[str, type[_Section]] = {
     "data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
 # Keys that change where or how fast a run happens but never its result: left out of the experiment id.

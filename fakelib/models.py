@@ -45,17 +45,25 @@ def list_models() -> list[str]:
 def create_model(name: str, image_size: int, **params: object) -> keras.Model:
     """Build the registered model `name` for square RGB inputs of side `image_size`.
 
-    Parameters the builder does not take are ignored, so one flat model section of params.yaml can
-    feed every architecture (the spectrum baseline has no conv filters, for example).
+    `params` are keys of the model section of params.yaml; a key not given takes its default from
+    `fakelib.config.ModelConfig`, the one source of defaults (builders have none of their own). Keys a builder
+    does not take are left out, so one model section can feed every architecture (the spectrum baseline has no
+    conv filters, for example); a key no section knows is an error, so a misspelt one cannot pass unnoticed.
 
     Raises:
-        ValueError: unknown `name` (the message lists the valid ones).
+        ValueError: unknown `name` or parameter (one line, listing the valid ones).
     """
+    from fakelib.config import ConfigError, model_defaults
+
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    defaults = model_defaults()
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown model parameter(s) {', '.join(map(repr, unknown))}; known: {', '.join(defaults)}")
     builder = _REGISTRY[name]
     accepted = inspect.signature(builder).parameters
-    used = {key: value for key, value in params.items() if key in accepted}
+    used = {key: value for key, value in {**defaults, **params}.items() if key in accepted}
     return builder(image_size=image_size, **used)
 
 
@@ -139,9 +147,8 @@ def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes:
 
 
 @register_model("cnn")
-def build_cnn(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
-              kernel_sizes: Sequence[int] | int = 3, pooling: str = "max", batch_norm: bool = True,
-              dropout: float = 0.3, dense_units: Sequence[int] = (64,), l2: float = 1e-4) -> keras.Model:
+def build_cnn(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
+              batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
     """The plain detector: conv blocks, global average pooling, a dense head, one sigmoid output."""
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(conv_filters)
@@ -153,7 +160,7 @@ def build_cnn(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
 
 
 @register_model("spectrum")
-def build_spectrum(image_size: int, l2: float = 1e-4) -> keras.Model:
+def build_spectrum(image_size: int, *, l2: float) -> keras.Model:
     """Durall et al.'s baseline: 1-D log power spectrum, standardized, then logistic regression.
 
     Standardization is a `BatchNormalization` without scale or offset (the logistic unit has both), with a
@@ -168,9 +175,8 @@ def build_spectrum(image_size: int, l2: float = 1e-4) -> keras.Model:
 
 
 @register_model("npr")
-def build_npr(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
-              kernel_sizes: Sequence[int] | int = 3, pooling: str = "max", batch_norm: bool = True,
-              dropout: float = 0.3, dense_units: Sequence[int] = (64,), l2: float = 1e-4) -> keras.Model:
+def build_npr(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
+              batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
     """The NPR-style detector: neighbouring-pixel residual -> unshuffle -> the shared conv blocks -> pooling -> head.
 
     Works best when images reach the model at their native resolution: any resampling before it (resize,
@@ -189,9 +195,8 @@ def build_npr(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
 
 
 @register_model("npr_patch")
-def build_npr_patch(image_size: int, conv_filters: Sequence[int] = (32, 64, 128),
-                    kernel_sizes: Sequence[int] | int = 3, batch_norm: bool = True, dropout: float = 0.0,
-                    l2: float = 1e-4) -> keras.Model:
+def build_npr_patch(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int,
+                    batch_norm: bool, dropout: float, l2: float) -> keras.Model:
     """Patch scores pooled into one (after LaDeDa, Cavia et al. 2024): the NPR residual, unshuffled, through a few
     convolutions without down-sampling, a 1 x 1 convolution giving every position its own logit, and the mean of
     those logits as the image's logit.

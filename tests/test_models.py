@@ -109,3 +109,15 @@ def test_no_module_imports_below_its_first_definition():
             elif isinstance(node, (ast.Import, ast.ImportFrom)) and seen_definition:
                 late.append(f"{path.name}:{node.lineno}")
     assert late == []
+
+
+def test_create_model_refuses_a_misspelt_parameter_and_fills_the_rest_from_the_config():
+    from fakelib.config import ConfigError, ModelConfig
+
+    with pytest.raises(ConfigError, match="unknown model parameter.*'dropuot'"):
+        models.create_model("cnn", 32, conv_filters=[4], dropuot=0.5)
+    model = models.create_model("cnn", 32, conv_filters=[4])  # nothing else given: ModelConfig's defaults
+    defaults = ModelConfig()
+    assert model.get_layer("dense1").units == defaults.dense_units[0]
+    assert model.get_layer("head_dropout").rate == defaults.dropout
+    assert model.get_layer("conv1").kernel_size == (defaults.kernels[0],) * 2
