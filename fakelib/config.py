@@ -196,7 +196,7 @@ class AugmentConfig(_Section):
 class ModelConfig(_Section):
     """The architecture: a registry name plus the parameters its builder takes."""
 
-    model: str = "npr"
+    model: str = "cnn"
     conv_filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     kernel_sizes: int | tuple[int, ...] = 3
     pooling: str = "max"
