@@ -118,7 +118,7 @@ def test_binary_or_broken_params_file_is_one_line(tmp_path, content):
     params = tmp_path / "params.yaml"
     params.write_bytes(content)
     result = subprocess.run([sys.executable, "run_all.py", "--params", str(params), "--reports",
-                             str(tmp_path / "r")], capture_output=True, text=True, cwd=paths.ROOT, timeout=60)
+                             str(tmp_path / "r")], capture_output=True, text=True, cwd=paths.ROOT, timeout=300)
     assert_one_line_refusal(result)
 
 
@@ -128,7 +128,7 @@ def test_unreadable_params_file_is_one_line(tmp_path):
     params.write_text("model: {}\n")
     params.chmod(0)
     result = subprocess.run([sys.executable, "run_all.py", "--params", str(params), "--reports",
-                             str(tmp_path / "r")], capture_output=True, text=True, cwd=paths.ROOT, timeout=60)
+                             str(tmp_path / "r")], capture_output=True, text=True, cwd=paths.ROOT, timeout=300)
     assert_one_line_refusal(result)
     assert "cannot read" in result.stderr
 
