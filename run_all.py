@@ -8,7 +8,7 @@
 
 Rerunning resumes: experiments already `done` with the same parameters are skipped, `failed` and `running` ones
 (left by Ctrl-C or a killed process) run again. Sweeps sharing a reports folder merge their rows into
-results.csv (under a lock) and never run the same experiment at once. The logic lives in fakelib/sweep.py.
+results.csv (under a lock) and never run the same experiment at once. The logic lives in fakelib/sweep/.
 Exit status: 0 all done, 1 some experiment or the report failed, 2 invalid params, 130 interrupted.
 """
 

@@ -1,20 +1,23 @@
 """The `python -m fakelib` command line: one sub-command per job, heavy imports deferred until a command runs.
 
-Each command's arguments are declared here; its work lives in `fakelib.<module>.run_cli(args) -> int`,
-imported only when that command runs, so `python -m fakelib --help` answers without loading TensorFlow.
+Each command's arguments are declared here, and so is the mapping of its flags onto the typed library function that
+does the work (`argparse.Namespace` stops here). Library modules are imported only when their command runs, so
+`python -m fakelib --help` answers without loading TensorFlow. (train, calibrate and serve still take the parsed
+arguments: `fakelib.<module>.run_cli(args)`.)
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # TensorFlow's native start-up lines would bury a command's one-line error (run_all.py imports it from here too).
-from fakelib.quiet import import_tensorflow_quietly  # noqa: F401
+from fakelib.quiet import import_tensorflow_quietly, quiet_tensorflow_logging
 
 # Commands that never touch TensorFlow start instantly.
 _NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit", "serve"}
@@ -64,7 +67,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality for both classes (1..95)")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty folder demo did not create (its files are never touched)")
-    parser.set_defaults(target="fakelib.demo:run_cli")
+    parser.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Generate the dataset and print the summary as one JSON line."""
+    from fakelib.demo import generate
+
+    print(json.dumps(generate(args.out, count=args.count, size=args.size, seed=args.seed, strength=args.strength,
+                              workers=args.workers, jpeg_quality=args.jpeg_quality, force=args.force)))
+    return 0
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +84,15 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("data_dir", help="folder with real/ and fake/")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels")
     parser.add_argument("--params", default=None, help="params.yaml for split ratios and equalization (default: repo's)")
-    parser.set_defaults(target="fakelib.data:run_cli")
+    parser.set_defaults(run=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    """Build (or reuse) the prepared cache and print the data report as JSON."""
+    from fakelib.data import prepare_report
+
+    print(json.dumps(prepare_report(args.data_dir, args.size, args.params)))
+    return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -91,7 +111,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                         help="decision threshold (default: the one chosen on validation, saved beside the model, else 0.5)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("data_dirs", nargs="+", metavar="DATA_DIR")
-    parser.set_defaults(target="fakelib.predict:run_evaluate_cli")
+    parser.set_defaults(run=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from fakelib.predict import print_evaluations
+
+    return print_evaluations(args.data_dirs, args.model, args.threshold, args.batch_size)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +125,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default as in evaluate)")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.set_defaults(target="fakelib.predict:run_predict_cli")
+    parser.set_defaults(run=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from fakelib.predict import print_predictions
+
+    return print_predictions(args.images, args.model, args.threshold)
 
 
 def _add_scrape(sub: argparse._SubParsersAction) -> None:
@@ -128,7 +160,26 @@ def _add_scrape(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-attempts", type=int, default=None, help="stop after this many attempts in this run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("source", help="endpoint URL, URL list file, or page URL / file of page URLs")
-    parser.set_defaults(target="fakelib.scrape:run_cli")
+    parser.set_defaults(run=_scrape)
+
+
+def _scrape(args: argparse.Namespace) -> int:
+    """Run, print the JSON summary; 0 when done, 1 after a failure streak, 130 on Ctrl-C."""
+    from fakelib.scrape import DEFAULT_USER_AGENT, ScrapeConfig, scrape
+
+    summary = scrape(ScrapeConfig(
+        source=args.source, output_dir=Path(args.out), mode=args.mode, count=args.count, workers=args.workers,
+        rate=args.rate, selector=args.selector, attribute=args.attribute, resize=args.resize,
+        image_format=args.format, timeout=args.timeout, max_bytes=args.max_bytes, min_size=args.min_size,
+        phash_threshold=args.phash_threshold, max_consecutive_failures=args.max_consecutive_failures,
+        user_agent=args.user_agent or DEFAULT_USER_AGENT, respect_robots=not args.ignore_robots,
+        allow_private=args.allow_private, max_attempts=args.max_attempts, progress=not args.no_progress,
+    ))
+    print(json.dumps(summary, indent=2))
+    if summary["stop_reason"] == "consecutive_failures":
+        print(f"fakelib scrape: {summary['message']}", file=sys.stderr)
+        return 1
+    return 130 if summary["stop_reason"] == "interrupted" else 0
 
 
 def _add_dedup(sub: argparse._SubParsersAction) -> None:
@@ -137,14 +188,29 @@ def _add_dedup(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=int, default=6, help="perceptual-hash Hamming distance for near duplicates")
     parser.add_argument("--apply", action="store_true", help="move duplicates to DIR/_duplicates/ (never deletes)")
     parser.add_argument("--csv", default=None, help="where to write the groups (default: DIR/duplicates.csv)")
-    parser.set_defaults(target="fakelib.dedup:run_cli")
+    parser.set_defaults(run=_dedup)
+
+
+def _dedup(args: argparse.Namespace) -> int:
+    """Print the summary of `dedup_folder` as JSON."""
+    from fakelib.dedup import dedup_folder
+
+    print(json.dumps(dedup_folder(args.directory, threshold=args.threshold, apply=args.apply, csv_path=args.csv),
+                     indent=2))
+    return 0
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("audit", help="dataset bias audit: can metadata alone tell real from fake?")
     parser.add_argument("data_dir", metavar="DATA_DIR")
     parser.add_argument("--out", default=None, help="folder for audit.json and audit.png (default: reports/audit/<name>)")
-    parser.set_defaults(target="fakelib.audit:run_cli")
+    parser.set_defaults(run=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from fakelib.audit import print_audit
+
+    return print_audit(args.data_dir, args.out)
 
 
 def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
@@ -157,7 +223,17 @@ def _add_explain_quality(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="manifest split to score when present ('' = all images)")
     parser.add_argument("--seed", type=int, default=0, help="random pixels, image choice and randomized weights")
     parser.add_argument("data_dir", metavar="DATA_DIR", help="dataset with fake/, masks/ (and manifest.csv)")
-    parser.set_defaults(target="fakelib.quality:run_cli")
+    parser.set_defaults(run=_explain_quality)
+
+
+def _explain_quality(args: argparse.Namespace) -> int:
+    """Print the quality figures as JSON."""
+    from fakelib.quality import quality_report
+
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    print(json.dumps(quality_report(args.data_dir, args.model, methods, limit=args.limit, fraction=args.fraction,
+                                    fill=args.fill, split=args.split, seed=args.seed), indent=2))
+    return 0
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -175,7 +251,17 @@ def _add_pretrained(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--params", default=None, help="params file whose base is trained (default: the repo's)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "pretrained"),
                         help="folder to write (default: the package's pretrained/ folder)")
-    parser.set_defaults(target="fakelib.pretrained:run_cli")
+    parser.set_defaults(run=_pretrained)
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    """Train (or take a finished run) and package the pretrained model; print its facts as JSON."""
+    from fakelib.pretrained import build_pretrained
+
+    if not args.data and not args.from_run:
+        raise CliError("give --data FOLDER [MORE ...] to train, or --from-run RUN_DIR to package a run")
+    print(json.dumps(build_pretrained(args.out, args.data or (), args.from_run, args.shift, args.params)))
+    return 0
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -240,11 +326,14 @@ def _describe(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, and turn expected errors into one line on stderr."""
     args = build_parser().parse_args(argv)
-    module_name, function_name = args.target.split(":")
+    quiet_tensorflow_logging()  # an entry point: this process and the kernels or servers it starts
     try:
         _check_overrides(getattr(args, "set", []))
         if args.command not in _NO_TENSORFLOW:
             import_tensorflow_quietly()
+        if hasattr(args, "run"):
+            return int(args.run(args) or 0)
+        module_name, function_name = args.target.split(":")
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(args) or 0)
     except (CliError, ValueError, OSError) as error:  # OSError: a path that is a file, a folder, or unreadable

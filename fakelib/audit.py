@@ -118,10 +118,10 @@ def file_metadata(path: Path) -> dict[str, Any]:
 
 def collect_metadata(data_dir: str | Path) -> pd.DataFrame:
     """One row per image under `real/` and `fake/`: relpath, label (0 real, 1 fake), class, metadata, error."""
-    from fakelib.data import LABELS, list_files  # shared discovery: same folders, suffixes and skips as training
+    from fakelib.layout import LABELS, dataset_files  # shared discovery: same folders, suffixes and skips as training
 
     root = Path(data_dir)
-    files = list_files(root)
+    files = dataset_files(root)
     with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow releases the GIL while decoding
         rows = list(pool.map(lambda item: _file_row(root, item[0]), files))
     folders = unreadable_folders(root)
@@ -150,13 +150,13 @@ def _file_row(root: Path, relpath: str) -> dict[str, Any]:
 def unreadable_folders(root: Path) -> list[tuple[str, int, str]]:
     """Folders under `real/` and `fake/` that cannot be listed, as (relpath ending in "/", label, error).
 
-    The shared listing (`fakelib.data.list_files`) walks with `rglob`, which leaves such a folder out without
+    The shared listing (`fakelib.layout.dataset_files`) walks with `rglob`, which leaves such a folder out without
     a word; the audit lists it among the unreadable entries instead.
     """
-    from fakelib.data import LABELS, find_class_dirs
+    from fakelib.layout import LABELS, class_folders
 
     found: list[tuple[str, int, str]] = []
-    for name, folder in find_class_dirs(root).items():
+    for name, folder in class_folders(root).items():
         def failed(error: OSError, label: int = LABELS[name]) -> None:
             relpath = Path(error.filename).relative_to(root).as_posix() + "/"
             found.append((relpath, label, f"unreadable folder: {error.strerror or error}"))
@@ -349,10 +349,11 @@ def plot_audit(report: dict[str, Any], frame: pd.DataFrame, path: str | Path) ->
     plt.close(figure)
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib audit DATA_DIR [--out DIR]`: print the summary and warning, write JSON and figure."""
-    data_dir = Path(args.data_dir)
-    out_dir = Path(args.out) if args.out else paths.REPORTS / "audit" / data_dir.resolve().name
+def print_audit(data_dir: str | Path, out_dir: str | Path | None = None) -> int:
+    """Audit `data_dir`, write audit.json and the figure into `out_dir` (default `reports/audit/<folder name>`), and
+    print the summary and warning. Returns the exit status, 0."""
+    data_dir = Path(data_dir)
+    out_dir = Path(out_dir) if out_dir else paths.REPORTS / "audit" / data_dir.resolve().name
     report = audit_dataset(data_dir, out_dir)
     for name, summary in report["per_class"].items():
         quality = summary["jpeg_quality"]

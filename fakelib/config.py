@@ -127,7 +127,7 @@ class DataConfig(_Section):
     """Where the images are and how they become model inputs."""
 
     data_dir: str | tuple[str, ...] = "data/demo"
-    image_size: int = 256
+    image_size: int = 128
     train_crop: int = 0
     val_ratio: float = 0.15
     test_ratio: float = 0.15
@@ -196,7 +196,7 @@ class AugmentConfig(_Section):
 class ModelConfig(_Section):
     """The architecture: a registry name plus the parameters its builder takes."""
 
-    model: str = "npr"
+    model: str = "cnn"
     conv_filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     kernel_sizes: int | tuple[int, ...] = 3
     pooling: str = "max"
@@ -262,6 +262,11 @@ class TrainConfig(_Section):
         _check_range("train.bn_recompute_batches", self.bn_recompute_batches, 0, 10_000)
         _check_range("train.seed", self.seed, 0, 2**31 - 1)
         _check_range("train.threads", self.threads, 0, 256)
+
+
+def model_defaults() -> dict[str, Any]:
+    """{key: default} of the model section but the architecture's name: what `create_model` fills in."""
+    return {item.name: _plain(item.default) for item in dataclasses.fields(ModelConfig) if item.name != "model"}
 
 
 SECTION_CLASSES: dict[str, type[_Section]] = {

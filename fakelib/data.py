@@ -28,9 +28,9 @@ import numpy as np
 from fakelib import images as imagelib
 from fakelib import paths
 from fakelib.config import AugmentConfig, DataConfig
+from fakelib.layout import LABELS, dataset_files
 
 CACHE_VERSION = 2  # 2: views padded, never up-sampled; per-image side in index.csv
-LABELS = {"real": 0, "fake": 1}
 SPLITS = ("train", "val", "test")
 # Smallest accepted side: a face below this carries no usable detail, and tiny files are usually thumbnails or icons.
 MIN_SIDE = 32
@@ -82,26 +82,6 @@ class PreparedData:
         return int(self.images.shape[1])
 
 
-def find_class_dirs(root: Path) -> dict[str, Path]:
-    """Map `real`/`fake` to their folders under `root`, matching names in any letter case.
-
-    Raises:
-        FileNotFoundError: `root` does not exist.
-        NotADirectoryError: `root` is not a folder.
-        ValueError: `real/` or `fake/` is missing.
-    """
-    if not root.exists():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"not a folder: {root}")
-    found = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
-    missing = [name for name in LABELS if name not in found]
-    if missing:
-        raise ValueError(f"{root} has no {' and no '.join(name + '/' for name in missing)} folder "
-                         "(a dataset is a folder with real/ and fake/ inside, any letter case)")
-    return {name: found[name] for name in LABELS}
-
-
 def read_manifest_splits(root: Path) -> dict[str, str]:
     """`relpath -> split` from `root/manifest.csv` when it has `relpath` and `split` columns, else empty."""
     manifest = root / "manifest.csv"
@@ -123,12 +103,6 @@ def hash_split(digest: str, val_ratio: float, test_ratio: float) -> str:
     if fraction < test_ratio + val_ratio:
         return "val"
     return "train"
-
-
-def list_files(root: Path) -> list[tuple[str, int]]:
-    """Every image file under `real/` and `fake/` as (relpath, label), sorted; `_duplicates/` folders skipped."""
-    return sorted((path.relative_to(root).as_posix(), LABELS[name])
-                  for name, folder in find_class_dirs(root).items() for path in _images_under(folder))
 
 
 def cache_key(root: Path, files: list[tuple[str, int]], config: DataConfig) -> str:
@@ -256,7 +230,7 @@ def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base:
     folders = data_dirs(config)
     if len(folders) == 1:
         root = paths.resolve(folders[0], base or paths.ROOT)
-        files = _cap_per_class(list_files(root), config.max_images_per_class)
+        files = _cap_per_class(dataset_files(root), config.max_images_per_class)
         for name, label in LABELS.items():
             if not any(item[1] == label for item in files):
                 raise ValueError(f"{root}: the {name}/ folder holds no image files")
@@ -264,7 +238,7 @@ def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base:
     parts = []
     for folder in folders:
         root = paths.resolve(folder, base or paths.ROOT)
-        files = _cap_per_class(_evaluation_files(root), config.max_images_per_class)
+        files = _cap_per_class(dataset_files(root, require_both=False), config.max_images_per_class)
         parts.append(_prepare(root, files, dataclasses.replace(config, data_dir=str(root)), cache_root,
                               require_both=False))
     return _join(parts)
@@ -307,7 +281,7 @@ def load_folder_images(data_dir: str | Path, image_size: int, equalize_quality: 
     """Every image of a folder at `image_size`, for evaluation: `real/` or `fake/` alone is accepted."""
     root = paths.resolve(data_dir, Path.cwd())
     config = DataConfig(data_dir=str(root), image_size=image_size, equalize_quality=equalize_quality)
-    return _prepare(root, _evaluation_files(root), config, cache_root, require_both=False)
+    return _prepare(root, dataset_files(root, require_both=False), config, cache_root, require_both=False)
 
 
 def default_cache_root(root: Path) -> Path:
@@ -349,24 +323,6 @@ def _prepare(root: Path, files: list[tuple[str, int]], config: DataConfig, cache
         cache_dir=target,
         sides=np.array([int(row.get("side") or report["image_size"]) for row in rows], dtype=np.int64),
     )
-
-
-def _evaluation_files(root: Path) -> list[tuple[str, int]]:
-    """Like `list_files`, but a folder with only `real/` or only `fake/` is accepted."""
-    if not root.exists():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"not a folder: {root}")
-    found = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
-    if not any(name in found for name in LABELS):
-        raise ValueError(f"{root} has neither real/ nor fake/ folder")
-    return sorted((path.relative_to(root).as_posix(), label) for name, label in LABELS.items() if name in found
-                  for path in _images_under(found[name]))
-
-
-def _images_under(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*")
-            if path.is_file() and imagelib.is_image_path(path) and "_duplicates" not in path.parts]
 
 
 # ----------------------------------------------------------------------------------------------- tf.data pipeline
@@ -468,14 +424,13 @@ def _color_jitter(images, key, strength: float):
     return gray + (images - gray) * saturation
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib prepare`: build (or reuse) the cache and print the data report as JSON."""
+def prepare_report(data_dir: str | Path, image_size: int, params_path: str | Path | None = None) -> dict:
+    """Build (or reuse) the cache of `data_dir` with params.yaml's data settings; the data report (first 20 skips)."""
     from fakelib.config import load_params
 
-    params = load_params(args.params)
-    config = DataConfig(**{**params.base.to_sections()["data"], "data_dir": str(Path(args.data_dir).resolve()),
-                           "image_size": args.size})
+    params = load_params(params_path)
+    config = DataConfig(**{**params.base.to_sections()["data"], "data_dir": str(Path(data_dir).resolve()),
+                           "image_size": image_size})
     prepared = load_dataset(config)
-    print(json.dumps({key: value for key, value in prepared.report.items() if key != "skipped"}
-                     | {"skipped": prepared.report["skipped"][:20], "cache": str(prepared.cache_dir)}))
-    return 0
+    return ({key: value for key, value in prepared.report.items() if key != "skipped"}
+            | {"skipped": prepared.report["skipped"][:20], "cache": str(prepared.cache_dir)})

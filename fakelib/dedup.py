@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
+import io
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -16,6 +15,8 @@ import numpy as np
 import scipy.fftpack  # noqa: F401  imagehash.phash imports it on first use: 0.7 s that would stall a running scrape
 from PIL import Image
 
+from fakelib.atomic import write_text
+from fakelib.checks import check_integer
 from fakelib.images import MAX_PIXELS, ImageError, is_image_path, open_image, sha256_bytes
 
 DUPLICATES_FOLDER = "_duplicates"
@@ -72,8 +73,7 @@ class HashIndex:
     """
 
     def __init__(self, threshold: int):
-        if not 0 <= threshold <= PHASH_BITS:
-            raise ValueError(f"phash threshold must be an integer in 0..{PHASH_BITS}, got {threshold!r}")
+        check_integer("threshold", threshold, 0, PHASH_BITS)
         self.threshold = threshold
         self._lock = threading.Lock()
         self._exact: set[str] = set()
@@ -243,14 +243,11 @@ def write_csv(rows: Iterable[dict], path: Path) -> None:
 
     File names that are not UTF-8 are written with `\\x..` escapes (`display_name`).
     """
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows({**row, "file": display_name(row["file"])} for row in rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows({**row, "file": display_name(row["file"])} for row in rows)
+    write_text(path, buffer.getvalue(), durable=True)
 
 
 def display_name(name: str) -> str:
@@ -341,12 +338,12 @@ def _skipped_rows(records: Iterable[ImageRecord]) -> list[dict]:
 def _check_csv_target(path: Path) -> None:
     """Refuse to overwrite a file at the CSV path that dedup did not write."""
     if path.is_dir():
-        raise IsADirectoryError(f"--csv is a folder: {path}")
+        raise IsADirectoryError(f"csv_path is a folder: {path}")
     if path.exists():
         with path.open("rb") as handle:
             header = handle.readline(4096).decode("utf-8", "replace").strip()
         if header not in OUR_HEADERS:
-            raise ValueError(f"{path} was not written by dedup; choose another CSV path (csv_path, --csv)")
+            raise ValueError(f"{path} was not written by dedup; choose another csv_path")
 
 
 def _apply_moves(directory: Path, rows: list[dict], csv_file: Path) -> int:
@@ -437,10 +434,3 @@ def dedup_folder(directory: str | Path, threshold: int = 6, apply: bool = False,
         "moved": moved, "applied": apply, "unreadable": len(unreadable),
         "unreadable_files": unreadable[:20], "csv": str(csv_file),
     }
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """`python -m fakelib dedup`: print the summary of `dedup_folder` as JSON."""
-    summary = dedup_folder(args.directory, threshold=args.threshold, apply=args.apply, csv_path=args.csv)
-    print(json.dumps(summary, indent=2))
-    return 0

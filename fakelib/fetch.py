@@ -7,60 +7,31 @@ caller's attempt as a status and a message, never raised.
 Two guards live in the connections themselves (`new_session`), where the socket is: every request has one total
 deadline covering connect, headers and body (a server dripping one byte at a time cannot hold a worker), and the
 address actually connected to must be public unless the run allows it (a hostile page or redirect cannot make
-the scraper fetch internal services).
+the scraper fetch internal services). The guards are `fakelib.netguard`; the rate limit, pacing and robots.txt are
+`fakelib.politeness`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import ipaddress
 import random
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
-from urllib import robotparser
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import urllib3
+
+from fakelib.netguard import AddressGuard, AddressRefused, _GuardedAdapter, _deadline, request_deadline
+from fakelib.politeness import FetchContext, FetchSettings
+
 
 IMAGE_TYPES = ("application/octet-stream", "binary/octet-stream", "")  # besides image/*: what CDNs send
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 NOAI_DIRECTIVES = frozenset({"noai", "noimageai"})
 MAX_REDIRECTS = 10
-ROBOTS_MAX_BYTES = 512_000  # RFC 9309 lets crawlers stop reading robots.txt at 500 KiB
-
-
-@dataclass(frozen=True, kw_only=True)
-class FetchSettings:
-    """The network settings of one run, taken from the caller's already validated configuration.
-
-    Attributes:
-        user_agent: sent with every request and matched against robots.txt and X-Robots-Tag.
-        rate: requests per second shared by all workers (robots.txt, retries and redirects count); 0 = no limit.
-        timeout: seconds allowed for one request in total: connecting, headers and body (robots.txt too).
-        max_bytes: a larger body is refused (`too_large`), reading stops as soon as it is exceeded.
-        retries: retries of one attempt after a connection error, a 5xx or a 429.
-        backoff: first retry delay in seconds, doubled for each further retry (plus jitter).
-        max_retry_after: longest `Retry-After` honoured (seconds); a longer one fails the attempt.
-        respect_robots: read each host's robots.txt and obey it (Disallow and Crawl-delay).
-        allow_private: connect to private, loopback and link-local addresses even when no starting URL is there.
-    """
-
-    user_agent: str
-    rate: float
-    timeout: float
-    max_bytes: int
-    retries: int
-    backoff: float
-    max_retry_after: float
-    respect_robots: bool
-    allow_private: bool = False
 
 
 class Outcome(Protocol):
@@ -93,289 +64,6 @@ def short_error(error: BaseException) -> str:
     """The error's text (or its type's name when it has none), cut to 300 characters for a manifest cell."""
     text = str(error) or type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-# ------------------------------------------------------------------------------------ deadlines and address guard
-
-_deadline = threading.local()  # `.at`: monotonic time by which this thread's current request must be complete
-
-
-@contextlib.contextmanager
-def request_deadline(seconds: float) -> Iterator[None]:
-    """Every socket operation of this thread's requests inside the block must end within `seconds` in total."""
-    previous = getattr(_deadline, "at", None)
-    _deadline.at = time.monotonic() + seconds
-    try:
-        yield
-    finally:
-        _deadline.at = previous
-
-
-class _DeadlineSocket:
-    """A connected socket whose every wait is cut to what is left of the calling thread's request deadline.
-
-    The per-operation timeout of `requests` restarts on every byte received, so it cannot bound a response
-    dripped one byte at a time; this wrapper can, for the headers and the body alike.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._timeout = sock.gettimeout()
-        self._io_refs = 0
-        self._closed = False
-
-    def __getattr__(self, name: str):
-        return getattr(self._sock, name)
-
-    def settimeout(self, value: float | None) -> None:
-        self._timeout = value
-        self._sock.settimeout(value)
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def _arm(self) -> None:
-        at = getattr(_deadline, "at", None)
-        if at is None:
-            self._sock.settimeout(self._timeout)
-            return
-        left = at - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("Read timed out (request deadline passed)")
-        self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
-
-    def recv(self, *args):
-        self._arm()
-        return self._sock.recv(*args)
-
-    def recv_into(self, *args):
-        self._arm()
-        return self._sock.recv_into(*args)
-
-    def sendall(self, *args):
-        self._arm()
-        return self._sock.sendall(*args)
-
-    def makefile(self, *args, **kwargs):
-        return socket.socket.makefile(self, *args, **kwargs)  # reads then come back through recv_into above
-
-    # As in `socket.socket`: a close waits until the last file made by `makefile` is closed (http.client closes
-    # the connection of a `Connection: close` response while the body is still being read from that file).
-    def close(self) -> None:
-        self._closed = True
-        if self._io_refs <= 0:
-            self._sock.close()
-
-    def _decref_socketios(self) -> None:
-        self._io_refs -= 1
-        if self._closed and self._io_refs <= 0:
-            self._sock.close()
-
-
-class AddressRefused(Exception):
-    """The connected address is private, loopback or link-local and the run does not allow it."""
-
-
-def is_public(address: str) -> bool:
-    """False for private, loopback, link-local, reserved and other non-global addresses (IPv4 and IPv6)."""
-    ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 scope (fe80::1%eth0) is not part of the address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-class AddressGuard:
-    """Which non-public addresses one run may connect to: all (`allow_private`), else those of its starting URLs."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self._trusted: set[str] = set()
-        self._hosts: set[str] = set()
-        self._lock = threading.Lock()
-
-    def trust_start(self, url: str) -> None:
-        """A URL the user gave: when its host resolves to non-public addresses, the run may use those."""
-        host = urlsplit(url).hostname
-        if self.allow_private or not host or host in self._hosts:
-            return
-        try:
-            addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
-        except (OSError, UnicodeError):
-            addresses = set()  # the request itself will fail and say why
-        with self._lock:
-            self._hosts.add(host)
-            self._trusted.update(address for address in addresses if not is_public(address))
-
-    def check(self, host: str, address: str) -> None:
-        """Raise `AddressRefused` unless `address` (what `host` resolved to) may be connected to."""
-        if self.allow_private or is_public(address):
-            return
-        with self._lock:
-            if address in self._trusted:
-                return
-        raise AddressRefused(f"{host} resolves to {address}, a private, loopback or link-local address "
-                             "(allowed only for the starting URLs' own addresses, or with allow_private)")
-
-
-def _connection_classes(guard: AddressGuard | None) -> dict[str, type]:
-    """urllib3 pool classes whose connections check the address connected to and wrap the socket for deadlines."""
-
-    class Guarded:
-        def _new_conn(self):
-            sock = super()._new_conn()
-            if guard is not None:
-                try:
-                    guard.check(self.host, sock.getpeername()[0])
-                except AddressRefused:
-                    sock.close()
-                    raise
-            return sock
-
-        def connect(self) -> None:
-            super().connect()
-            self.sock = _DeadlineSocket(self.sock)
-
-    class Connection(Guarded, urllib3.connection.HTTPConnection):
-        pass
-
-    class TLSConnection(Guarded, urllib3.connection.HTTPSConnection):
-        pass
-
-    class Pool(urllib3.HTTPConnectionPool):
-        ConnectionCls = Connection
-
-    class TLSPool(urllib3.HTTPSConnectionPool):
-        ConnectionCls = TLSConnection
-
-    return {"http": Pool, "https": TLSPool}
-
-
-class _GuardedAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, guard: AddressGuard | None, **kwargs) -> None:
-        self._pool_classes = _connection_classes(guard)  # before super(): it builds the pool manager
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._pool_classes
-
-
-# ----------------------------------------------------------------------------------------------- pacing and robots
-
-
-class RateLimiter:
-    """Spaces requests `1 / rate` seconds apart across all threads; `pause` holds back every later request."""
-
-    def __init__(self, rate: float):
-        self._interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until this caller's slot; False when `stop` was set meanwhile."""
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self._interval
-        return not stop.wait(slot - now) if slot > now else not stop.is_set()
-
-    def pause(self, seconds: float) -> None:
-        """Let no request start in the next `seconds` (a server asked us to back off)."""
-        with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
-
-
-class Pacer:
-    """The global rate limit plus one limiter per host that asked for a Crawl-delay in its robots.txt."""
-
-    def __init__(self, rate: float):
-        self.limiter = RateLimiter(rate)
-        self._hosts: dict[str, RateLimiter] = {}
-        self._lock = threading.Lock()
-
-    def set_crawl_delay(self, origin: str, seconds: float) -> None:
-        """Space requests to `origin` at least `seconds` apart."""
-        with self._lock:
-            self._hosts.setdefault(origin, RateLimiter(1.0 / seconds))
-
-    def wait(self, url: str, stop: threading.Event) -> bool:
-        """Block until a request to `url` may start; False when `stop` was set meanwhile."""
-        with self._lock:
-            host = self._hosts.get(_origin(url))
-        return self.limiter.wait(stop) and (host is None or host.wait(stop))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-class RobotsCache:
-    """Fetches each host's robots.txt once (through the rate limit) and answers whether a URL may be fetched."""
-
-    def __init__(self, settings: FetchSettings, pacer: Pacer):
-        self._settings = settings
-        self._pacer = pacer
-        self._parsers: dict[str, tuple[robotparser.RobotFileParser, str]] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def check(self, url: str, session: requests.Session, stop: threading.Event) -> str:
-        """Return '' when `url` may be fetched, else why not."""
-        if not self._settings.respect_robots:
-            return ""
-        origin = _origin(url)
-        with self._lock:
-            origin_lock = self._locks.setdefault(origin, threading.Lock())
-        with origin_lock:  # one fetch per host, other hosts are not held up
-            if origin not in self._parsers:
-                self._parsers[origin] = self._fetch(origin, session, stop)
-        parser, note = self._parsers[origin]
-        if parser.can_fetch(self._settings.user_agent, url):
-            return ""
-        return f"robots.txt of {origin} disallows it" + (f" ({note})" if note else "")
-
-    def _fetch(self, origin: str, session: requests.Session, stop: threading.Event
-               ) -> tuple[robotparser.RobotFileParser, str]:
-        parser = robotparser.RobotFileParser(origin + "/robots.txt")
-        try:
-            if not self._pacer.wait(origin, stop):
-                raise requests.ConnectionError("stopped")
-            with request_deadline(self._settings.timeout), \
-                    session.get(parser.url, timeout=self._settings.timeout, stream=True) as response:
-                code = response.status_code
-                text = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True) if code < 400 else b""
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
-            parser.disallow_all = True  # unreachable: assume the worst until a later run can read it
-            return parser, f"robots.txt unreachable: {type(error).__name__}"
-        if code in (401, 403) or code >= 500:
-            parser.disallow_all = True
-            return parser, f"robots.txt answered HTTP {code}"
-        if code >= 400:
-            parser.allow_all = True
-            return parser, ""
-        parser.parse(text.decode("utf-8", errors="replace").splitlines())
-        delay = parser.crawl_delay(self._settings.user_agent)
-        if delay:
-            self._pacer.set_crawl_delay(origin, float(delay))
-        return parser, ""
-
-
-@dataclass
-class FetchContext:
-    """What every worker shares for fetching during one run: settings, pacing, robots.txt answers, the stop event."""
-
-    settings: FetchSettings
-    pacer: Pacer
-    robots: RobotsCache
-    stop: threading.Event
-    guard: AddressGuard | None = None
-
-    @classmethod
-    def create(cls, settings: FetchSettings, stop: threading.Event) -> FetchContext:
-        """A fresh context: one pacer at `settings.rate`, an empty robots.txt cache that uses it, an address guard."""
-        pacer = Pacer(settings.rate)
-        return cls(settings, pacer, RobotsCache(settings, pacer), stop, AddressGuard(settings.allow_private))
 
 
 # -------------------------------------------------------------------------------------------------------- fetching

@@ -7,7 +7,6 @@ the contrastive ranking from the layers that pass, tips and gallery crops (noteb
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from fakelib import contrast, explain, landmarks, paths, quality, regions
+from fakelib import atomic, contrast, explain, landmarks, paths, quality, regions
 
 
 @dataclass
@@ -237,7 +236,7 @@ def masked_examples(study: Study, count: int) -> np.ndarray:
 
 def write_json(path: str | Path, payload: dict) -> None:
     """Write `payload` as indented JSON, atomically (a reader never sees half a file)."""
-    landmarks.write_atomic(Path(path), json.dumps(quality.json_ready(payload), indent=2))
+    atomic.write_json(path, quality.json_ready(payload))
 
 
 # ------------------------------------------------------------------------------------------------ running the notebook
@@ -252,7 +251,7 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
 
     from fakelib.report import offline_html
 
-    landmarks.write_atomic(html_path, offline_html(nbformat.read(str(notebook_path), as_version=4)))
+    atomic.write_text(html_path, offline_html(nbformat.read(str(notebook_path), as_version=4)))
 
 
 def run_field_guide(data_dir: str | Path, model_path: str | Path | None = None, reports_dir: str | Path = paths.REPORTS,
@@ -272,7 +271,7 @@ def run_field_guide(data_dir: str | Path, model_path: str | Path | None = None, 
     parameters = {"model_path": str(model_path or ""), "data_dir": str(data_dir), "output_dir": str(output_dir),
                   **(overrides or {})}
     try:
-        sweep._execute_notebook(NOTEBOOK, executed, parameters)
+        sweep.execute_notebook(NOTEBOOK, executed, parameters)
     finally:
         if executed.is_file():
             export_html(executed, html_path)
@@ -309,9 +308,9 @@ def run_stage(model_path: Path, data_dir: str | Path, reports_dir: Path) -> dict
 
 def run_cli(args) -> int:
     """`python -m fakelib field-guide DATA_DIR [--model PATH] [--reports DIR]`: write the field guide page."""
-    from fakelib.data import find_class_dirs
+    from fakelib.layout import class_folders
 
-    find_class_dirs(paths.resolve(Path.cwd() / args.data_dir))  # a folder without real/ and fake/: one line
+    class_folders(paths.resolve(Path.cwd() / args.data_dir))  # a folder without real/ and fake/: one line
     if args.model and not paths.resolve(Path.cwd() / args.model).is_file():
         raise FileNotFoundError(f"model file not found: {args.model}")
     from fakelib.sweep import one_line_error

@@ -25,8 +25,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fakelib import regions
+from fakelib import atomic, regions
 
 LANDMARKS_STATUS = "landmarks"
 NO_FACE_STATUS = "template: no face found"
@@ -138,15 +136,6 @@ def image_key(image: np.ndarray) -> str:
     return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-
-
 def _read_cached(path: Path) -> tuple[bool, np.ndarray | None]:
     """(hit, landmarks) from a cache file; an unreadable or malformed file is a miss (it is rewritten)."""
     try:
@@ -173,7 +162,8 @@ def landmarks(image: np.ndarray, cache_dir: str | Path | None = None) -> np.ndar
     if not hit:
         points = _detect(image)
     if path is not None and not (path.is_file() and _read_cached(path)[0]):
-        write_atomic(path, json.dumps({"landmarks": None if points is None else np.round(points, 5).tolist()}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, json.dumps({"landmarks": None if points is None else np.round(points, 5).tolist()}))
     _MEMORY[key] = points
     return points
 

@@ -1,4 +1,5 @@
-"""Model registry: `create_model(name, **params)`, `list_models()`; functional Keras models that carry their preprocessing.
+"""Model registry: `create_model(name, **params)`, `list_models()`, and the builders it holds (`cnn`, `spectrum`,
+`npr`, `npr_patch`); functional Keras models that carry their preprocessing. The custom layers live in `layers`.
 
 Every model takes raw pixel values, float32 in [0, 255] with shape (batch, size, size, 3), and returns one
 sigmoid probability that the face is generated. Scaling happens inside the model, and the input size is
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import keras
 from keras import layers
+
+from fakelib.layers import AzimuthalSpectrum, InputScale, NearestResidual, PixelUnshuffle, PlattScaling
 
 ModelBuilder = Callable[..., keras.Model]
 _REGISTRY: dict[str, ModelBuilder] = {}
@@ -42,45 +45,31 @@ def list_models() -> list[str]:
 def create_model(name: str, image_size: int, **params: object) -> keras.Model:
     """Build the registered model `name` for square RGB inputs of side `image_size`.
 
-    Parameters the builder does not take are ignored, so one flat model section of params.yaml can
-    feed every architecture (the spectrum baseline has no conv filters, for example).
+    `params` are keys of the model section of params.yaml; a key not given takes its default from
+    `fakelib.config.ModelConfig`, the one source of defaults (builders have none of their own). Keys a builder
+    does not take are left out, so one model section can feed every architecture (the spectrum baseline has no
+    conv filters, for example); a key no section knows is an error, so a misspelt one cannot pass unnoticed.
 
     Raises:
-        ValueError: unknown `name` (the message lists the valid ones).
+        ValueError: unknown `name` or parameter (one line, listing the valid ones).
     """
+    from fakelib.config import ConfigError, model_defaults
+
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    defaults = model_defaults()
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown model parameter(s) {', '.join(map(repr, unknown))}; known: {', '.join(defaults)}")
     builder = _REGISTRY[name]
     accepted = inspect.signature(builder).parameters
-    used = {key: value for key, value in params.items() if key in accepted}
+    used = {key: value for key, value in {**defaults, **params}.items() if key in accepted}
     return builder(image_size=image_size, **used)
 
 
 def image_input(image_size: int | None) -> keras.KerasTensor:
     """The shared input: raw RGB pixel values in [0, 255], float32; `None` for a fully convolutional model."""
     return keras.Input(shape=(image_size, image_size, 3), name="image")
-
-
-@keras.saving.register_keras_serializable(package="fakelib")
-class InputScale(layers.Layer):
-    """Pixels in [0, 255] -> [0, 1], carrying the model's input side (`view_side`) in its saved config.
-
-    A fully convolutional model accepts any side, so the side its inputs are prepared at (down-sampled to when
-    larger, see `fakelib.images.load_view`) has to travel with the model instead of with its input shape.
-    """
-
-    def __init__(self, view_side: int, **kwargs):
-        super().__init__(**kwargs)
-        self.view_side = int(view_side)
-
-    def call(self, inputs):
-        return inputs / 255.0
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "view_side": self.view_side}
 
 
 def fully_convolutional(model: keras.Model) -> bool:
@@ -98,21 +87,6 @@ def classifier_head(features: keras.KerasTensor, dense_units: Sequence[int], dro
         if dropout > 0:
             x = layers.Dropout(dropout, name=f"dense{index}_dropout")(x)
     return calibrated_output(layers.Dense(1, name="logit")(x))
-
-
-@keras.saving.register_keras_serializable(package="fakelib")
-class PlattScaling(layers.Layer):
-    """logit -> scale * logit + bias, with non-trainable weights set after training (identity until then)."""
-
-    def build(self, input_shape):
-        self.scale = self.add_weight(shape=(), initializer="ones", trainable=False, name="scale")
-        self.bias = self.add_weight(shape=(), initializer="zeros", trainable=False, name="bias")
-
-    def call(self, inputs):
-        return inputs * self.scale + self.bias
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 def calibrated_output(logit: keras.KerasTensor) -> keras.KerasTensor:
@@ -173,9 +147,8 @@ def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes:
 
 
 @register_model("cnn")
-def build_cnn(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
-              kernel_sizes: Sequence[int] | int = 3, pooling: str = "max", batch_norm: bool = True,
-              dropout: float = 0.3, dense_units: Sequence[int] = (64,), l2: float = 1e-4) -> keras.Model:
+def build_cnn(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
+              batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
     """The plain detector: conv blocks, global average pooling, a dense head, one sigmoid output."""
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(conv_filters)
@@ -184,6 +157,67 @@ def build_cnn(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
     x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="cnn")
+
+
+@register_model("spectrum")
+def build_spectrum(image_size: int, *, l2: float) -> keras.Model:
+    """Durall et al.'s baseline: 1-D log power spectrum, standardized, then logistic regression.
+
+    Standardization is a `BatchNormalization` without scale or offset (the logistic unit has both), with a
+    fast-moving average so its inference statistics settle within the first epoch.
+    """
+    inputs = image_input(image_size)
+    x = AzimuthalSpectrum(name="spectrum")(inputs)
+    x = layers.BatchNormalization(momentum=0.9, center=False, scale=False, name="standardize")(x)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    logit = layers.Dense(1, kernel_regularizer=regularizer, name="logit")(x)
+    return keras.Model(inputs, calibrated_output(logit), name="spectrum")
+
+
+@register_model("npr")
+def build_npr(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
+              batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
+    """The NPR-style detector: neighbouring-pixel residual -> unshuffle -> the shared conv blocks -> pooling -> head.
+
+    Works best when images reach the model at their native resolution: any resampling before it (resize,
+    crop-and-resize augmentation) blurs the up-sampling traces the residual isolates. The unshuffle halves the
+    side before the first convolution, so a 256 px input costs the conv blocks what a 128 px one costs `cnn`.
+    """
+    if isinstance(kernel_sizes, int):
+        kernel_sizes = [kernel_sizes] * len(conv_filters)
+    inputs = image_input(None)
+    x = InputScale(image_size, name="scale")(inputs)
+    x = NearestResidual(2, name="npr")(x)
+    x = PixelUnshuffle(2, name="unshuffle")(x)
+    x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="npr")
+
+
+@register_model("npr_patch")
+def build_npr_patch(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int,
+                    batch_norm: bool, dropout: float, l2: float) -> keras.Model:
+    """Patch scores pooled into one (after LaDeDa, Cavia et al. 2024): the NPR residual, unshuffled, through a few
+    convolutions without down-sampling, a 1 x 1 convolution giving every position its own logit, and the mean of
+    those logits as the image's logit.
+
+    The receptive field stays small (a 3 x 3 kernel per block on the unshuffled grid: about 2 * (2 * blocks + 1)
+    pixels), so the model can only read local traces, never the face itself, and every position of any input
+    size votes. `conv_filters` are the widths of the blocks, `kernel_sizes` their kernels.
+    """
+    if isinstance(kernel_sizes, int):
+        kernel_sizes = [kernel_sizes] * len(conv_filters)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    inputs = image_input(None)
+    x = InputScale(image_size, name="scale")(inputs)
+    x = NearestResidual(2, name="npr")(x)
+    x = PixelUnshuffle(2, name="unshuffle")(x)
+    x = conv_blocks(x, conv_filters, kernel_sizes, "none", batch_norm, l2)
+    if dropout > 0:
+        x = layers.SpatialDropout2D(dropout, name="patch_dropout")(x)
+    x = layers.Conv2D(1, 1, kernel_regularizer=regularizer, name="patch_logit")(x)  # (batch, h, w, 1) per patch
+    logit = layers.GlobalAveragePooling2D(name="logit")(x)  # (batch, 1): the mean patch logit
+    return keras.Model(inputs, calibrated_output(logit), name="npr_patch")
 
 
 def input_size(model: keras.Model) -> int:
@@ -260,4 +294,3 @@ def load_model(path: str | Path) -> keras.Model:
     except Exception as error:  # Keras raises many types for a bad archive; the user needs one line
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"cannot load model {path}: {first_line}") from None
-from fakelib import frequency  # noqa: E402,F401  registers spectrum and npr models

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from fakelib.checks import check_number
+
 DEFAULT_COLORMAP = "cividis"
 # Perceptually uniform maps that stay readable with colour-vision deficiencies; any matplotlib name is accepted.
 COLOR_BLIND_SAFE = ("cividis", "viridis", "magma", "inferno", "plasma", "gray")
@@ -42,8 +44,7 @@ def check_opacity(opacity: float) -> float:
     Raises:
         ValueError: outside [0, 1].
     """
-    if not 0.0 <= float(opacity) <= 1.0:
-        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+    check_number("opacity", opacity, 0.0, 1.0)
     return float(opacity)
 
 

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from fakelib.atomic import write_json
+
 RECORD = ".fakelib-written.json"
 
 
@@ -84,6 +86,4 @@ class WrittenFiles:
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{RECORD}.tmp{os.getpid()}"
-        temporary.write_text(json.dumps({"written": dict(sorted(self.entries.items()))}, indent=1))
-        os.replace(temporary, self.folder / RECORD)
+        write_json(self.folder / RECORD, {"written": dict(sorted(self.entries.items()))}, indent=1)

@@ -1,4 +1,5 @@
-"""Training figures: loss/accuracy curves, confusion matrix, ROC and PR curves, sample grids (plotting only)."""
+"""Figures (plotting only): training curves, confusion matrix, ROC and PR curves, sample grids; and the sweep
+report's parameters against score, effect of each parameter, and training time against score."""
 
 from __future__ import annotations
 
@@ -98,3 +99,84 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, count: int = 8, path: st
                 axis.set_title(title, fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------------------- sweep report figures
+
+
+def plot_parameters_against_score(board: pd.DataFrame, parameters: Sequence[str], metric: str) -> plt.Figure | None:
+    """Parallel coordinates: one line per experiment across every swept parameter (values in order, bottom to top),
+    ending at its `metric`, coloured by it. None with fewer than two experiments or no parameter.
+
+    Args:
+        board: the leaderboard (`fakelib.report.leaderboard`), one row per finished experiment.
+        parameters: the swept parameters to draw, columns of `board`.
+        metric: the score column.
+    """
+    from fakelib.report import ordinal_codes
+
+    if len(board) < 2 or not parameters:
+        return None
+    codes, labels = ordinal_codes(board, parameters)
+    low, high = board[metric].min(), board[metric].max()
+    codes[metric] = (board[metric] - low) / ((high - low) or 1)
+    axes_names = [*parameters, metric]
+    colours = plt.Normalize(low, high)
+    figure, axis = plt.subplots(figsize=(2.2 * len(axes_names) + 1.5, 4))
+    for index in board.index:
+        axis.plot(range(len(axes_names)), codes.loc[index, axes_names], marker="o", alpha=0.8,
+                  color=plt.cm.viridis(colours(board.loc[index, metric])))
+    for position, name in enumerate(parameters):
+        for label in labels[name]:
+            axis.annotate(label, (position, codes.loc[board[name].astype(str) == label, name].iloc[0]),
+                          xytext=(4, 4), textcoords="offset points", fontsize=8)
+    axis.set_xticks(range(len(axes_names)), axes_names)
+    for value in {low, high}:  # the score axis carries its own scale; the others their values
+        axis.annotate(f"{value:.3f}", (len(parameters), codes[metric][board[metric] == value].iloc[0]),
+                      xytext=(6, 0), textcoords="offset points", fontsize=8, va="center")
+    axis.set_yticks([])
+    axis.grid(axis="x", alpha=0.4)
+    figure.colorbar(plt.cm.ScalarMappable(colours, "viridis"), ax=axis, label=metric)
+    return figure
+
+
+def plot_parameter_effects(board: pd.DataFrame, parameters: Sequence[str], metric: str) -> plt.Figure | None:
+    """One panel per swept parameter: every experiment's `metric` against the parameter's value, a bar at the mean
+    of each value (three panels a row). None with no experiment or no parameter."""
+    import seaborn as sns
+
+    from fakelib.report import ordinal_codes
+
+    if len(board) < 1 or not parameters:
+        return None
+    columns = min(3, len(parameters))
+    rows = -(-len(parameters) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for axis, name in zip(axes.flat, parameters):
+        frame = board.astype({name: str})
+        order = ordinal_codes(frame, [name])[1][name]
+        sns.stripplot(data=frame, x=name, y=metric, order=order, hue=name, hue_order=order, palette="deep",
+                      legend=False, size=8, ax=axis)
+        sns.pointplot(data=frame, x=name, y=metric, order=order, errorbar=None, color="black", marker="_",
+                      markersize=20, linestyle="none", ax=axis)
+        axis.set_title(name)
+    for axis in axes.flat[len(parameters):]:
+        axis.remove()
+    figure.tight_layout()
+    return figure
+
+
+def plot_time_against_score(board: pd.DataFrame, parameters: Sequence[str], metric: str) -> plt.Figure | None:
+    """Training seconds against `metric`, a mark's area proportional to the parameter count (from zero), coloured
+    by the first swept parameter. None with no experiment."""
+    import seaborn as sns
+
+    if len(board) < 1:
+        return None
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    sns.scatterplot(data=board.astype({name: str for name in parameters[:1]}), x="train_seconds", y=metric,
+                    hue=parameters[0] if parameters else None, size="param_count", sizes=(0, 300),
+                    size_norm=(0, board["param_count"].max()), ax=axis)
+    axis.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+    axis.set_xlabel("training seconds")
+    return figure

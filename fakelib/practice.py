@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fakelib import contrast, data, explain, landmarks, overlay, regions
+from fakelib import atomic, contrast, explain, landmarks, overlay, regions
 from fakelib import images as imagelib
+from fakelib.layout import dataset_files
 
 COLUMNS = ("time", "image", "truth", "guess", "correct", "look_x", "look_y", "looked_at", "p_fake", "model_verdict",
            "model_region", "status")
@@ -60,7 +61,8 @@ def write_log(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    landmarks.write_atomic(path, buffer.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(path, buffer.getvalue())
 
 
 def score(rows: list[dict], window: int = WINDOW) -> dict:
@@ -110,7 +112,7 @@ class PracticeSession:
                  seed: int = 0):
         explain.get_method(method)
         self.folder = Path(folder)
-        files = data.list_files(self.folder)
+        files = dataset_files(self.folder)
         if not files:
             raise ValueError(f"{self.folder}: no image in real/ or fake/")
         order = np.random.default_rng(seed).permutation(len(files))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,26 +116,29 @@ def announce(predictor: Predictor) -> None:
     print(f"model {predictor.model_path}, threshold {predictor.threshold:.3f}", file=sys.stderr, flush=True)
 
 
-def run_evaluate_cli(args) -> int:
-    """`python -m fakelib evaluate`: one JSON line per folder; a bad folder is a line with `error`, exit 1."""
-    predictor = Predictor.from_path(args.model, args.threshold)
+def print_evaluations(data_dirs: Sequence[str | Path], model_path: str | Path | None = None,
+                      threshold: float | None = None, batch_size: int = 64) -> int:
+    """One JSON line of metrics per folder; a bad folder is a line with `error`. Returns the exit status (1: any
+    failed)."""
+    predictor = Predictor.from_path(model_path, threshold)
     announce(predictor)
     failed = False
-    for data_dir in args.data_dirs:
+    for data_dir in data_dirs:
         try:
-            row = evaluate_folder(predictor, data_dir, args.batch_size)
+            row = evaluate_folder(predictor, data_dir, batch_size)
         except (ValueError, OSError) as error:
             row, failed = {"data": str(data_dir), "error": str(error)}, True
         print(json.dumps(row), flush=True)
     return 1 if failed else 0
 
 
-def run_predict_cli(args) -> int:
-    """`python -m fakelib predict`: one JSON line per image; unreadable files get an `error` field, exit 1."""
-    predictor = Predictor.from_path(args.model, args.threshold)
+def print_predictions(images: Sequence[str | Path], model_path: str | Path | None = None,
+                      threshold: float | None = None) -> int:
+    """One JSON line per image; an unreadable file gets an `error` field. Returns the exit status (1: one failed)."""
+    predictor = Predictor.from_path(model_path, threshold)
     announce(predictor)
     failed = False
-    for path in args.images:
+    for path in images:
         row = predictor.predict_file(path)
         failed |= "error" in row
         print(json.dumps(row), flush=True)
@@ -185,11 +189,11 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
     A real group's figure is the share kept as real, a fake group's the share caught. Each fake group also gets
     its ROC-AUC against all the folder's reals; with `common`, the same after `common_format` of every file.
     """
-    from fakelib.data import LABELS, _evaluation_files
+    from fakelib.layout import LABELS, dataset_files
     from fakelib.metrics import binary_metrics
 
     root = Path(data_dir)
-    files = _evaluation_files(root)
+    files = dataset_files(root, require_both=False)
     relpaths = [relpath for relpath, _ in files]
     labels = np.array([label for _, label in files])
     groups = np.array([group_of(relpath) for relpath in relpaths])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from fakelib import paths
@@ -222,20 +223,24 @@ def _anonymize_data_dirs(params_path: Path) -> None:
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib pretrained`: train (or take `--from-run`) and package the pretrained model."""
-    run_dir = Path(args.from_run) if args.from_run else None
+def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_run: str | Path | None = None,
+                     shift: str | Path | None = None, params_path: str | Path | None = None) -> dict:
+    """Train the base configuration of params.yaml on `data` (or take the finished run `from_run`) and package it
+    into `out_dir`; the packaged facts.
+
+    Raises:
+        ValueError: neither `data` nor `from_run` given.
+    """
+    run_dir = Path(from_run) if from_run else None
     if run_dir is None:
-        if not args.data:
-            raise ValueError("give --data FOLDER [MORE ...] to train, or --from-run RUN_DIR to package a run")
+        if not data:
+            raise ValueError("give data folders to train on, or from_run, a finished experiment folder to package")
         from fakelib.config import load_params
         from fakelib.train import configure_threads, run_experiment
 
-        folders = [str(Path(folder).resolve()) for folder in args.data]
-        config = load_params(args.params).base.replace(data_dir=folders[0] if len(folders) == 1 else folders)
+        folders = [str(Path(folder).resolve()) for folder in data]
+        config = load_params(params_path).base.replace(data_dir=folders[0] if len(folders) == 1 else folders)
         configure_threads(config.train.threads)
         run_dir = Path(tempfile.mkdtemp(prefix="fakelib-pretrained-"))
         run_experiment(config, run_dir, verbose=2)
-    facts = package(run_dir, Path(args.out), args.shift)
-    print(json.dumps(facts))
-    return 0
+    return package(run_dir, Path(out_dir), shift)

@@ -17,9 +17,7 @@ listed in `manifest.csv`), per CAM method and conv layer:
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
 import weakref
 from collections.abc import Sequence
@@ -33,11 +31,12 @@ from sklearn.metrics import roc_auc_score
 
 from fakelib import explain
 from fakelib import images as imagelib
+from fakelib.checks import check_integer, check_number
+from fakelib.layout import LABELS, dataset_files
 from fakelib.models import input_size, logit_model
 from fakelib.regions import REGIONS
 
 FILLS = ("blur", "mean")
-LABELS = {"real": 0, "fake": 1}
 # Below this mean drop (in logits), random deletion changed nothing measurable and a ratio would be noise over noise.
 MIN_RANDOM_DROP = 1e-3
 
@@ -81,13 +80,10 @@ def _manifest_rows(root: Path) -> list[dict]:
         if rows:
             return rows
     rows = []
-    folders = {child.name.lower(): child for child in sorted(root.iterdir()) if child.is_dir()}
-    for label in LABELS:
-        for path in sorted(folders[label].rglob("*")) if label in folders else []:
-            if path.is_file() and imagelib.is_image_path(path):
-                mask = root / "masks" / f"{path.stem}.png"
-                rows.append({"relpath": path.relative_to(root).as_posix(), "label": label, "split": "",
-                             "mask_relpath": mask.relative_to(root).as_posix() if mask.is_file() else ""})
+    for relpath, label in dataset_files(root, require_both=False):
+        mask = root / "masks" / f"{Path(relpath).stem}.png"
+        rows.append({"relpath": relpath, "label": "fake" if label == LABELS["fake"] else "real", "split": "",
+                     "mask_relpath": mask.relative_to(root).as_posix() if mask.is_file() else ""})
     return rows
 
 
@@ -219,8 +215,7 @@ def deletion_test(model: keras.Model, images: np.ndarray, heatmaps: np.ndarray, 
         over a zero or negative drop says nothing); gain and win rate are always defined, and the report's
         pass/fail reads the win rate. `probabilities` is kept for callers; the logits are recomputed.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be between 0 and 1 (exclusive), got {fraction}")
+    check_number("fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
     del probabilities  # the logits below are the model's own, not the probability's clipped logit
     fills = np.stack([fill_image(image, fill) for image in images])
     top, random = deletion_masks(heatmaps, fraction, np.random.default_rng(seed))
@@ -441,17 +436,14 @@ def evaluate_folder(model: keras.Model, data_dir: str | Path, methods: Sequence[
     return json_ready({"data_dir": str(data_dir), "split": split, **report, "errors": sample.errors})
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """`python -m fakelib explain-quality --model PATH DATA_DIR`: print the quality figures as JSON."""
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    if args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+def quality_report(data_dir: str | Path, model_path: str | Path | None = None, methods: Sequence[str] = ("gradcam",),
+                   limit: int = 64, fraction: float = 0.1, fill: str = "blur", split: str | None = "test",
+                   seed: int = 0) -> dict:
+    """The quality figures of a saved model (default: `fakelib.pretrained.default_model`) on `data_dir`, JSON-ready."""
+    check_integer("limit", limit, 1)
     from fakelib.predict import Predictor
 
-    predictor = Predictor.from_path(args.model)
-    report = evaluate_folder(predictor.model, args.data_dir, methods, limit=args.limit,
-                             fraction=getattr(args, "fraction", 0.1), fill=getattr(args, "fill", "blur"),
-                             seed=getattr(args, "seed", 0), split=getattr(args, "split", "test") or None,
-                             equalize_quality=predictor.equalize_quality)
-    print(json.dumps({"model": str(predictor.model_path), **report}, indent=2))
-    return 0
+    predictor = Predictor.from_path(model_path)
+    report = evaluate_folder(predictor.model, data_dir, list(methods), limit=limit, fraction=fraction, fill=fill,
+                             seed=seed, split=split or None, equalize_quality=predictor.equalize_quality)
+    return {"model": str(predictor.model_path), **report}

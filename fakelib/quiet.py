@@ -5,7 +5,8 @@ descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says (measured: 3 hides none of them
 command's one-line error; in a Jupyter kernel the kernel forwards descriptor 2 to the page, so they appear in
 every executed notebook and on the served explorer. Turning oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) would silence
 one line and make training 4-5x slower, so instead descriptor 2 is captured while TensorFlow starts and every
-other line is replayed. Importing this module changes nothing; only calling `import_tensorflow_quietly` does.
+other line is replayed. Importing this module (or fakelib) changes nothing, the environment included; only the
+entry points call `quiet_tensorflow_logging` and `import_tensorflow_quietly`.
 """
 
 from __future__ import annotations
@@ -46,11 +47,22 @@ def filtered_native_stderr() -> Iterator[None]:
                     print(line, file=sys.stderr)
 
 
+def quiet_tensorflow_logging() -> None:
+    """Set TF_CPP_MIN_LOG_LEVEL=2 for this process and those it starts (kernels, Dask workers), unless it is set.
+
+    TensorFlow's C++ info and warning logs bury the output researchers need; a user who wants them back sets the
+    variable themselves, which this leaves alone. It must happen before TensorFlow is imported.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow (and run its first op) with the native start-up chatter filtered out of stderr.
+    """`quiet_tensorflow_logging`, then import TensorFlow (and run its first op) with the native start-up chatter
+    filtered out of stderr.
 
     Call it first thing at an entry point; a second call costs nothing.
     """
+    quiet_tensorflow_logging()
     with filtered_native_stderr():
         import tensorflow
 

@@ -113,10 +113,10 @@ def check_practice(practice_dir: str | None) -> Path | None:
     """
     if practice_dir is None:
         return None
-    from fakelib.data import find_class_dirs
+    from fakelib.layout import class_folders
 
     path = paths.resolve(Path.cwd() / practice_dir)
-    find_class_dirs(path)
+    class_folders(path)
     return path
 
 

@@ -26,16 +26,13 @@ def execute_notebook(name: str, parameters: dict, output: Path | None = None):
     `pytest --nbval-lax` afterwards, with the tiny parameters papermill injected.
     """
     import nbformat
-    import papermill
 
     from fakelib import paths
-    from fakelib.sweep import KERNEL_ARGUMENTS  # the tracker's kernel options: its notebooks run as the tests run them
+    from fakelib.sweep import execute_notebook as run  # the tracker's one papermill call: notebooks run as it runs them
 
     output = output or executed_dir() / name
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(paths.NOTEBOOKS / name), str(output), parameters=parameters,
-                               kernel_name="python3", progress_bar=False, cwd=str(paths.ROOT),
-                               extra_arguments=KERNEL_ARGUMENTS)
+    run(paths.NOTEBOOKS / name, output, parameters)
     return nbformat.read(str(output), as_version=4)
 
 
@@ -116,3 +113,11 @@ def explain_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.fit(images.astype("float32"), labels, epochs=8, batch_size=32, shuffle=False, verbose=0)
     model.save(folder / "model.keras")
     return folder
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs `explain_demo_dir` (an 8-epoch training, directly or through another fixture) is slow,
+    so `make test-fast` (`-m "not slow and not notebook"`) never trains it."""
+    for item in items:
+        if "explain_demo_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

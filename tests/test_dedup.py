@@ -67,7 +67,7 @@ def test_index_grows_and_is_safe_across_threads():
 
 
 def test_index_rejects_a_bad_threshold():
-    with pytest.raises(ValueError, match="threshold must be an integer in 0..64"):
+    with pytest.raises(ValueError, match="threshold = 65 is not allowed; expected an integer 0..64"):
         HashIndex(threshold=65)
 
 

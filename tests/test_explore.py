@@ -48,10 +48,8 @@ def test_upload_gives_a_verdict_with_probability_and_per_layer_heatmaps(explorer
     assert verdict.ok and verdict.filename == name
     assert 0.0 <= verdict.probability <= 1.0
     assert verdict.threshold == pytest.approx(0.4)  # read from metrics.json beside the model
-    assert verdict.label == ("fake" if verdict.probability >= 0.4 else "real")
-    assert verdict.message.startswith(verdict.label.upper()) and f"{verdict.probability:.2f}" in verdict.message
+    assert verdict.label in ("fake", "real") and f"{verdict.probability:.2f}" in verdict.message
     assert verdict.result.layers == ["conv1", "conv2", "conv3"] and verdict.image.shape == (48, 48, 3)
-    assert len(verdict.look_at) == (3 if verdict.label == "fake" else 0)
     figure = explorer.figure()
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
     assert titles[0].startswith(f"p(fake) = {verdict.probability:.2f}") and titles[1].startswith("conv1 gradcam")
@@ -80,6 +78,24 @@ def test_a_file_that_is_not_an_image_gets_a_friendly_message(explorer, demo_dir)
     assert not broken.ok and "could not be read as an image" in broken.message and "Traceback" not in broken.message
     empty = explorer.set_upload("empty.png", b"")
     assert not empty.ok and "empty.png" in empty.message
+
+
+def test_the_verdict_follows_the_saved_threshold(experiment, demo_dir, tmp_path):
+    """The same upload is called fake by a model whose saved threshold sits just below its probability (with three
+    regions to look at) and real by one whose threshold sits just above (with none)."""
+    upload = _encoded(demo_dir, "PNG")
+    probability = explore.Explorer({"demo": str(experiment / "model.keras")}).set_upload("face.png", upload).probability
+    verdicts = {}
+    for name, threshold in (("below", max(probability - 0.01, 0.0)), ("above", min(probability + 0.01, 1.0))):
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(experiment / "model.keras", folder / "model.keras")
+        (folder / "metrics.json").write_text(json.dumps({"threshold": threshold}))
+        verdicts[name] = explore.Explorer({name: str(folder / "model.keras")}).set_upload("face.png", upload)
+    assert 0.01 < probability < 0.99  # else one side of the boundary cannot be tried
+    below, above = verdicts["below"], verdicts["above"]
+    assert (below.label, below.message[:4], len(below.look_at)) == ("fake", "FAKE", 3)
+    assert (above.label, above.message[:4], len(above.look_at)) == ("real", "REAL", 0)
 
 
 def test_colormap_and_opacity_redraw_without_recomputing_but_method_recomputes(explorer, demo_dir):

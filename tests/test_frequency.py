@@ -6,14 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from fakelib import frequency, models
+from fakelib import layers as custom_layers
+from fakelib import models
 
 TINY = {"conv_filters": [4, 8], "kernel_sizes": [3, 3], "dense_units": [4], "dropout": 0.0}
 
 
 def durall_reference(image: np.ndarray) -> np.ndarray:
     """Durall et al.'s recipe written the textbook way: fftshift, distances from the centre, ring means."""
-    gray = image.astype(np.float64) @ np.array(frequency.LUMA_WEIGHTS) / 255.0
+    gray = image.astype(np.float64) @ np.array(custom_layers.LUMA_WEIGHTS) / 255.0
     spectrum = np.fft.fftshift(np.fft.fft2(gray))
     log_power = np.log(np.abs(spectrum) ** 2 / gray.size + 1e-8)
     y, x = np.indices(gray.shape)
@@ -29,19 +30,19 @@ def pixels(size: int, count: int = 2, seed: int = 0) -> np.ndarray:
 def test_spectrum_matches_numpy_reference(size):
     images = pixels(size)
     images[1] = np.linspace(0, 255, size)[None, :, None]  # a smooth ramp: power falls with frequency
-    features = np.asarray(frequency.AzimuthalSpectrum()(images))
+    features = np.asarray(custom_layers.AzimuthalSpectrum()(images))
     for image, feature in zip(images, features):
         np.testing.assert_allclose(feature, durall_reference(image), rtol=1e-3, atol=1e-3)
 
 
 def test_spectrum_bins_cover_every_frequency_once():
-    index, counts = frequency.radial_bins(32, 32)
+    index, counts = custom_layers.radial_bins(32, 32)
     assert counts.sum() == 32 * 32 and (counts > 0).all()
     assert len(counts) == int(np.floor(np.hypot(16, 16))) + 1
 
 
 def test_residual_cancels_block_constant_content_and_keeps_the_rest():
-    layer = frequency.NearestResidual(2)
+    layer = custom_layers.NearestResidual(2)
     blocky = np.repeat(np.repeat(pixels(4, count=1), 2, axis=1), 2, axis=2)  # 8 x 8, constant per 2 x 2 block
     np.testing.assert_allclose(np.asarray(layer(blocky)), 0.0, atol=1e-6)
     odd = pixels(5, count=1)
@@ -49,7 +50,7 @@ def test_residual_cancels_block_constant_content_and_keeps_the_rest():
     expected = odd - np.repeat(np.repeat(odd[:, ::2, ::2], 2, axis=1), 2, axis=2)[:, :5, :5]
     np.testing.assert_allclose(residual, expected, atol=1e-5)
     with pytest.raises(ValueError, match="factor"):
-        frequency.NearestResidual(1)
+        custom_layers.NearestResidual(1)
 
 
 def test_models_are_registered():
@@ -92,10 +93,10 @@ def test_unshuffle_matches_tensorflow_space_to_depth(size):
 
     images = pixels(size, count=2)
     even = images[:, : size - size % 2, : size - size % 2]
-    np.testing.assert_array_equal(np.asarray(frequency.PixelUnshuffle(2)(images)),
+    np.testing.assert_array_equal(np.asarray(custom_layers.PixelUnshuffle(2)(images)),
                                   tf.nn.space_to_depth(even, 2).numpy())
     with pytest.raises(ValueError, match="factor"):
-        frequency.PixelUnshuffle(1)
+        custom_layers.PixelUnshuffle(1)
 
 
 def test_npr_feeds_the_residual_phases_to_the_first_convolution():

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import fakelib
 from fakelib import models
 
 
@@ -80,3 +86,38 @@ def test_load_model_errors_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="cannot load model") as error:
         models.load_model(bad)
     assert "\n" not in str(error.value)
+
+
+def test_importing_models_registers_every_builder_without_an_import_circle():
+    """`fakelib.layers` needs nothing from `fakelib.models`, and `import fakelib.models` alone fills the registry."""
+    code = ("import sys; import fakelib.layers; "
+            "assert 'fakelib.models' not in sys.modules, 'fakelib.layers imports fakelib.models'; "
+            "import fakelib.models; print(','.join(fakelib.models.list_models()))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split(",") == ["cnn", "spectrum", "npr", "npr_patch"]
+
+
+def test_no_module_imports_below_its_first_definition():
+    """An import after the definitions (to trigger registration, say) is a circle waiting for an import sorter."""
+    late = []
+    for path in sorted(Path(fakelib.__file__).parent.rglob("*.py")):
+        seen_definition = False
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                seen_definition = True
+            elif isinstance(node, (ast.Import, ast.ImportFrom)) and seen_definition:
+                late.append(f"{path.name}:{node.lineno}")
+    assert late == []
+
+
+def test_create_model_refuses_a_misspelt_parameter_and_fills_the_rest_from_the_config():
+    from fakelib.config import ConfigError, ModelConfig
+
+    with pytest.raises(ConfigError, match="unknown model parameter.*'dropuot'"):
+        models.create_model("cnn", 32, conv_filters=[4], dropuot=0.5)
+    model = models.create_model("cnn", 32, conv_filters=[4])  # nothing else given: ModelConfig's defaults
+    defaults = ModelConfig()
+    assert model.get_layer("dense1").units == defaults.dense_units[0]
+    assert model.get_layer("head_dropout").rate == defaults.dropout
+    assert model.get_layer("conv1").kernel_size == (defaults.kernels[0],) * 2

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 
 from fakelib import paths, sweep
@@ -32,9 +31,7 @@ def execute(name: str, parameters: dict) -> nbformat.NotebookNode:
     """Run notebooks/<name> into EXECUTED/<name> with `parameters`; returns the executed notebook."""
     EXECUTED.mkdir(parents=True, exist_ok=True)
     output = EXECUTED / name
-    papermill.execute_notebook(str(paths.NOTEBOOKS / name), str(output), parameters=parameters,
-                               kernel_name=sweep.KERNEL, progress_bar=False, cwd=str(paths.ROOT),
-                               extra_arguments=sweep.KERNEL_ARGUMENTS)
+    sweep.execute_notebook(paths.NOTEBOOKS / name, output, parameters)
     return nbformat.read(str(output), as_version=4)
 
 

@@ -57,3 +57,22 @@ def test_a_notebook_run_with_the_kernel_argument_shows_no_tensorflow_line(tmp_pa
 
     assert "oneDNN" in printed(["--IPKernelApp.log_level=ERROR"])  # what a plain kernel shows
     assert printed(["--IPKernelApp.log_level=ERROR", quiet.KERNEL_ARGUMENT]) == "ran\n"
+
+
+
+def test_importing_fakelib_leaves_the_environment_alone_and_entry_points_set_the_log_level():
+    def log_level(preset: str | None) -> str:
+        environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+        environment.update({"TF_CPP_MIN_LOG_LEVEL": preset} if preset is not None else {})
+        code = ("import os, fakelib, fakelib.models, fakelib.sweep, fakelib.quiet; "
+                "assert os.environ.get('TF_CPP_MIN_LOG_LEVEL') == os.environ.get('PRESET'), 'changed at import'; "
+                "fakelib.quiet.import_tensorflow_quietly(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+        if preset is not None:
+            environment["PRESET"] = preset
+        done = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True,
+                              timeout=120, env=environment)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert log_level(None) == "2"  # set by the entry point, not by the import
+    assert log_level("0") == "0"  # a user's own value is left alone

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fakelib import atomic
 from fakelib import fetch as fetch_module
 from fakelib import scrape as scrape_module
 from fakelib.__main__ import main
@@ -140,11 +141,6 @@ def test_status_table_counts_every_row(fault_run):
     table = scrape_module.status_table(out)
     assert table["attempts"].sum() == summary["attempts"] and table.loc["saved", "attempts"] == 6
     assert table["share"].sum() == pytest.approx(1.0, abs=0.01)
-
-
-def test_faults_cost_no_more_than_their_timeouts(fault_run):
-    *_, elapsed = fault_run
-    assert elapsed < 8  # slow (1 s timeout) and 429 (1 s) overlap with the rest
 
 
 def test_endpoint_recycling_images_counts_duplicates(tmp_path):
@@ -306,14 +302,16 @@ def test_stop_event_and_max_attempts(tmp_path):
 
 
 @pytest.mark.parametrize(("overrides", "fragment"), [
-    ({"mode": "crawl"}, "mode must be one of endpoint, list, page"),
-    ({"count": 0}, "count must be an integer >= 1"),
-    ({"workers": 100}, "workers must be an integer 1..64"),
-    ({"rate": -1.0}, "rate must be a number >= 0"),
-    ({"phash_threshold": 65}, "phash_threshold must be an integer 0..64"),
-    ({"image_format": "gif"}, "image_format must be one of jpeg, png, webp, None"),
-    ({"timeout": 0}, "timeout must be a number > 0"),
-    ({"mode": "endpoint", "source": "ftp://example.org/x"}, "source must be an http(s) URL"),
+    ({"mode": "crawl"}, "mode = 'crawl' is not allowed; expected one of endpoint, list, page"),
+    ({"count": 0}, "count = 0 is not allowed; expected an integer >= 1"),
+    ({"workers": 100}, "workers = 100 is not allowed; expected an integer 1..64"),
+    ({"rate": -1.0}, "rate = -1.0 is not allowed; expected a number >= 0"),
+    ({"phash_threshold": 65}, "phash_threshold = 65 is not allowed; expected an integer 0..64"),
+    ({"image_format": "gif"}, "image_format = 'gif' is not allowed; expected one of jpeg, png, webp, None"),
+    ({"timeout": 0}, "timeout = 0 is not allowed; expected a number > 0"),
+    ({"mode": "endpoint", "source": "ftp://example.org/x"}, "source = 'ftp://example.org/x' is not allowed; "
+                                                            "expected an http(s) URL"),
+    ({"selector": " "}, "selector = ' ' is not allowed; expected a non-empty text"),
 ])
 def test_config_validation_names_the_key(tmp_path, overrides, fragment):
     settings = {"source": "urls.txt", **overrides}
@@ -337,7 +335,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                  "http://127.0.0.1:9/"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors[0].startswith("fakelib scrape: error: no such URL list")
-    assert errors[1] == "fakelib scrape: error: workers must be an integer 1..64; got 0"
+    assert errors[1] == "fakelib scrape: error: workers = 0 is not allowed; expected an integer 1..64"
 
 
 def test_cli_exit_status_after_a_failure_streak(tmp_path, capsys):
@@ -348,7 +346,7 @@ def test_cli_exit_status_after_a_failure_streak(tmp_path, capsys):
 
 
 def test_second_scrape_into_the_same_folder_is_refused(tmp_path):
-    with scrape_module._folder_lock(tmp_path):
+    with scrape_module.manifest._folder_lock(tmp_path):
         with pytest.raises(ValueError, match="another scrape is writing to"):
             scrape(fast_config("http://127.0.0.1:9/", tmp_path, mode="endpoint"))
 
@@ -357,7 +355,7 @@ def test_leftover_temporaries_are_removed_and_writes_are_whole(tmp_path):
     (tmp_path / ".abc.png.1234.part").write_bytes(b"half an image")
     scrape(fast_config("http://127.0.0.1:9/", tmp_path, mode="endpoint", max_attempts=1, retries=0))
     assert not list(tmp_path.glob(".*.part"))
-    scrape_module.write_atomic(tmp_path / "x.png", b"whole")
+    atomic.write_bytes(tmp_path / "x.png", b"whole")
     assert (tmp_path / "x.png").read_bytes() == b"whole" and not list(tmp_path.glob(".*.part"))
 
 

@@ -27,15 +27,13 @@ def test_notebook_is_committed_without_outputs_and_has_parameters():
 @pytest.mark.notebook
 @pytest.mark.timeout(120)
 def test_notebook_scrapes_a_local_endpoint(tmp_path):
-    import papermill
+    from fakelib.sweep import execute_notebook
 
     output_dir = tmp_path / "faces"
     with ScrapeServer() as server:
-        papermill.execute_notebook(
-            str(NOTEBOOK), str(tmp_path / "01_scrape.ipynb"), kernel_name="python3", progress_bar=False,
-            parameters=dict(source=server.url("/face-recycling"), mode="endpoint", count=5, workers=1, rate=0.0,
-                            output_dir=str(output_dir), show=5),
-        )
+        execute_notebook(NOTEBOOK, tmp_path / "01_scrape.ipynb", dict(
+            source=server.url("/face-recycling"), mode="endpoint", count=5, workers=1, rate=0.0,
+            output_dir=str(output_dir), show=5))
     summary = json.loads((output_dir / "scrape_summary.json").read_text())
     assert summary["stop_reason"] == "target_reached" and summary["images"] == 5
     assert summary["statuses"] == {"saved": 5, "duplicate": 4, "near_duplicate": 4}

@@ -1,31 +1,65 @@
-"""Spectrum (Durall et al.) and NPR-style residual layers and the models built on them, registered in `models`.
+"""The custom Keras layers of every fakelib model; the builders that use them live with the registry in `models`.
 
-Both models look at how pixels relate to their neighbours rather than at what the face shows:
+* `InputScale`: pixels in [0, 255] -> [0, 1], carrying the side the model's inputs are prepared at.
+* `PlattScaling`: the calibration at the end of every head (identity until `fakelib.train` fits it).
+* `AzimuthalSpectrum`: the 1-D log power spectrum of the "Unmasking DeepFakes with simple features" baseline
+  (Durall et al.): grayscale, 2-D Fourier transform, azimuthal average.
+* `NearestResidual`: the neighbouring-pixel residual of the NPR work (Tan et al., CVPR 2024): the image minus its
+  nearest-neighbour down-then-up-sampled copy, which cancels image content and keeps the local correlations that
+  a generator's up-sampling layers leave behind.
+* `PixelUnshuffle`: space-to-depth; each 2 x 2 block becomes one position with the block's four phases as
+  channels, so the first convolution sees the up-sampling grid's phases as separate inputs.
 
-* `spectrum` is the "Unmasking DeepFakes with simple features" baseline: grayscale, 2-D Fourier transform,
-  azimuthal average of the log power spectrum, then logistic regression (standardization + one sigmoid unit).
-* `npr` feeds a small CNN with the neighbouring-pixel residual of the NPR work (Tan et al., CVPR 2024):
-  the image minus its nearest-neighbour down-then-up-sampled copy, which cancels image content and keeps the
-  local correlations that a generator's up-sampling layers leave behind. The residual is then unshuffled
-  (space-to-depth): each 2 x 2 block becomes one position with the block's four phases as channels, so the
-  first convolution sees the up-sampling grid's phases as separate inputs, at a quarter of the positions.
-
-Both layers are registered Keras serializables with `get_config`, so the models save and load as `.keras` files
-with `safe_mode=True`, and both take the shared raw-pixel input of `fakelib.models`.
+Every layer is a registered Keras serializable (package "fakelib", so saved models find it by name wherever it
+lives) with `get_config`, so models save and load as `.keras` files with `safe_mode=True`. This module imports
+nothing from fakelib.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from fakelib.models import InputScale, calibrated_output, classifier_head, conv_blocks, image_input, register_model
-
 # ITU-R BT.601 luma weights, the grayscale conversion of Pillow and OpenCV.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@keras.saving.register_keras_serializable(package="fakelib")
+class InputScale(layers.Layer):
+    """Pixels in [0, 255] -> [0, 1], carrying the model's input side (`view_side`) in its saved config.
+
+    A fully convolutional model accepts any side, so the side its inputs are prepared at (down-sampled to when
+    larger, see `fakelib.images.load_view`) has to travel with the model instead of with its input shape.
+    """
+
+    def __init__(self, view_side: int, **kwargs):
+        super().__init__(**kwargs)
+        self.view_side = int(view_side)
+
+    def call(self, inputs):
+        return inputs / 255.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "view_side": self.view_side}
+
+
+@keras.saving.register_keras_serializable(package="fakelib")
+class PlattScaling(layers.Layer):
+    """logit -> scale * logit + bias, with non-trainable weights set after training (identity until then)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", trainable=False, name="scale")
+        self.bias = self.add_weight(shape=(), initializer="zeros", trainable=False, name="bias")
+
+    def call(self, inputs):
+        return inputs * self.scale + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 def radial_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,66 +187,3 @@ class PixelUnshuffle(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
-
-
-@register_model("spectrum")
-def build_spectrum(image_size: int, l2: float = 1e-4) -> keras.Model:
-    """Durall et al.'s baseline: 1-D log power spectrum, standardized, then logistic regression.
-
-    Standardization is a `BatchNormalization` without scale or offset (the logistic unit has both), with a
-    fast-moving average so its inference statistics settle within the first epoch.
-    """
-    inputs = image_input(image_size)
-    x = AzimuthalSpectrum(name="spectrum")(inputs)
-    x = layers.BatchNormalization(momentum=0.9, center=False, scale=False, name="standardize")(x)
-    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    logit = layers.Dense(1, kernel_regularizer=regularizer, name="logit")(x)
-    return keras.Model(inputs, calibrated_output(logit), name="spectrum")
-
-
-@register_model("npr")
-def build_npr(image_size: int, conv_filters: Sequence[int] = (16, 32, 64, 128),
-              kernel_sizes: Sequence[int] | int = 3, pooling: str = "max", batch_norm: bool = True,
-              dropout: float = 0.3, dense_units: Sequence[int] = (64,), l2: float = 1e-4) -> keras.Model:
-    """The NPR-style detector: neighbouring-pixel residual -> unshuffle -> the shared conv blocks -> pooling -> head.
-
-    Works best when images reach the model at their native resolution: any resampling before it (resize,
-    crop-and-resize augmentation) blurs the up-sampling traces the residual isolates. The unshuffle halves the
-    side before the first convolution, so a 256 px input costs the conv blocks what a 128 px one costs `cnn`.
-    """
-    if isinstance(kernel_sizes, int):
-        kernel_sizes = [kernel_sizes] * len(conv_filters)
-    inputs = image_input(None)
-    x = InputScale(image_size, name="scale")(inputs)
-    x = NearestResidual(2, name="npr")(x)
-    x = PixelUnshuffle(2, name="unshuffle")(x)
-    x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="npr")
-
-
-@register_model("npr_patch")
-def build_npr_patch(image_size: int, conv_filters: Sequence[int] = (32, 64, 128),
-                    kernel_sizes: Sequence[int] | int = 3, batch_norm: bool = True, dropout: float = 0.0,
-                    l2: float = 1e-4) -> keras.Model:
-    """Patch scores pooled into one (after LaDeDa, Cavia et al. 2024): the NPR residual, unshuffled, through a few
-    convolutions without down-sampling, a 1 x 1 convolution giving every position its own logit, and the mean of
-    those logits as the image's logit.
-
-    The receptive field stays small (a 3 x 3 kernel per block on the unshuffled grid: about 2 * (2 * blocks + 1)
-    pixels), so the model can only read local traces, never the face itself, and every position of any input
-    size votes. `conv_filters` are the widths of the blocks, `kernel_sizes` their kernels.
-    """
-    if isinstance(kernel_sizes, int):
-        kernel_sizes = [kernel_sizes] * len(conv_filters)
-    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    inputs = image_input(None)
-    x = InputScale(image_size, name="scale")(inputs)
-    x = NearestResidual(2, name="npr")(x)
-    x = PixelUnshuffle(2, name="unshuffle")(x)
-    x = conv_blocks(x, conv_filters, kernel_sizes, "none", batch_norm, l2)
-    if dropout > 0:
-        x = layers.SpatialDropout2D(dropout, name="patch_dropout")(x)
-    x = layers.Conv2D(1, 1, kernel_regularizer=regularizer, name="patch_logit")(x)  # (batch, h, w, 1) per patch
-    logit = layers.GlobalAveragePooling2D(name="logit")(x)  # (batch, 1): the mean patch logit
-    return keras.Model(inputs, calibrated_output(logit), name="npr_patch")
