@@ -24,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from fakelib.netguard import AddressGuard, AddressRefused, _GuardedAdapter, _deadline, request_deadline
+from fakelib.netguard import AddressGuard, AddressRefused, GuardedAdapter, current_deadline, request_deadline
 from fakelib.politeness import FetchContext, FetchSettings
 
 
@@ -118,7 +118,7 @@ def new_session(user_agent: str, guard: AddressGuard | None = None) -> requests.
     """
     session = _Session()
     session.headers["User-Agent"] = user_agent
-    adapter = _GuardedAdapter(guard, pool_connections=4, pool_maxsize=4, max_retries=0)
+    adapter = GuardedAdapter(guard, pool_connections=4, pool_maxsize=4, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -184,7 +184,7 @@ def _follow_redirects(url: str, context: FetchContext, session: requests.Session
             raise _Refused("robots_disallowed", reason)
         if not context.pacer.wait(url, context.stop):
             raise _Refused("stopped", "run stopped before the request")
-        _deadline.at = time.monotonic() + context.settings.timeout  # connect, headers and body of this hop
+        current_deadline.at = time.monotonic() + context.settings.timeout  # connect, headers and body of this hop
         response = _get(url, context.settings, session)
         if not response.is_redirect:
             return response

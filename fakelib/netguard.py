@@ -17,18 +17,18 @@ import requests
 import urllib3
 
 
-_deadline = threading.local()  # `.at`: monotonic time by which this thread's current request must be complete
+current_deadline = threading.local()  # `.at`: monotonic time by which this thread's current request must be complete
 
 
 @contextlib.contextmanager
 def request_deadline(seconds: float) -> Iterator[None]:
     """Every socket operation of this thread's requests inside the block must end within `seconds` in total."""
-    previous = getattr(_deadline, "at", None)
-    _deadline.at = time.monotonic() + seconds
+    previous = getattr(current_deadline, "at", None)
+    current_deadline.at = time.monotonic() + seconds
     try:
         yield
     finally:
-        _deadline.at = previous
+        current_deadline.at = previous
 
 
 class _DeadlineSocket:
@@ -55,7 +55,7 @@ class _DeadlineSocket:
         return self._timeout
 
     def _arm(self) -> None:
-        at = getattr(_deadline, "at", None)
+        at = getattr(current_deadline, "at", None)
         if at is None:
             self._sock.settimeout(self._timeout)
             return
@@ -170,7 +170,7 @@ def _connection_classes(guard: AddressGuard | None) -> dict[str, type]:
     return {"http": Pool, "https": TLSPool}
 
 
-class _GuardedAdapter(requests.adapters.HTTPAdapter):
+class GuardedAdapter(requests.adapters.HTTPAdapter):
     def __init__(self, guard: AddressGuard | None, **kwargs) -> None:
         self._pool_classes = _connection_classes(guard)  # before super(): it builds the pool manager
         super().__init__(**kwargs)

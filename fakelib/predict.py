@@ -66,23 +66,16 @@ class Predictor:
         return input_size(self.model)
 
     def prepare(self, source: str | Path | bytes) -> np.ndarray:
-        """Decode one image to the model's input, equalized like training, never up-sampled.
+        """Decode one image to the model's (size, size, 3) uint8 input, equalized like training, never up-sampled:
+        larger images are down-sampled, smaller ones padded as training padded them (`images.load_view`)."""
+        view, _ = imagelib.load_view(source, self.image_size, equalize_quality=self.equalize_quality)
+        return view
 
-        A fully convolutional model gets the (side, side, 3) uint8 image at its own side (at most the model's
-        input side: larger images are down-sampled); a fixed-size model the padded (size, size, 3) input.
-        """
-        from fakelib.models import fully_convolutional
-
-        view, side = imagelib.load_view(source, self.image_size, equalize_quality=self.equalize_quality)
-        return imagelib.unpad(view, side) if fully_convolutional(self.model) else view
-
-    def predict_arrays(self, images: np.ndarray | list[np.ndarray], batch_size: int = 64,
-                       sides: np.ndarray | None = None) -> np.ndarray:
-        """(n,) probability of fake for (n, size, size, 3) inputs (with each image's `sides` when padded), or for a
-        list of `prepare` outputs of any sides, predicted in batches."""
+    def predict_arrays(self, images: np.ndarray | list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """(n,) probability of fake for (n, size, size, 3) inputs, or a list of `prepare` outputs, in batches."""
         from fakelib.models import predict_probabilities
 
-        return predict_probabilities(self.model, images, batch_size, sides)
+        return predict_probabilities(self.model, images, batch_size)
 
     def predict_file(self, path: str | Path) -> dict:
         """One JSON-ready row: `path`, `p_fake`, `label`, or `path`, `error` for an unusable file."""
@@ -102,7 +95,7 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
     from fakelib.metrics import binary_metrics
 
     prepared = load_folder_images(data_dir, predictor.image_size, predictor.equalize_quality)
-    probabilities = predictor.predict_arrays(prepared.images, batch_size, prepared.sides)
+    probabilities = predictor.predict_arrays(prepared.images, batch_size)
     scores = binary_metrics(prepared.labels, probabilities, predictor.threshold)
     keys = ("n", "n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
             "threshold", "real_rate", "fake_rate")

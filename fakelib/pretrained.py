@@ -112,7 +112,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         "# Model card: fakelib pretrained detector", "",
         f"- Architecture: `{metrics['model']}` ({metrics['param_count']:,} parameters), fully convolutional; "
         f"inputs prepared at {params['data']['image_size']} px (larger photos down-sampled with an area filter, "
-        "smaller ones scored at their own size, never up-sampled).",
+        "smaller ones padded with grey as in training, never up-sampled).",
         f"- Trained on: {', '.join(Path(str(item)).name for item in folders)} "
         f"({metrics['n_train']} training, {metrics['n_val']} validation images), "
         + (f"random {params['data']['train_crop']} px native-resolution crops"

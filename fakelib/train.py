@@ -55,7 +55,7 @@ def _schedule(config: ExperimentConfig, steps_per_epoch: int):
     return train.learning_rate
 
 
-def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int, sides: np.ndarray | None = None):
+def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int):
     """A callback that scores the validation split once per epoch with exact metrics.
 
     Keras' streaming AUC buckets probabilities into fixed thresholds and reads 0.5 when an early model's
@@ -70,7 +70,7 @@ def _validation_callback(images: np.ndarray, labels: np.ndarray, batch_size: int
 
     class ValidationScores(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = np.clip(predict_probabilities(self.model, images, batch_size, sides), 1e-7, 1 - 1e-7)
+            probabilities = np.clip(predict_probabilities(self.model, images, batch_size), 1e-7, 1 - 1e-7)
             logs = logs if logs is not None else {}
             logs["val_auc"] = float(roc_auc_score(labels, probabilities))
             logs["val_loss"] = float(log_loss(labels, probabilities, labels=[0, 1]))
@@ -190,12 +190,12 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     crop = config.data.train_crop if fully_convolutional(model) else 0  # a fixed-size model trains on whole inputs
     train_data = make_dataset(*splits["train"], batch, config.augment, shuffle=True, seed=config.train.seed,
                               sides=sides["train"], crop=crop)
-    validation = _validation_callback(*splits["val"], batch, sides["val"])
+    validation = _validation_callback(*splits["val"], batch)
     started = time.perf_counter()
     history = model.fit(train_data, epochs=config.train.epochs, verbose=verbose, shuffle=False,
                         callbacks=_callbacks(config, output_dir, validation, train_data))
     train_seconds = time.perf_counter() - started
-    return _finish(output_dir, config, splits, sides, history.history, train_seconds)
+    return _finish(output_dir, config, splits, history.history, train_seconds)
 
 
 def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict]:
@@ -216,16 +216,16 @@ def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict]:
     return splits, sides
 
 
-def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, sides: dict, history: dict,
+def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, history: dict,
             train_seconds: float) -> dict:
     """Calibrate the best checkpoint on validation, score it, and write model, figures and metrics.json (last)."""
     from fakelib.models import load_model
 
     batch = config.train.batch_size
     best = load_model(output_dir / "model.keras")
-    calibrate(best, *splits["val"], batch, sides["val"])
+    calibrate(best, *splits["val"], batch)
     best.save(output_dir / "model.keras")
-    metrics, predictions = _evaluate(best, splits, sides, batch, config, history, train_seconds)
+    metrics, predictions = _evaluate(best, splits, batch, config, history, train_seconds)
     _figures(output_dir, metrics, predictions)
     write_json(output_dir / "metrics.json", metrics)
     return metrics
@@ -252,13 +252,12 @@ def recalibrate(output_dir: str | Path, cache_root: str | Path | None = None) ->
     config = load_experiment(output_dir / "params.yaml")
     train_seconds = json.loads((output_dir / "metrics.json").read_text())["train_seconds"]
     prepared = load_dataset(config.data, cache_root)
-    splits, sides = _splits(prepared, config)
+    splits, _ = _splits(prepared, config)
     history = pd.read_csv(output_dir / "history.csv").to_dict("list")
-    return _finish(output_dir, config, splits, sides, history, train_seconds)
+    return _finish(output_dir, config, splits, history, train_seconds)
 
 
-def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64,
-              sides: np.ndarray | None = None) -> tuple[float, float]:
+def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> tuple[float, float]:
     """Fit the model's Platt scaling on held-out (validation) images and set it in place; returns (scale, bias).
 
     The fit weighs both classes equally, so p_fake is the probability under even odds, whatever the share of
@@ -267,13 +266,13 @@ def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 6
     from fakelib.metrics import fit_platt
     from fakelib.models import logit_model, predict_probabilities, set_calibration
 
-    logits = predict_probabilities(logit_model(model), images, batch_size, sides)
+    logits = predict_probabilities(logit_model(model), images, batch_size)
     scale, bias = fit_platt(labels, logits)
     set_calibration(model, scale, bias)
     return scale, bias
 
 
-def _evaluate(model, splits: dict, sides: dict, batch_size: int, config: ExperimentConfig, history: dict,
+def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, history: dict,
               train_seconds: float) -> tuple[dict, dict]:
     """Flat metrics (validation scores, test at 0.5 and at the validation-chosen threshold, run facts),
     and the (labels, probabilities) of validation and test for the figures."""
@@ -283,8 +282,8 @@ def _evaluate(model, splits: dict, sides: dict, batch_size: int, config: Experim
 
     val_images, val_labels = splits["val"]
     test_images, test_labels = splits["test"]
-    val_probabilities = predict_probabilities(model, val_images, batch_size, sides["val"])
-    test_probabilities = predict_probabilities(model, test_images, batch_size, sides["test"])
+    val_probabilities = predict_probabilities(model, val_images, batch_size)
+    test_probabilities = predict_probabilities(model, test_images, batch_size)
     threshold = metriclib.choose_threshold(val_labels, val_probabilities)
     val = metriclib.binary_metrics(val_labels, val_probabilities)
     test = metriclib.binary_metrics(test_labels, test_probabilities)

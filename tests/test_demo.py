@@ -44,14 +44,14 @@ def small_dataset(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_ellipse_bounding_box_loses_no_coverage():
-    grid = demo.geometry._grid(96)
+    grid = demo.geometry.pixel_grid(96)
     rng = np.random.default_rng(0)
     for _ in range(300):
         centre, radii = rng.uniform(-0.1, 1.1, 2), rng.uniform(0.003, 0.3, 2)
         angle, bend, soft = rng.uniform(-3, 3), rng.uniform(-0.05, 0.05), rng.uniform(0.5, 8)
-        radius = demo.geometry._ellipse_radius(grid, centre, radii, angle, bend)
+        radius = demo.geometry.ellipse_radius(grid, centre, radii, angle, bend)
         full = np.clip((1 - radius) / np.float32(soft / (96 * min(radii))) + 0.5, 0, 1)
-        assert np.array_equal(full, demo.geometry._ellipse(grid, centre, radii, angle, bend, soft))
+        assert np.array_equal(full, demo.geometry.soft_ellipse(grid, centre, radii, angle, bend, soft))
 
 
 @pytest.mark.parametrize("size", [32, 96])

@@ -123,7 +123,11 @@ def test_model_choices_lists_best_and_experiments(experiment, tmp_path):
     assert choices == {"best model": str(best / "model.keras"),
                        "model in abc123": str(experiment / "model.keras")}  # no params.yaml: only its folder
     label, path = list(explore.model_choices(experiment.parent, best).items())[-1]  # the shipped model comes last
-    assert re.fullmatch(r"pretrained: npr, 256 px, val ROC-AUC 0\.\d{3}", label)
+    from fakelib.config import load_experiment
+    from fakelib.pretrained import PRETRAINED_DIR
+
+    shipped = load_experiment(PRETRAINED_DIR / "params.yaml")
+    assert re.fullmatch(rf"pretrained: {shipped.model.model}, {shipped.data.image_size} px, val ROC-AUC 0\.\d{{3}}", label)
     assert path.endswith("pretrained/model.keras")
     assert explore.model_choices(tmp_path / "none", tmp_path / "none", pretrained_dir=tmp_path / "none") == {}
 

@@ -53,17 +53,19 @@ def test_scaling_and_input_side_live_in_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["cnn", "npr"])
-def test_fully_convolutional_models_score_any_side_and_batch_by_side(name):
-    model = models.create_model(name, 64, conv_filters=[4, 8, 8], dense_units=[])
-    rng = np.random.default_rng(0)
-    small, large = rng.integers(0, 255, (40, 40, 3)), rng.integers(0, 255, (64, 64, 3))
-    alone = [float(model(image[None].astype(np.float32))[0, 0]) for image in (small, large)]
-    together = models.predict_probabilities(model, [small.astype(np.uint8), large.astype(np.uint8)])
-    np.testing.assert_allclose(together, alone, rtol=1e-5)
+def test_a_smaller_image_is_scored_padded_as_in_training(name):
     from fakelib.images import pad_square
 
-    padded = np.stack([pad_square(small.astype(np.uint8), 64), large.astype(np.uint8)])
-    np.testing.assert_allclose(models.predict_probabilities(model, padded, sides=[40, 64]), alone, rtol=1e-5)
+    model = models.create_model(name, 64, conv_filters=[4, 8, 8], dense_units=[])
+    rng = np.random.default_rng(0)
+    small, large = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    padded = pad_square(small, 64)
+    alone = [float(model(image[None].astype(np.float32))[0, 0]) for image in (padded, large)]
+    together = models.predict_probabilities(model, [small, large])  # a list of any sides: padded to 64 first
+    np.testing.assert_allclose(together, alone, rtol=1e-5)
+    np.testing.assert_allclose(models.predict_probabilities(model, np.stack([padded, large])), alone, rtol=1e-5)
+    own_side = float(model(small[None].astype(np.float32))[0, 0])
+    assert abs(own_side - alone[0]) > 1e-6  # not the same as scoring it unpadded at its own side
 
 
 def test_calibration_is_saved_with_the_model_and_changes_p_fake(tmp_path):

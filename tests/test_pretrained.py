@@ -79,6 +79,8 @@ def test_the_shipped_model_loads_with_its_card_and_scores_a_small_image(tmp_path
     assert not facts["demo_data"] and facts["card"] and "Known failures" in Path(facts["card"]).read_text()
     small = tmp_path / "small.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 70, 3), dtype=np.uint8)).save(small)
-    row = predictor.predict_file(small)  # smaller than the input side: scored at its own 70 px, never up-sampled
+    row = predictor.predict_file(small)  # smaller than the input side: padded as in training, never up-sampled
     assert 0.0 <= row["p_fake"] <= 1.0 and row["label"] in ("real", "fake")
-    assert predictor.prepare(small.read_bytes()).shape == (70, 70, 3)
+    side = predictor.image_size
+    view = predictor.prepare(small.read_bytes())
+    assert view.shape == (side, side, 3) and (view[0] == 128).all()  # a grey frame around the 70 px centre square

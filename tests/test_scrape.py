@@ -346,7 +346,7 @@ def test_cli_exit_status_after_a_failure_streak(tmp_path, capsys):
 
 
 def test_second_scrape_into_the_same_folder_is_refused(tmp_path):
-    with scrape_module.manifest._folder_lock(tmp_path):
+    with scrape_module.manifest.folder_lock(tmp_path):
         with pytest.raises(ValueError, match="another scrape is writing to"):
             scrape(fast_config("http://127.0.0.1:9/", tmp_path, mode="endpoint"))
 

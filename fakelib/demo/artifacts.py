@@ -10,10 +10,10 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from fakelib.demo.drawing import (_blur, _ellipsoid_shading, _eye_geometry, _grade, _iris_field, _sclera, _sensor,
-                                  draw_face)
+from fakelib.demo.drawing import (blur_image, colour_grade, draw_face, ellipsoid_shading, eye_geometry, iris_field,
+                                  sclera_mask, sensor_noise)
 from fakelib.demo.faces import IRIS_COLOURS, Face, sample_face
-from fakelib.demo.geometry import _ellipse, _ellipse_radius, _grid, _hsv, _paint, _support
+from fakelib.demo.geometry import ellipse_radius, hsv, paint_over, pixel_grid, soft_ellipse, support_box
 
 
 ARTIFACTS: tuple[str, ...] = ("checkerboard", "iris_mismatch", "droplet", "teeth_smear", "hair_warp")
@@ -29,20 +29,20 @@ SceneArtifact = Callable[[np.ndarray, Face, np.random.Generator, float], np.ndar
 def _iris_mismatch(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Give one iris a vivid, clearly different colour, a slightly larger rim and an oval, shrunken pupil
     (GAN eyes often disagree in colour and pupil shape)."""
-    grid, eyes = _grid(image.shape[0]), face.eyes
+    grid, eyes = pixel_grid(image.shape[0]), face.eyes
     side = int(rng.integers(2))
     distances = np.abs(IRIS_COLOURS - eyes.iris_colour).sum(axis=1)
     colour = IRIS_COLOURS[rng.choice(np.argsort(distances)[-2:])]
     colour = np.clip((colour.mean() + (colour - colour.mean()) * 1.8) * rng.uniform(1.1, 1.4), 0, 1)
-    _, iris, _ = _eye_geometry(eyes, side)
+    _, iris, _ = eye_geometry(eyes, side)
     radius = eyes.iris_radius * rng.uniform(1.0, 1.2)
-    footprint = _ellipse(grid, iris, (radius, radius)) * _sclera(grid, eyes, side)
+    footprint = soft_ellipse(grid, iris, (radius, radius)) * sclera_mask(grid, eyes, side)
     pupil_radii = eyes.pupil_radius * np.array([rng.uniform(0.35, 0.6), rng.uniform(0.7, 1.0)])
-    pupil = _ellipse(grid, iris, pupil_radii, angle=rng.uniform(0, np.pi))
-    field = _iris_field(grid, iris, radius, colour)
-    _paint(field, pupil, np.float32([0.03, 0.025, 0.03]))
-    shading = _ellipsoid_shading(grid, face.head.centre, face.head.radii, face.look)
-    _paint(image, footprint * np.float32(strength), field * shading[..., None])
+    pupil = soft_ellipse(grid, iris, pupil_radii, angle=rng.uniform(0, np.pi))
+    field = iris_field(grid, iris, radius, colour)
+    paint_over(field, pupil, np.float32([0.03, 0.025, 0.03]))
+    shading = ellipsoid_shading(grid, face.head.centre, face.head.radii, face.look)
+    paint_over(image, footprint * np.float32(strength), field * shading[..., None])
     return footprint
 
 
@@ -58,44 +58,44 @@ def _avoiding_features(rng: np.random.Generator, face: Face, low: float, high: f
 
 def _droplet(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
     """A smooth bright blob with a glint and a dark rim (StyleGAN's 'water droplet')."""
-    grid = _grid(image.shape[0])
+    grid = pixel_grid(image.shape[0])
     centre, radius = _avoiding_features(rng, face, 0.12, 0.88), rng.uniform(0.035, 0.06)
     radii, angle = (radius, radius * rng.uniform(0.65, 1.0)), rng.uniform(0, np.pi)
-    distance = _ellipse_radius(grid, centre, radii, angle)
+    distance = ellipse_radius(grid, centre, radii, angle)
     dome = np.clip(1 - distance ** 2, 0, 1) ** 0.6
-    colour = _hsv(rng.uniform(), rng.uniform(0.25, 0.7), rng.uniform(0.75, 1.0))
+    colour = hsv(rng.uniform(), rng.uniform(0.25, 0.7), rng.uniform(0.75, 1.0))
     glint_centre = centre + np.float32([-0.35, -0.35]) * radius
     glint = np.exp(-(((grid.x - glint_centre[0]) ** 2 + (grid.y - glint_centre[1]) ** 2) / (0.3 * radius) ** 2))
     field = colour * (0.8 + 0.2 * dome)[..., None] + (0.5 * glint)[..., None]
     rim = np.clip(1 - np.abs(distance - 1.0) / 0.3, 0, 1) ** 2  # a dark halo, zero beyond 1.3 radii
     image *= (1 - np.float32(0.45 * strength) * rim)[..., None]
-    _paint(image, dome * np.float32(0.95 * strength), np.clip(field, 0, 1))
+    paint_over(image, dome * np.float32(0.95 * strength), np.clip(field, 0, 1))
     return np.maximum(dome, rim)
 
 
 def _teeth_smear(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Teeth merged into one smeared band that spills over the lips, with irregular, wrongly spaced gaps."""
-    grid, mouth = _grid(image.shape[0]), face.mouth
+    grid, mouth = pixel_grid(image.shape[0]), face.mouth
     centre = (mouth.centre[0] + rng.uniform(-0.25, 0.25) * mouth.half_width,
               mouth.centre[1] + rng.uniform(-0.004, 0.006))
     radii = (mouth.half_width * rng.uniform(0.55, 0.95), (mouth.opening + mouth.lower_lip) * rng.uniform(0.9, 1.25))
     wobble = 1 + 0.12 * np.sin(grid.x * rng.uniform(90, 160) + rng.uniform(0, 2 * np.pi))
-    distance = _ellipse_radius(grid, centre, radii, bend=-mouth.smile) * wobble
+    distance = ellipse_radius(grid, centre, radii, bend=-mouth.smile) * wobble
     footprint = np.clip((1 - distance) / 0.25, 0, 1)
     period = mouth.tooth_width * rng.uniform(0.55, 1.6)
     cosine = np.cos(2 * np.pi * (grid.x - centre[0]) / period + 1.5 * np.sin(grid.x * 70))
     streaks = np.clip((cosine - 0.6) / 0.4, 0, 1) * rng.uniform(0.45, 0.75)
     tint = mouth.teeth_colour * np.float32([1.0, 0.93, 0.9]) * rng.uniform(0.8, 1.0)
-    shading = _ellipsoid_shading(grid, face.head.centre, face.head.radii, face.look)
+    shading = ellipsoid_shading(grid, face.head.centre, face.head.radii, face.look)
     target = tint * ((1 - streaks) * (1 - 0.25 * (grid.y - centre[1]) / radii[1]) * shading)[..., None]
-    _paint(image, footprint * np.float32(strength), np.clip(target, 0, 1))
+    paint_over(image, footprint * np.float32(strength), np.clip(target, 0, 1))
     return footprint
 
 
 def _hair_warp(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Swirl a disc on the hair outline and streak it with spiral strands: bent, stringy hair merging into the
     background, with a boundary that wobbles."""
-    grid, hair = _grid(image.shape[0]), face.hair
+    grid, hair = pixel_grid(image.shape[0]), face.hair
     centre_xy, radii = (hair.cap_centre, hair.cap_radii) if hair.style != "bald" else \
         (face.head.centre, face.head.radii)
     around = rng.uniform(-np.pi + 0.35, -0.35)  # somewhere on the upper arc of the outline
@@ -104,7 +104,7 @@ def _hair_warp(image: np.ndarray, face: Face, rng: np.random.Generator, strength
     dx, dy = grid.x - centre[0], grid.y - centre[1]
     distance = np.sqrt(dx * dx + dy * dy) / reach
     window = np.clip(1 - distance ** 2, 0, 1) ** 2  # compact: nothing changes beyond `reach`
-    crop = _support(window)
+    crop = support_box(window)
     if crop is None:
         return np.zeros_like(window)
     turn = np.float32(strength * rng.choice([-1, 1]) * rng.uniform(1.0, 1.6))
@@ -129,7 +129,7 @@ def _swirl(image: np.ndarray, crop: tuple[slice, slice], centre, dx: np.ndarray,
 def _checkerboard(image: np.ndarray, face: Face, rng: np.random.Generator, strength: float) -> np.ndarray:
     """A periodic up-sampling imprint (transposed-convolution tile) over a patch, added after the camera blur."""
     size = image.shape[0]
-    grid = _grid(size)
+    grid = pixel_grid(size)
     period = int(rng.choice([2, 4] if size < 512 else [2, 4, 8]))
     tile = rng.standard_normal((period, period)).astype(np.float32)
     tile[::2, ::2] += 1.0  # keep a checkerboard component so no tile is degenerate
@@ -139,7 +139,7 @@ def _checkerboard(image: np.ndarray, face: Face, rng: np.random.Generator, stren
     pattern = np.tile(tile, (repeats, repeats))[:size, :size]
     centre = rng.uniform([0.2, 0.2], [0.8, 0.85])
     radii = rng.uniform(0.08, 0.14, 2)
-    footprint = np.clip((1 - _ellipse_radius(grid, centre, radii)) / 0.2, 0, 1)
+    footprint = np.clip((1 - ellipse_radius(grid, centre, radii)) / 0.2, 0, 1)
     weights = (1 + 0.25 * rng.standard_normal(3)).astype(np.float32)
     amplitude = np.float32(strength * rng.uniform(0.07, 0.12))
     image += (amplitude * footprint * pattern)[..., None] * weights
@@ -179,12 +179,12 @@ def render_face(rng: np.random.Generator, size: int, fake: bool, strength: float
     kinds = choose_artifacts(artifact_rng, face) if fake else []
     footprints = [SCENE_ARTIFACTS[kind](image, face, artifact_rng, strength) for kind in kinds
                   if kind in SCENE_ARTIFACTS]
-    image = _blur(_grade(image, face.look), face.look.blur_sigma)
+    image = blur_image(colour_grade(image, face.look), face.look.blur_sigma)
     # The camera blur spreads scene artifacts too, so their footprints go through the same optics.
-    footprints = [_blur(footprint[..., None], face.look.blur_sigma)[..., 0] for footprint in footprints]
+    footprints = [blur_image(footprint[..., None], face.look.blur_sigma)[..., 0] for footprint in footprints]
     if "checkerboard" in kinds:
         footprints.append(_checkerboard(image, face, artifact_rng, strength))
-    image = _sensor(image, face.look, face_rng)
+    image = sensor_noise(image, face.look, face_rng)
     if not fake:
         return image, None, []
     mask = np.max(footprints, axis=0) >= MASK_THRESHOLD

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fakelib.regions import LANDMARKS
-from fakelib.demo.geometry import Colour, _hsv, _palette_colour
+from fakelib.demo.geometry import Colour, hsv, palette_colour
 
 
 SKIN_TONES = np.array([
@@ -111,7 +111,7 @@ class Face:
     look: Look
 
 
-def _landmark(name: str, jitter: tuple[float, float]) -> tuple[float, float]:
+def jittered_landmark(name: str, jitter: tuple[float, float]) -> tuple[float, float]:
     x, y = LANDMARKS[name]
     return (x + jitter[0], y + jitter[1])
 
@@ -119,10 +119,10 @@ def _landmark(name: str, jitter: tuple[float, float]) -> tuple[float, float]:
 def _sample_head(rng: np.random.Generator) -> Head:
     yaw_shift = rng.normal(0, 0.012)  # a slightly turned head moves the outline, not the aligned features
     radii = (rng.uniform(0.235, 0.285), rng.uniform(0.325, 0.37))
-    clothes = _hsv(rng.uniform(), rng.uniform(0.1, 0.7), rng.uniform(0.15, 0.85))
+    clothes = hsv(rng.uniform(), rng.uniform(0.1, 0.7), rng.uniform(0.15, 0.85))
     return Head(
         centre=(0.5 + yaw_shift, rng.uniform(0.515, 0.545)), radii=radii, jaw_taper=rng.uniform(0.08, 0.35),
-        skin=_palette_colour(rng, SKIN_TONES, 0.03), blush=rng.uniform(0.05, 0.3), ear_y=rng.uniform(0.50, 0.56),
+        skin=palette_colour(rng, SKIN_TONES, 0.03), blush=rng.uniform(0.05, 0.3), ear_y=rng.uniform(0.50, 0.56),
         neck_half_width=rng.uniform(0.10, 0.14), clothes=clothes,
         clothes_radii=(rng.uniform(0.38, 0.5), rng.uniform(0.18, 0.24)), neckline_depth=rng.uniform(0.04, 0.09),
     )
@@ -130,7 +130,7 @@ def _sample_head(rng: np.random.Generator) -> Head:
 
 def _sample_hair(rng: np.random.Generator, head: Head) -> Hair:
     style = str(rng.choice(["bald", "short", "long"], p=[0.06, 0.52, 0.42]))
-    colour = _palette_colour(rng, HAIR_COLOURS, 0.05)
+    colour = palette_colour(rng, HAIR_COLOURS, 0.05)
     volume_side, volume_top = rng.uniform(0.01, 0.06), rng.uniform(0.015, 0.08)
     cap_radii = (head.radii[0] + volume_side, head.radii[1] + volume_top)
     cap_centre = (head.centre[0] + rng.normal(0, 0.006), head.centre[1] + rng.uniform(-0.01, 0.01))
@@ -149,9 +149,9 @@ def _sample_eyes(rng: np.random.Generator, head: Head, hair: Hair, jitter: tuple
     iris_radius = rng.uniform(0.020, 0.024)
     brow_colour = hair.colour * rng.uniform(0.6, 0.9) if hair.style != "bald" else head.skin * 0.45
     return Eyes(
-        centres=(_landmark("left_eye", jitter), _landmark("right_eye", jitter)), radii=radii,
+        centres=(jittered_landmark("left_eye", jitter), jittered_landmark("right_eye", jitter)), radii=radii,
         tilt=rng.uniform(-0.05, 0.15), gaze=(rng.normal(0, 0.006), rng.normal(0, 0.002)), iris_radius=iris_radius,
-        pupil_radius=iris_radius * rng.uniform(0.32, 0.5), iris_colour=_palette_colour(rng, IRIS_COLOURS, 0.05),
+        pupil_radius=iris_radius * rng.uniform(0.32, 0.5), iris_colour=palette_colour(rng, IRIS_COLOURS, 0.05),
         sclera=(np.array([0.93, 0.91, 0.88]) * rng.uniform(0.8, 1.0)).astype(np.float32),
         brow_gap=rng.uniform(0.045, 0.06), brow_thickness=rng.uniform(0.007, 0.013),
         brow_tilt=rng.uniform(-0.12, 0.12), brow_colour=brow_colour.astype(np.float32),
@@ -162,15 +162,15 @@ def _sample_mouth(rng: np.random.Generator, head: Head, jitter: tuple[float, flo
     lip_tint = np.array([0.95, 0.60, 0.60]) * rng.uniform(0.8, 1.0)
     teeth = np.array([0.93, 0.90, 0.80]) * rng.uniform(0.8, 1.0)
     return Mouth(
-        centre=_landmark("mouth", jitter), half_width=rng.uniform(0.065, 0.088), open=bool(rng.uniform() < 0.55),
-        opening=rng.uniform(0.014, 0.024), smile=rng.uniform(0.002, 0.014), upper_lip=rng.uniform(0.008, 0.013),
+        centre=jittered_landmark("mouth", jitter), half_width=rng.uniform(0.065, 0.088),
+        open=bool(rng.uniform() < 0.55), opening=rng.uniform(0.014, 0.024), smile=rng.uniform(0.002, 0.014), upper_lip=rng.uniform(0.008, 0.013),
         lower_lip=rng.uniform(0.011, 0.018), lip_colour=(head.skin * lip_tint).astype(np.float32),
         teeth_colour=teeth.astype(np.float32), tooth_width=rng.uniform(0.02, 0.026),
     )
 
 
 def _sample_look(rng: np.random.Generator, size: int) -> Look:
-    background = tuple(_hsv(rng.uniform(), rng.uniform(0.0, 0.5), rng.uniform(0.25, 0.95)) for _ in range(2))
+    background = tuple(hsv(rng.uniform(), rng.uniform(0.0, 0.5), rng.uniform(0.25, 0.95)) for _ in range(2))
     light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.6, 0.1), 1.0])
     return Look(
         background=background, background_angle=rng.uniform(0, 2 * np.pi),

@@ -16,7 +16,7 @@ from fakelib.scrape.config import ScrapeConfig
 from fakelib.scrape.manifest import Attempt
 
 if TYPE_CHECKING:
-    from fakelib.scrape.scheduler import _Context  # the scheduler calls judge_and_save
+    from fakelib.scrape.scheduler import RunContext  # the scheduler calls judge_and_save
 
 
 EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
@@ -27,7 +27,7 @@ ENCODERS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png"), "webp": ("WEBP", "
 # ------------------------------------------------------------------------------------------- judging and writing
 
 
-def judge_and_save(body: Body, attempt: Attempt, context: _Context) -> None:
+def judge_and_save(body: Body, attempt: Attempt, context: RunContext) -> None:
     """Decode, optionally re-encode, deduplicate and atomically save `body`; the outcome goes into `attempt`."""
     config = context.config
     try:

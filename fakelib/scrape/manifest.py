@@ -146,7 +146,7 @@ def remove_temporaries(output_dir: Path) -> int:
 
 
 @contextlib.contextmanager
-def _folder_lock(output_dir: Path) -> Iterator[None]:
+def folder_lock(output_dir: Path) -> Iterator[None]:
     """Refuse a second scrape into the same folder at the same time (it would delete the other's temporaries)."""
     try:
         import fcntl

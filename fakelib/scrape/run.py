@@ -14,10 +14,10 @@ from fakelib.dedup import HashIndex
 from fakelib.fetch import is_http
 from fakelib.politeness import FetchContext
 from fakelib.scrape.config import ScrapeConfig, fetch_settings
-from fakelib.scrape.manifest import (MANIFEST_NAME, Manifest, _folder_lock, build_index, done_urls, read_manifest,
+from fakelib.scrape.manifest import (MANIFEST_NAME, Manifest, build_index, done_urls, folder_lock, read_manifest,
                                      remove_temporaries)
-from fakelib.scrape.scheduler import _Context, _Scheduler, _worker
-from fakelib.scrape.sources import _tasks, _trusted
+from fakelib.scrape.scheduler import RunContext, Scheduler, run_worker
+from fakelib.scrape.sources import run_tasks, trusted_tasks
 
 
 PARAMS_NAME = "scrape_params.yaml"
@@ -46,7 +46,7 @@ def scrape(config: ScrapeConfig, stop: threading.Event | None = None) -> dict:
     if config.mode != "endpoint" and not is_http(config.source) and not Path(config.source).is_file():
         raise FileNotFoundError(f"no such URL list: {config.source}")
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(config.output_dir):
+    with folder_lock(config.output_dir):
         remove_temporaries(config.output_dir)
         manifest_path = config.output_dir / MANIFEST_NAME
         skip = done_urls(read_manifest(manifest_path), config.output_dir)
@@ -61,8 +61,8 @@ def _run(config: ScrapeConfig, index: HashIndex, saved: int, skip: set[str], man
                desc="saved", dynamic_ncols=True)
     manifest = Manifest(manifest_path)
     fetching = FetchContext.create(fetch_settings(config), stop)
-    scheduler = _Scheduler(config, _trusted(_tasks(config, skip), fetching), saved, skip, stop, bar)
-    context = _Context(config, fetching, index, manifest, scheduler, stop)
+    scheduler = Scheduler(config, trusted_tasks(run_tasks(config, skip), fetching), saved, skip, stop, bar)
+    context = RunContext(config, fetching, index, manifest, scheduler, stop)
     started = time.perf_counter()
     try:
         interrupted = _run_workers(context)
@@ -75,9 +75,9 @@ def _run(config: ScrapeConfig, index: HashIndex, saved: int, skip: set[str], man
     return _summary(config, scheduler, elapsed, manifest_path)
 
 
-def _run_workers(context: _Context) -> bool:
+def _run_workers(context: RunContext) -> bool:
     """Run the workers to the end; on Ctrl-C let the requests in flight finish, and return True."""
-    threads = [threading.Thread(target=_worker, args=(context,), name=f"scrape-{number}", daemon=True)
+    threads = [threading.Thread(target=run_worker, args=(context,), name=f"scrape-{number}", daemon=True)
                for number in range(context.config.workers)]
     for thread in threads:
         thread.start()
@@ -93,7 +93,7 @@ def _run_workers(context: _Context) -> bool:
     return False
 
 
-def _summary(config: ScrapeConfig, scheduler: _Scheduler, elapsed: float, manifest_path: Path) -> dict:
+def _summary(config: ScrapeConfig, scheduler: Scheduler, elapsed: float, manifest_path: Path) -> dict:
     saved_now = scheduler.saved - scheduler.saved_before
     messages = {
         "target_reached": f"{scheduler.saved} images in {config.output_dir} (target {config.count})",

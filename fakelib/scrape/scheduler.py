@@ -29,7 +29,7 @@ NOT_FAILURES = frozenset({"saved", "duplicate", "near_duplicate", "robots_disall
 # -------------------------------------------------------------------------------------------------- scheduling
 
 
-class _Scheduler:
+class Scheduler:
     """Hands tasks to workers so that saved + in flight never exceeds the target, and decides when to stop."""
 
     def __init__(self, config: ScrapeConfig, tasks: Iterator[tuple[str, str]], saved: int, skip: set[str],
@@ -39,7 +39,7 @@ class _Scheduler:
         self.statuses: Counter[str] = Counter()
         self.attempts = self.streak = 0
         self.stop_reason, self.message = "", ""
-        self._tasks, self._pending, self._seen = tasks, deque(), set(skip)
+        self.run_tasks, self._pending, self._seen = tasks, deque(), set(skip)
         self._images_in_flight = self._pages_in_flight = 0
         self._exhausted = False
         self._condition = threading.Condition()
@@ -79,7 +79,7 @@ class _Scheduler:
             return self._pending.popleft()
         if self._exhausted or self._pages_in_flight:
             return None  # one page at a time: its images may be all we need
-        task = next(self._tasks, None)
+        task = next(self.run_tasks, None)
         if task is None:
             self._exhausted = True
             return None
@@ -121,18 +121,18 @@ class _Scheduler:
 
 
 @dataclass
-class _Context:
+class RunContext:
     """What every worker shares during one run."""
 
     config: ScrapeConfig
     fetching: FetchContext
     index: HashIndex
     manifest: Manifest
-    scheduler: _Scheduler
+    scheduler: Scheduler
     stop: threading.Event
 
 
-def _worker(context: _Context) -> None:
+def run_worker(context: RunContext) -> None:
     session = new_session(context.config.user_agent, context.fetching.guard)
     try:
         while (task := context.scheduler.next_task()) is not None:
@@ -144,7 +144,7 @@ def _worker(context: _Context) -> None:
         session.close()
 
 
-def _run_task(task: tuple[str, str], context: _Context, session: requests.Session) -> tuple[Attempt, list[str]]:
+def _run_task(task: tuple[str, str], context: RunContext, session: requests.Session) -> tuple[Attempt, list[str]]:
     kind, url = task
     attempt = Attempt(url)
     try:

@@ -73,7 +73,7 @@ def page_noai(soup: BeautifulSoup) -> bool:
     return False
 
 
-def _tasks(config: ScrapeConfig, skip: set[str]) -> Iterator[tuple[str, str]]:
+def run_tasks(config: ScrapeConfig, skip: set[str]) -> Iterator[tuple[str, str]]:
     """The run's work as (kind, url) pairs: `image` tasks, or `page` tasks that yield image tasks."""
     if config.mode == "endpoint":
         while True:
@@ -86,7 +86,7 @@ def _tasks(config: ScrapeConfig, skip: set[str]) -> Iterator[tuple[str, str]]:
         yield from (("page", url) for url in pages)
 
 
-def _trusted(tasks: Iterator[tuple[str, str]], fetching: FetchContext) -> Iterator[tuple[str, str]]:
+def trusted_tasks(tasks: Iterator[tuple[str, str]], fetching: FetchContext) -> Iterator[tuple[str, str]]:
     """The user's own URLs, each trusted as a starting URL: a private address it resolves to may be fetched."""
     for task in tasks:
         if fetching.guard is not None:

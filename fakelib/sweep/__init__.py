@@ -34,8 +34,8 @@ The tracker's modules, in the order a sweep uses them:
 from fakelib.sweep.common import (BEST_FILES, ERROR_LIMIT, LEGACY_EXPLAIN_FILES, TRACKER_OUTPUTS, Claim, Record,
                                   available_cores, higher_is_better, locked, one_line_error, try_claim)
 from fakelib.sweep.table import RUN_COLUMNS, ResultsTable, make_row
-from fakelib.sweep.runs import (KERNEL, KERNEL_ARGUMENTS, KERNEL_LOG, RUN_FILE, TRAIN_NOTEBOOK, Job,
-                                execute_notebook, kernel_manager_logging_to, quiet_papermill, run_job)
+from fakelib.sweep.runs import (KERNEL, KERNEL_ARGUMENTS, KERNEL_LOG, RUN_FILE, TRAIN_NOTEBOOK, Job, execute_notebook,
+                                kernel_manager_logging_to, quiet_papermill, run_job)
 from fakelib.sweep.executors import DaskExecutor, LocalExecutor, Runner, open_executor, threads_by_worker
 from fakelib.sweep.plan import (NOTEBOOK_ONLY_PARAMETERS, SweepPlan, adopt_legacy_outputs, check_notebook_parameters,
                                 check_tracker_outputs, prepare_sweep)

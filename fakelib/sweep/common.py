@@ -65,11 +65,11 @@ def one_line_error(error: BaseException, limit: int = ERROR_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _timestamp(seconds: float) -> str:
+def timestamp(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+def write_json_record(path: Path, payload: Mapping[str, Any]) -> None:
     """Atomic JSON write; values JSON does not know (paths, say) as text."""
     write_json(path, payload, default=str)
 

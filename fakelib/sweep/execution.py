@@ -10,9 +10,9 @@ from typing import Any
 
 from fakelib.config import ExperimentConfig
 from fakelib.report import test_metric_for
-from fakelib.sweep.common import Claim, Record, _timestamp, try_claim
+from fakelib.sweep.common import Claim, Record, timestamp, try_claim
 from fakelib.sweep.executors import Runner, open_executor
-from fakelib.sweep.plan import SweepPlan, _is_done
+from fakelib.sweep.plan import SweepPlan, is_done
 from fakelib.sweep.runs import Job, run_job
 from fakelib.sweep.table import ResultsTable, make_row
 
@@ -84,7 +84,7 @@ def execute(plan: SweepPlan, workers: int = 1, scheduler: str | None = None, max
             return False
         claims[job.experiment_id] = claim
         in_flight[job.experiment_id] = time.time()
-        table.put(make_row(configs[job.experiment_id], {"status": "running", "start": _timestamp(time.time()),
+        table.put(make_row(configs[job.experiment_id], {"status": "running", "start": timestamp(time.time()),
                                                           "threads": job.threads or None}))
         return True
 
@@ -121,7 +121,7 @@ def _claim_unless_elsewhere(plan: SweepPlan, experiment_id: str) -> Claim | None
     if claim is None:
         return None
     plan.table.refresh()
-    if not plan.force and _is_done(plan.table.get(experiment_id), plan.experiments_dir / experiment_id):
+    if not plan.force and is_done(plan.table.get(experiment_id), plan.experiments_dir / experiment_id):
         claim.release()
         return None
     return claim
@@ -132,5 +132,5 @@ def _mark_interrupted(table: ResultsTable, configs: Mapping[str, ExperimentConfi
     for experiment_id, started in in_flight.items():
         table.put(make_row(configs[experiment_id], {
             "status": "failed", "error": "KeyboardInterrupt: interrupted by the user; rerun to resume",
-            "start": _timestamp(started), "duration": round(time.time() - started, 2)}), save=False)
+            "start": timestamp(started), "duration": round(time.time() - started, 2)}), save=False)
     table.save()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from fakelib.sweep.common import Record, _timestamp, available_cores, one_line_error
+from fakelib.sweep.common import Record, available_cores, one_line_error, timestamp
 from fakelib.sweep.runs import Job
 
 
@@ -84,7 +84,7 @@ def _future_record(future: Any, job: Job, submitted: float) -> Record:
         return future.result()
     except Exception as error:  # a task-level failure (KilledWorker, CancelledError, ...) is one failed row
         return {"experiment_id": job.experiment_id, "status": "failed", "error": one_line_error(error),
-                "start": _timestamp(submitted), "duration": round(time.time() - submitted, 2), "threads": None,
+                "start": timestamp(submitted), "duration": round(time.time() - submitted, 2), "threads": None,
                 "metrics": {}}
 
 

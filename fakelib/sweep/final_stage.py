@@ -16,7 +16,8 @@ from fakelib import paths
 from fakelib.ownership import WrittenFiles
 from fakelib.config import ConfigError
 from fakelib.report import SUMMARY_FILE, test_metric_for
-from fakelib.sweep.common import BEST_FILES, Record, _timestamp, _write_json, higher_is_better, locked, one_line_error
+from fakelib.sweep.common import (BEST_FILES, Record, higher_is_better, locked, one_line_error, timestamp,
+                                  write_json_record)
 from fakelib.sweep.execution import SweepOutcome
 from fakelib.sweep.plan import SweepPlan
 from fakelib.sweep.runs import execute_notebook, kernel_log_path
@@ -207,10 +208,10 @@ def _finalize(plan: SweepPlan, outcome: SweepOutcome | None, report: bool, expla
         "field_guide": field_guide,
         "workers": workers, "scheduler": scheduler,
         "ran": len(outcome.records) if outcome else 0, "stopped_early": bool(outcome and outcome.stopped_early),
-        "finished": _timestamp(time.time()),
+        "finished": timestamp(time.time()),
     }
     plan.reports_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(plan.reports_dir / SUMMARY_FILE, summary)
+    write_json_record(plan.reports_dir / SUMMARY_FILE, summary)
     summary["report"] = "skipped"
     if report:
         try:

@@ -62,13 +62,13 @@ def check_notebook_parameters(experiments: Sequence[ExperimentConfig], notebook:
                           f"its parameters: {', '.join(sorted(known))}")
 
 
-def _is_done(row: Mapping[str, str] | None, experiment_dir: Path) -> bool:
+def is_done(row: Mapping[str, str] | None, experiment_dir: Path) -> bool:
     return bool(row) and row.get("status") == "done" and (experiment_dir / "metrics.json").is_file()
 
 
 def _recover(table: ResultsTable, config: ExperimentConfig, experiment_dir: Path) -> None:
     """Adopt a finished run whose results.csv row was lost (the process died between the two writes)."""
-    if _is_done(table.get(config.experiment_id), experiment_dir):
+    if is_done(table.get(config.experiment_id), experiment_dir):
         return
     try:
         record = json.loads((experiment_dir / RUN_FILE).read_text())
@@ -129,7 +129,7 @@ def prepare_sweep(params_path: str | Path | None = None, reports_dir: str | Path
         _recover(table, config, experiment_dir)
         if chosen is not None and config.experiment_id not in chosen:
             continue
-        if not force and _is_done(table.get(config.experiment_id), experiment_dir):
+        if not force and is_done(table.get(config.experiment_id), experiment_dir):
             skipped.append(config.experiment_id)
         else:
             selected.append(config)

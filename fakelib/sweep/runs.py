@@ -15,7 +15,7 @@ from typing import Any
 
 from fakelib import paths
 from fakelib.quiet import KERNEL_ARGUMENT
-from fakelib.sweep.common import Record, _timestamp, _write_json, available_cores, one_line_error
+from fakelib.sweep.common import Record, available_cores, one_line_error, timestamp, write_json_record
 
 
 TRAIN_NOTEBOOK = paths.NOTEBOOKS / "02_train.ipynb"
@@ -100,7 +100,7 @@ def run_job(job: Job) -> Record:
     threads = _threads_here(job)
     started = time.time()
     record: Record = {"experiment_id": job.experiment_id, "status": "done", "error": "",
-                      "start": _timestamp(started), "threads": threads, "metrics": {}}
+                      "start": timestamp(started), "threads": threads, "metrics": {}}
     try:
         shutil.rmtree(output_dir, ignore_errors=True)  # a half-written folder from an interrupted run
         output_dir.mkdir(parents=True)
@@ -112,7 +112,7 @@ def run_job(job: Job) -> Record:
         record.update(status="failed", error=one_line_error(error))
     record["duration"] = round(time.time() - started, 2)
     with contextlib.suppress(OSError):  # the record still reaches results.csv through the return value
-        _write_json(output_dir / RUN_FILE, record)
+        write_json_record(output_dir / RUN_FILE, record)
     return record
 
 
