@@ -8,9 +8,13 @@ import numbers
 from collections.abc import Iterable
 
 
-def not_allowed(key: str, value: object, allowed: str) -> ValueError:
-    """The error for `key = value`, to raise: `ValueError("key = value is not allowed; expected <allowed>")`."""
-    return ValueError(f"{key} = {value!r} is not allowed; expected {allowed}")
+class ConfigError(ValueError):
+    """A parameter that is unknown, of the wrong type or out of range; the message is one line."""
+
+
+def not_allowed(key: str, value: object, allowed: str) -> ConfigError:
+    """The error for `key = value`, to raise: `ConfigError("key = value is not allowed; expected <allowed>")`."""
+    return ConfigError(f"{key} = {value!r} is not allowed; expected {allowed}")
 
 
 def check_choice(key: str, value: object, choices: Iterable[object]) -> None:

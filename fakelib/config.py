@@ -25,20 +25,12 @@ from typing import Any
 
 import yaml
 
+from fakelib.checks import ConfigError, not_allowed
+from fakelib.paramsfile import MAX_PARAMS_BYTES, MAX_PARAMS_NODES, load_yaml, read_text
+
 SECTIONS = ("data", "augment", "model", "train")
 VALIDATION_METRICS = ("val_roc_auc", "val_average_precision", "val_f1", "val_accuracy", "val_loss")
-# Bounds on a params file: its size, its values once YAML aliases are expanded, and the sweep's combinations.
-MAX_PARAMS_BYTES = 1_000_000
-MAX_PARAMS_NODES = 100_000
-MAX_EXPERIMENTS = 1_000
-
-
-class ConfigError(ValueError):
-    """A parameter that is unknown, of the wrong type or out of range; the message is one line."""
-
-
-def _fail(key: str, value: Any, allowed: str) -> typing.NoReturn:
-    raise ConfigError(f"{key} = {value!r} is not allowed; expected {allowed}")
+MAX_EXPERIMENTS = 1_000  # a sweep with more combinations is refused unless the caller raises the limit
 
 
 def _check_range(key: str, value: float, low: float, high: float, *, low_open: bool = False,
@@ -47,13 +39,13 @@ def _check_range(key: str, value: float, low: float, high: float, *, low_open: b
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         left, right = ("(" if low_open else "["), (")" if high_open else "]")
-        _fail(key, value, f"a number in {left}{low}, {high}{right}")
+        raise not_allowed(key, value, f"a number in {left}{low}, {high}{right}")
 
 
 def _check_choice(key: str, value: str, choices: Iterable[str]) -> None:
     choices = tuple(choices)
     if value not in choices:
-        _fail(key, value, "one of " + ", ".join(choices))
+        raise not_allowed(key, value, "one of " + ", ".join(choices))
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -65,35 +57,35 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
                 return _coerce(key, value, option)
             except ConfigError:
                 continue
-        _fail(key, value, " or ".join(_describe(option) for option in typing.get_args(annotation)))
+        raise not_allowed(key, value, " or ".join(_describe(option) for option in typing.get_args(annotation)))
     if origin is tuple:
         return _coerce_tuple(key, value, typing.get_args(annotation))
     if annotation is bool:
         if not isinstance(value, bool):
-            _fail(key, value, "true or false")
+            raise not_allowed(key, value, "true or false")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            _fail(key, value, "an integer")
+            raise not_allowed(key, value, "an integer")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            _fail(key, value, "a finite number")  # NaN passes every range check, inf overflows the optimizer
+            raise not_allowed(key, value, "a finite number")  # NaN passes every range check, inf overflows the optimizer
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            _fail(key, value, "a string")
+            raise not_allowed(key, value, "a string")
         return value
     raise TypeError(f"unsupported annotation {annotation!r} for {key}")
 
 
 def _coerce_tuple(key: str, value: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
     if not isinstance(value, (list, tuple)):
-        _fail(key, value, f"a list ({_describe(tuple[args])})")
+        raise not_allowed(key, value, f"a list ({_describe(tuple[args])})")
     if len(args) == 2 and args[1] is Ellipsis:
         return tuple(_coerce(key, item, args[0]) for item in value)
     if len(value) != len(args):
-        _fail(key, value, f"a list of {len(args)} values")
+        raise not_allowed(key, value, f"a list of {len(args)} values")
     return tuple(_coerce(key, item, arg) for item, arg in zip(value, args))
 
 
@@ -145,7 +137,7 @@ class DataConfig(_Section):
             _check_range("data.equalize_quality", self.equalize_quality, 30, 100)
         _check_range("data.max_images_per_class", self.max_images_per_class, 0, 10_000_000)
         if not self.data_dir or (not isinstance(self.data_dir, str) and not all(self.data_dir)):
-            _fail("data.data_dir", self.data_dir, "a folder with real/ and fake/, or a list of such folders")
+            raise not_allowed("data.data_dir", self.data_dir, "a folder with real/ and fake/, or a list of such folders")
 
 
 @dataclass(frozen=True)
@@ -186,10 +178,10 @@ class AugmentConfig(_Section):
         _check_range("augment.color_jitter", self.color_jitter, 0.0, 1.0)
         low, high = self.blur_sigma
         if not 0 < low <= high <= 10:
-            _fail("augment.blur_sigma", list(self.blur_sigma), "[low, high] with 0 < low <= high <= 10")
+            raise not_allowed("augment.blur_sigma", list(self.blur_sigma), "[low, high] with 0 < low <= high <= 10")
         low, high = self.jpeg_quality
         if not 10 <= low <= high <= 100:
-            _fail("augment.jpeg_quality", list(self.jpeg_quality), "[low, high] with 10 <= low <= high <= 100")
+            raise not_allowed("augment.jpeg_quality", list(self.jpeg_quality), "[low, high] with 10 <= low <= high <= 100")
 
 
 @dataclass(frozen=True)
@@ -211,18 +203,18 @@ class ModelConfig(_Section):
 
         _check_choice("model.model", self.model, list_models())
         if not self.conv_filters or any(not 1 <= filters <= 1024 for filters in self.conv_filters):
-            _fail("model.conv_filters", list(self.conv_filters), "a non-empty list of integers in [1, 1024]")
+            raise not_allowed("model.conv_filters", list(self.conv_filters), "a non-empty list of integers in [1, 1024]")
         kernels = self.kernels
         if len(kernels) != len(self.conv_filters):
             raise ConfigError(
                 f"model.kernel_sizes = {list(kernels)} has {len(kernels)} entries but model.conv_filters = "
                 f"{list(self.conv_filters)} has {len(self.conv_filters)}; give one kernel size per conv layer")
         if any(kernel not in (1, 3, 5, 7) for kernel in kernels):
-            _fail("model.kernel_sizes", list(kernels), "kernel sizes from 1, 3, 5, 7")
+            raise not_allowed("model.kernel_sizes", list(kernels), "kernel sizes from 1, 3, 5, 7")
         _check_choice("model.pooling", self.pooling, ("max", "avg", "stride", "none"))
         _check_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
         if any(not 1 <= units <= 4096 for units in self.dense_units):
-            _fail("model.dense_units", list(self.dense_units), "a list of integers in [1, 4096] (may be empty)")
+            raise not_allowed("model.dense_units", list(self.dense_units), "a list of integers in [1, 4096] (may be empty)")
         _check_range("model.l2", self.l2, 0.0, 1.0)
 
     @property
@@ -243,11 +235,11 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     """The optimisation: epochs, batch, learning rate and its schedule, early stopping, seed."""
 
-    epochs: int = 20
+    epochs: int = 28
     batch_size: int = 32
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
-    patience: int = 6
+    patience: int = 8
     bn_recompute_batches: int = 10
     seed: int = 0
     threads: int = 0
@@ -452,63 +444,10 @@ def load_params(path: str | Path | None = None, max_experiments: int = MAX_EXPER
     path = Path(path) if path is not None else paths.PARAMS
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
-    raw = _load_yaml(path, _read_text(path))
+    raw = load_yaml(path, read_text(path))
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, max_experiments)
-
-
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text, refusing (one line) what cannot be a params file before parsing it."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_PARAMS_BYTES + 1)  # never more than the limit, whatever the file's size
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read it ({error.strerror or type(error).__name__})") from None
-    if len(data) > MAX_PARAMS_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_PARAMS_BYTES} bytes; not a params file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-
-
-def _load_yaml(path: Path, text: str) -> Any:
-    """`yaml.safe_load`, refusing documents whose aliases expand past `MAX_PARAMS_NODES` values.
-
-    PyYAML shares aliased nodes, so loading a 436-byte "billion laughs" is fast; what explodes is everything
-    after (validation walks and error messages print the expanded structure), hence the bound on the graph.
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is not None and _expanded_size(node, {}) > MAX_PARAMS_NODES:
-            raise ConfigError(f"{path}: aliases expand to more than {MAX_PARAMS_NODES} values; not a params file")
-        return loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
-    finally:
-        loader.dispose()
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """Values in `node` with every alias expanded; memoized per node, capped just past the limit."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    sizes[key] = 1  # a recursive alias counts once instead of looping
-    children: list[yaml.Node] = []
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [item for pair in node.value for item in pair]
-    total = 1
-    for child in children:
-        total = min(total + _expanded_size(child, sizes), MAX_PARAMS_NODES + 1)
-    sizes[key] = total
-    return total
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:

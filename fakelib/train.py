@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -38,11 +37,10 @@ def configure_threads(threads: int) -> None:
 
 
 def write_json(path: str | Path, payload: dict) -> None:
-    """Write JSON atomically (temporary file, then rename) so readers never see half a file."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, allow_nan=False))
-    os.replace(temporary, path)
+    """`fakelib.atomic.write_json`, refusing NaN and inf: a metric that is not a number must fail loudly here."""
+    from fakelib.atomic import write_json as write_atomically
+
+    write_atomically(path, payload, allow_nan=False)
 
 
 def _schedule(config: ExperimentConfig, steps_per_epoch: int):

@@ -55,7 +55,9 @@ class DaskExecutor:
             should_stop: Callable[[], bool]) -> Iterator[tuple[Job, Record]]:
         from distributed import as_completed
 
-        queue, in_flight, finished = iter(jobs), {}, as_completed()
+        # as_completed() without a loop takes the process's *default* client's loop: with two sweeps in one
+        # process (threads), that is the other sweep's client, and when that one closes this loop waits forever.
+        queue, in_flight, finished = iter(jobs), {}, as_completed(loop=self.client.loop)
 
         def submit_next() -> None:
             job = next(queue, None)
