@@ -2,8 +2,7 @@
 
 Each command's arguments are declared here, and so is the mapping of its flags onto the typed library function that
 does the work (`argparse.Namespace` stops here). Library modules are imported only when their command runs, so
-`python -m fakelib --help` answers without loading TensorFlow. (train, calibrate and serve still take the parsed
-arguments: `fakelib.<module>.run_cli(args)`.)
+`python -m fakelib --help` answers without loading TensorFlow.
 """
 
 from __future__ import annotations
@@ -101,7 +100,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter (YAML value), may repeat")
     parser.add_argument("--out", default=None, help="output folder (default: reports/experiments/<id>)")
-    parser.set_defaults(target="fakelib.train:run_cli")
+    parser.set_defaults(run=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import yaml
+
+    overrides = {}
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise CliError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return _call("fakelib.train", "train_base", args.params, overrides, args.out)
+
+
+def _call(module: str, function: str, *arguments: object) -> int:
+    """The typed library function `module.function(*arguments)`, imported only now (TensorFlow loads late)."""
+    return int(getattr(importlib.import_module(module), function)(*arguments) or 0)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -239,7 +255,7 @@ def _explain_quality(args: argparse.Namespace) -> int:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("calibrate", help="fit a finished experiment's calibration and threshold again, rewrite metrics")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished experiment folder (model.keras, metrics.json, ...)")
-    parser.set_defaults(target="fakelib.train:run_calibrate_cli")
+    parser.set_defaults(run=lambda args: _call("fakelib.train", "print_recalibration", args.run_dir))
 
 
 def _add_pretrained(sub: argparse._SubParsersAction) -> None:
@@ -274,7 +290,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                              "reports/experiments and the pretrained model)")
     parser.add_argument("--practice", default=None, metavar="DIR",
                         help="serve the practice page instead: guess real or fake on the faces of DIR (real/, fake/)")
-    parser.set_defaults(target="fakelib.serve:run_cli")
+    parser.set_defaults(run=lambda args: _call("fakelib.serve", "serve", args.model, args.host, args.port,
+                                               args.practice))
 
 
 def _add_field_guide(sub: argparse._SubParsersAction) -> None:
@@ -285,7 +302,8 @@ def _add_field_guide(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--reports", default="reports", help="folder for field_guide.html and field_guide/")
     parser.add_argument("--per-class", type=int, default=None, help="faces of each class measured (default: the "
                                                                      "notebook's)")
-    parser.set_defaults(target="fakelib.fieldguide:run_cli")
+    parser.set_defaults(run=lambda args: _call("fakelib.fieldguide", "write_field_guide", args.data_dir, args.model,
+                                               args.reports, args.per_class))
 
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -331,11 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_overrides(getattr(args, "set", []))
         if args.command not in _NO_TENSORFLOW:
             import_tensorflow_quietly()
-        if hasattr(args, "run"):
-            return int(args.run(args) or 0)
-        module_name, function_name = args.target.split(":")
-        function = getattr(importlib.import_module(module_name), function_name)
-        return int(function(args) or 0)
+        return int(args.run(args) or 0)
     except (CliError, ValueError, OSError) as error:  # OSError: a path that is a file, a folder, or unreadable
         print(f"fakelib {args.command}: error: {one_line(_describe(error))}", file=sys.stderr)
         return 2

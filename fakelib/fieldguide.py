@@ -306,20 +306,21 @@ def run_stage(model_path: Path, data_dir: str | Path, reports_dir: Path) -> dict
     return status
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib field-guide DATA_DIR [--model PATH] [--reports DIR]`: write the field guide page."""
+def write_field_guide(data_dir: str | Path, model: str | Path | None = None, reports: str | Path = "reports",
+                      per_class: int | None = None) -> int:
+    """`python -m fakelib field-guide DATA_DIR`: write the field guide page; prints where, or the failed cell's line."""
     from fakelib.layout import class_folders
 
-    class_folders(paths.resolve(Path.cwd() / args.data_dir))  # a folder without real/ and fake/: one line
-    if args.model and not paths.resolve(Path.cwd() / args.model).is_file():
-        raise FileNotFoundError(f"model file not found: {args.model}")
+    class_folders(paths.resolve(Path.cwd() / data_dir))  # a folder without real/ and fake/: one line
+    if model and not paths.resolve(Path.cwd() / model).is_file():
+        raise FileNotFoundError(f"model file not found: {model}")
     from fakelib.sweep import one_line_error
 
-    overrides = {"per_class": args.per_class} if args.per_class else {}
+    overrides = {"per_class": per_class} if per_class else {}
     try:
-        html_path = run_field_guide(paths.resolve(Path.cwd() / args.data_dir),
-                                    paths.resolve(Path.cwd() / args.model) if args.model else None,
-                                    paths.resolve(Path.cwd() / args.reports), overrides)
+        html_path = run_field_guide(paths.resolve(Path.cwd() / data_dir),
+                                    paths.resolve(Path.cwd() / model) if model else None,
+                                    paths.resolve(Path.cwd() / reports), overrides)
     except Exception as error:  # a failed cell: its one line, the page still shows where it stopped
         print(f"fakelib field-guide: failed: {one_line_error(error)}")
         return 1

@@ -134,17 +134,17 @@ def stop(server: subprocess.Popen, timeout: float = 10.0) -> None:
         server.wait()
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib serve`: serve the explorer until Ctrl+C (or SIGTERM)."""
-    model_path = check_model(args.model)
-    practice_dir = check_practice(getattr(args, "practice", None))
-    check_port(args.host, args.port)
+def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8866, practice: str | None = None) -> int:
+    """`python -m fakelib serve`: serve the explorer (or the practice page on `practice`) until Ctrl+C or SIGTERM."""
+    model_path = check_model(model)
+    practice_dir = check_practice(practice)
+    check_port(host, port)
     with tempfile.TemporaryDirectory(prefix="fakelib-serve-") as folder:
         notebook = served_notebook(Path(folder), model_path, practice_dir=practice_dir)
-        shown_host = f"[{args.host}]" if ":" in args.host else args.host
+        shown_host = f"[{host}]" if ":" in host else host
         page = "the explorer" if practice_dir is None else f"practice on {practice_dir}"
-        print(f"Serving {page} at http://{shown_host}:{args.port}/ (press Ctrl+C here to stop it)", flush=True)
-        server = subprocess.Popen(voila_command(notebook, args.port, args.host), env=kernel_environment())
+        print(f"Serving {page} at http://{shown_host}:{port}/ (press Ctrl+C here to stop it)", flush=True)
+        server = subprocess.Popen(voila_command(notebook, port, host), env=kernel_environment())
         previous = signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM to this process must not orphan Voilà
         try:
             return server.wait()

@@ -345,30 +345,23 @@ def _figures(output_dir: Path, metrics: dict, predictions: dict) -> None:
         plt.close(figure)
 
 
-def run_cli(args) -> int:
-    """`python -m fakelib train`: the base configuration of params.yaml (with --set overrides) in-process."""
-    import yaml
-
+def train_base(params_path: str | Path | None, overrides: dict, output_dir: str | Path | None = None) -> int:
+    """`python -m fakelib train`: the base configuration of a params file, with `overrides` ({key: value}),
+    trained in-process; prints its metrics as one JSON line."""
     from fakelib import paths
     from fakelib.config import load_params
 
-    params = load_params(args.params)
-    overrides = {}
-    for item in args.set:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
+    params = load_params(params_path)
     config = params.base.replace(**overrides)
-    output_dir = Path(args.out) if args.out else paths.resolve(params.tracker.experiments_dir) / config.experiment_id
+    output_dir = Path(output_dir) if output_dir else paths.resolve(params.tracker.experiments_dir) / config.experiment_id
     configure_threads(config.train.threads)
     metrics = run_experiment(config, output_dir, verbose=2)
     print(json.dumps({"output_dir": str(output_dir), **metrics}))
     return 0
 
 
-def run_calibrate_cli(args) -> int:
+def print_recalibration(run_dir: str | Path) -> int:
     """`python -m fakelib calibrate RUN_DIR`: `recalibrate` and print the new metrics as one JSON line."""
-    metrics = recalibrate(args.run_dir)
-    print(json.dumps({"output_dir": str(args.run_dir), **metrics}))
+    metrics = recalibrate(run_dir)
+    print(json.dumps({"output_dir": str(run_dir), **metrics}))
     return 0
