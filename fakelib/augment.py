@@ -101,7 +101,7 @@ def degrade_batch(pixels: np.ndarray, sides: np.ndarray, config: AugmentConfig, 
     `sides[i]` is the side of image i inside its input; `out_side` defaults to the input side (no crop);
     `limits[i]` is image i's size-matching side (0: none), from `SizeMatcher.limits`.
     """
-    rng = _rng(seed)
+    rng = rng_from(seed)
     size = pixels.shape[1]
     out_side = out_side or size
     limits = np.zeros(len(pixels), np.int64) if limits is None else np.asarray(limits)
@@ -111,7 +111,8 @@ def degrade_batch(pixels: np.ndarray, sides: np.ndarray, config: AugmentConfig, 
     return out
 
 
-def _rng(seed) -> np.random.Generator:
+def rng_from(seed) -> np.random.Generator:
+    """A generator seeded from any int or sequence of ints (a tf.data seed pair may be negative)."""
     return np.random.default_rng([int(value) & 0xFFFFFFFFFFFFFFFF for value in np.ravel(seed)])
 
 
@@ -148,7 +149,7 @@ def match_split(images: np.ndarray, labels: np.ndarray, sides: np.ndarray, proba
     Validation picks the checkpoint, the calibration and the threshold: matched like training, it cannot reward
     a model for reading file sizes either. Only the matched images are copied.
     """
-    rng = _rng((seed, 1))
+    rng = rng_from((seed, 1))
     limits = SizeMatcher(labels, sides, probability).limits(labels, sides, rng)
     changed = np.flatnonzero(limits)
     if not len(changed):

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from fakelib.checks import ConfigError, not_allowed
-from fakelib.paramsfile import MAX_PARAMS_BYTES, MAX_PARAMS_NODES, load_yaml, read_text
+from fakelib.paramsfile import load_yaml, read_text
 
 SECTIONS = ("data", "augment", "model", "train")
 VALIDATION_METRICS = ("val_roc_auc", "val_average_precision", "val_f1", "val_accuracy", "val_loss")

@@ -362,7 +362,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
         pixels = images[sorted_indices][order]
         if degrade:
             limits = None if matcher is None else matcher.limits(
-                labels[index_batch], sides[index_batch], np.random.default_rng([*np.ravel(seed_pair) & 0xFFFFFFFF, 2]))
+                labels[index_batch], sides[index_batch], augmentlib.rng_from((*np.ravel(seed_pair), 2)))
             pixels = augmentlib.degrade_batch(pixels, sides[index_batch], augment, seed_pair, out_side, limits)
         return pixels, labels[index_batch].astype(np.float32)
 

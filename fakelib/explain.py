@@ -15,7 +15,6 @@ Conventions, chosen to match tf-keras-vis (the test oracle) so maps can be compa
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ import tensorflow as tf
 
 from fakelib import images as imagelib
 from fakelib.models import conv_layer_names, fully_convolutional, input_size
+from fakelib.quiet import muted_logger
 
 # fn(activations, gradients) -> cam, all tf tensors: (batch, h, w, channels) x2 -> (batch, h, w), before ReLU.
 CamMethod = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -280,16 +280,6 @@ def _upsample_tf(maps: tf.Tensor, size: int) -> tf.Tensor:
     return tf.matmul(tf.matmul(rows, maps), columns)  # matmul broadcasts the batch axis
 
 
-@contextlib.contextmanager
-def _quiet_tracing():
-    """Silence TensorFlow's "triggered tf.function retracing" warning: each new model is one expected trace."""
-    logger = logging.getLogger("tensorflow")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
 
 
 def _compiled_step(graph: _CamGraph, method: str, target: str, size: int) -> Callable:
@@ -397,7 +387,7 @@ def compute_cams(model: keras.Model, images: np.ndarray, method: str = "gradcam"
     heatmaps: dict[str, list[np.ndarray]] = {name: [] for name in names}
     probabilities = []
     for start in range(0, len(pixels), batch_size):
-        with _quiet_tracing():
+        with muted_logger("tensorflow", logging.ERROR):  # each new model's retracing warning is expected
             maps, batch_probabilities = step(tf.convert_to_tensor(pixels[start:start + batch_size]))
         for name, layer_maps in zip(names, maps):
             heatmaps[name].append(layer_maps.numpy())

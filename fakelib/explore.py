@@ -156,8 +156,8 @@ def _folder_facts(model_path: str | Path) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------------------- far from training data
 
 FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
-# An upload whose shorter side is below this share of the model's input side is "far smaller": the model scores
-# it at its own size (never up-sampled), but it learnt from faces at least about this large.
+# An upload whose shorter side is below this share of the model's input side is "far smaller": the model pads
+# it with grey as in training (never up-samples it), but it learnt from faces at least about this large.
 SMALL_SHARE = 0.5
 # Files looked at per training folder to learn its formats: enough for any mix, bounded for huge folders.
 MAX_SCANNED_FILES = 50_000
@@ -408,7 +408,6 @@ def build_app(explorer: Explorer):
     output = widgets.Output()
 
     def show(*_):
-        verdict = explorer.verdict
         message.value = verdict_html(explorer.verdict)
         png = explorer.picture()
         output.clear_output(wait=png is not None)  # an error must not leave the last face's heatmaps beside it

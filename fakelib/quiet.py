@@ -12,6 +12,7 @@ entry points call `quiet_tensorflow_logging` and `import_tensorflow_quietly`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -73,3 +74,15 @@ def import_tensorflow_quietly() -> None:
 # through papermill with it shows no TensorFlow start-up line, whatever its cells import.
 KERNEL_ARGUMENT = ("--IPKernelApp.exec_lines="
                    "from fakelib.quiet import import_tensorflow_quietly; import_tensorflow_quietly()")
+
+
+@contextlib.contextmanager
+def muted_logger(name: str, level: int = logging.CRITICAL) -> Iterator[None]:
+    """Raise the Python logger `name` to `level` for the block, then restore it."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)

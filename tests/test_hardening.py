@@ -70,7 +70,8 @@ def test_yaml_alias_bomb_fails_fast_in_one_short_line(tmp_path):
 
 
 def test_oversized_params_file_is_refused_without_reading_it_whole(tmp_path):
-    from fakelib.config import MAX_PARAMS_BYTES, ConfigError, load_params
+    from fakelib.config import ConfigError, load_params
+    from fakelib.paramsfile import MAX_PARAMS_BYTES
 
     params = tmp_path / "params.yaml"
     params.write_text("# padding\n" * (MAX_PARAMS_BYTES // 10 + 1))

@@ -149,34 +149,9 @@ def test_practice_notebook_shows_the_page_or_one_line_for_a_bad_folder(folder, e
 @pytest.fixture
 def practice_server(folder: Path, explain_demo_dir: Path):
     """`python -m fakelib serve --practice DIR` on a free loopback port, stopped (with its kernels) after the test."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
+    from test_serve import start_server
 
-    from test_serve import Server, _free_port
-
-    from fakelib import paths
-
-    port = _free_port()
-    environment = {key: value for key, value in os.environ.items() if key != "PYTEST_CURRENT_TEST"}
-    process = subprocess.Popen([sys.executable, "-m", "fakelib", "serve", "--port", str(port), "--practice",
-                                str(folder), "--model", str(explain_demo_dir / "model.keras")], cwd=paths.ROOT,
-                               start_new_session=True, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    running = Server(process, f"http://127.0.0.1:{port}/")
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        assert process.poll() is None, running.stop()
-        yield running
-    finally:
-        running.stop()
+    yield from start_server(["--practice", str(folder), "--model", str(explain_demo_dir / "model.keras")])
 
 
 @pytest.mark.slow

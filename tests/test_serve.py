@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,15 +109,15 @@ class Server:
         return self.printed
 
 
-@pytest.fixture
-def server(served_model: Path):
-    """`python -m fakelib serve` on a free loopback port; stopped (with its kernels) after the test."""
+def start_server(arguments: list[str]) -> Iterator[Server]:
+    """`python -m fakelib serve --port P ARGUMENTS` on a free loopback port, yielded once it listens, then stopped
+    (with its kernels)."""
     port = _free_port()
     # ipykernel forwards native stderr to the page only when it does not see this variable
     environment = {key: value for key, value in os.environ.items() if key != "PYTEST_CURRENT_TEST"}
-    process = subprocess.Popen([sys.executable, "-m", "fakelib", "serve", "--port", str(port),
-                                "--model", str(served_model)], cwd=paths.ROOT, start_new_session=True, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "fakelib", "serve", "--port", str(port), *arguments],
+                               cwd=paths.ROOT, start_new_session=True, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     running = Server(process, f"http://127.0.0.1:{port}/")
     try:
         deadline = time.monotonic() + 60
@@ -129,6 +130,12 @@ def server(served_model: Path):
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def server(served_model: Path):
+    """The explorer served on a free loopback port, stopped (with its kernels) after the test."""
+    yield from start_server(["--model", str(served_model)])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -123,13 +122,10 @@ def quiet_papermill() -> Iterator[None]:
     It prints bare lines such as "Kernel died while waiting for execute reply." that the failed row or the
     summary already reports, and after Ctrl-C it prints them under the one-line "interrupted".
     """
-    logger = logging.getLogger("papermill")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
+    from fakelib.quiet import muted_logger
+
+    with muted_logger("papermill"):
         yield
-    finally:
-        logger.setLevel(level)
 
 
 def kernel_manager_logging_to(log_path: Path) -> type:
