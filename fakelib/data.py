@@ -57,6 +57,8 @@ class PreparedData:
         report: counts, skipped files with reasons, converted modes.
         cache_dir: where the prepared arrays live.
         sides: (n,) int, side of the image inside its (size, size) input (smaller images are padded).
+        paired: (n,) bool, the image's folder holds both classes (one source, two classes: where probabilities
+            are calibrated); None when the dataset is one folder.
     """
 
     images: np.ndarray
@@ -66,6 +68,7 @@ class PreparedData:
     report: dict
     cache_dir: Path
     sides: np.ndarray | None = None
+    paired: np.ndarray | None = None
 
     def subset(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(images, labels) of one split; images stay memory-mapped until indexed."""
@@ -76,6 +79,11 @@ class PreparedData:
         """(n,) image sides of one split (the full input side where unknown)."""
         sides = self.sides if self.sides is not None else np.full(len(self.labels), self.image_size)
         return sides[self.splits == split]
+
+    def paired_mask(self, split: str) -> np.ndarray:
+        """(n_split,) bool: which images of one split come from a folder holding both classes."""
+        paired = self.paired if self.paired is not None else np.ones(len(self.labels), dtype=bool)
+        return paired[self.splits == split]
 
     @property
     def image_size(self) -> int:
@@ -273,6 +281,7 @@ def _join(parts: list[PreparedData]) -> PreparedData:
         report=report,
         cache_dir=parts[0].cache_dir,
         sides=np.concatenate([part.sides for part in parts]),
+        paired=np.concatenate([np.full(len(part.labels), len(np.unique(part.labels)) == 2) for part in parts]),
     )
 
 

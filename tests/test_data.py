@@ -303,6 +303,9 @@ def test_several_folders_are_one_dataset(messy_dataset, tmp_path):
     assert sorted(prepared.sides[-5:].tolist()) == [36] * 5  # small photos keep their own side, padded
     assert prepared.report["n_real"] == alone.report["n_real"] + 5
     assert any(relpath.startswith("extra/") for relpath in prepared.relpaths)
+    # Only the folder holding both classes counts as paired (where probabilities are calibrated).
+    assert prepared.paired[:-5].all() and not prepared.paired[-5:].any()
+    assert alone.paired is None and alone.paired_mask("train").all()
     with pytest.raises(ValueError, match="no usable fake"):
         datalib.load_dataset(DataConfig(data_dir=[str(extra), str(extra)], image_size=48),
                              cache_root=tmp_path / "cache")
@@ -317,3 +320,24 @@ def test_cache_of_a_folder_outside_the_repository_goes_to_the_user_cache(monkeyp
     assert datalib.default_cache_root(paths.ROOT / "data" / "demo") == paths.CACHE
     monkeypatch.setenv("FAKELIB_CACHE", str(tmp_path / "mine"))
     assert datalib.default_cache_root(tmp_path / "faces") == tmp_path / "mine"
+
+
+def test_calibration_is_fitted_on_the_folders_holding_both_classes(messy_dataset, tmp_path):
+    from fakelib.config import ExperimentConfig
+    from fakelib.train import _splits
+
+    extra = tmp_path / "extra"
+    for index in range(40):
+        _save(extra / "real" / f"x{index}.jpg", _rgb(100 + index, size=48), quality=80)
+    prepared = datalib.load_dataset(DataConfig(data_dir=[str(messy_dataset), str(extra)], image_size=48),
+                                    cache_root=tmp_path / "cache")
+    config = ExperimentConfig()
+    splits, _, (images, labels) = _splits(prepared, config)
+    val_paired = prepared.paired_mask("val")
+    assert 0 < val_paired.sum() < len(val_paired)  # both folders have validation images
+    assert len(labels) == val_paired.sum() and len(np.unique(labels)) == 2
+    np.testing.assert_array_equal(labels, splits["val"][1][val_paired])
+    # Where no folder holds both classes, all of validation calibrates.
+    prepared.paired[:] = False
+    _, _, (_, labels) = _splits(prepared, config)
+    assert len(labels) == len(splits["val"][1])

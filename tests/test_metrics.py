@@ -65,6 +65,18 @@ def test_expected_calibration_error_and_brier():
     assert overconfident["ece"] > 0.15 and overconfident["brier"] > calibrated["brier"]
 
 
+def test_ece_floor_is_the_sampling_noise_of_a_calibrated_model():
+    from fakelib.metrics import calibration_errors, ece_floor
+
+    rng = np.random.default_rng(2)
+    small, large = rng.random(300), rng.random(30000)
+    floor_small, floor_large = ece_floor(small), ece_floor(large)
+    assert floor_small["p95"] >= floor_small["mean"] > 3 * floor_large["mean"]  # noise shrinks with more faces
+    calibrated = calibration_errors(rng.random(300) < small, small)["ece"]
+    assert calibrated < 2 * floor_small["p95"]
+    assert ece_floor(np.array([]))["mean"] is None
+
+
 def test_balanced_platt_scaling_assumes_even_odds():
     from fakelib.metrics import fit_platt
 
