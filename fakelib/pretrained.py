@@ -120,7 +120,8 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         + ", photo degradations on both classes alike.",
         f"- Training: {metrics['epochs_run']} epochs, best validation epoch {metrics['best_epoch']}, "
         f"{metrics['train_seconds']:.0f} s on 2 CPU cores.",
-        f"- Output `p_fake`: Platt-scaled on validation (scale {metrics['calibration_scale']:.3f}, "
+        f"- Output `p_fake`: Platt-scaled on the validation images of the folders holding both classes "
+        f"({metrics.get('n_calibration', metrics['n_val'])} images; scale {metrics['calibration_scale']:.3f}, "
         f"bias {metrics['calibration_bias']:.3f}).",
         f"- Threshold: {metrics['threshold']:.3f}, chosen on validation by Youden's J and kept within [0.05, 0.95].",
         "", "## Held-out test split of the training source", "",
@@ -128,9 +129,14 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         "|---|---|---|---|---|---|---|",
         f"| {_number(metrics['test_roc_auc'])} | {_number(metrics['test_f1_at_threshold'])} | "
         f"{_number(metrics['test_accuracy_at_threshold'])} | {_percent(metrics['test_real_rate_at_threshold'])} | "
-        f"{_percent(metrics['test_fake_rate_at_threshold'])} | {_number(metrics.get('test_ece'))} | "
+        f"{_percent(metrics['test_fake_rate_at_threshold'])} | {_number(metrics.get('test_ece'))}"
+        + (f" (floor {_number(metrics['test_ece_floor_mean'])})" if metrics.get("test_ece_floor_mean") else "")
+        + " | "
         f"{_number(metrics.get('test_brier'))} |",
     ]
+    if metrics.get("test_ece_floor_mean"):
+        lines += ["", "The floor is the ECE a perfectly calibrated model would still show on this many faces "
+                  "(labels drawn from its own probabilities): a measured ECE near it is sampling noise."]
     if shift:
         lines += ["", "## Collections it never saw (evaluation only)", "",
                   f"At the saved threshold, `{Path(shift['data']).name}`: a real group's figure is the share kept as "
