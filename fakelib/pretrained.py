@@ -108,6 +108,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     params = yaml.safe_load((folder / "params.yaml").read_text())
     data_dir = params["data"]["data_dir"]
     folders = [data_dir] if isinstance(data_dir, str) else data_dir
+    floor = metrics.get("test_ece_floor_mean")  # absent in runs from before the floor was measured
     lines = [
         "# Model card: fakelib pretrained detector", "",
         f"- Architecture: `{metrics['model']}` ({metrics['param_count']:,} parameters), fully convolutional; "
@@ -130,11 +131,10 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         f"| {_number(metrics['test_roc_auc'])} | {_number(metrics['test_f1_at_threshold'])} | "
         f"{_number(metrics['test_accuracy_at_threshold'])} | {_percent(metrics['test_real_rate_at_threshold'])} | "
         f"{_percent(metrics['test_fake_rate_at_threshold'])} | {_number(metrics.get('test_ece'))}"
-        + (f" (floor {_number(metrics['test_ece_floor_mean'])})" if metrics.get("test_ece_floor_mean") else "")
-        + " | "
+        + (f" (floor {_number(floor)})" if floor else "") + " | "
         f"{_number(metrics.get('test_brier'))} |",
     ]
-    if metrics.get("test_ece_floor_mean"):
+    if floor:
         lines += ["", "The floor is the ECE a perfectly calibrated model would still show on this many faces "
                   "(labels drawn from its own probabilities): a measured ECE near it is sampling noise."]
     if shift:
