@@ -241,6 +241,7 @@ class TrainConfig(_Section):
     lr_schedule: str = "cosine"
     patience: int = 8
     bn_recompute_batches: int = 10
+    ema: float = 0.0
     seed: int = 0
     threads: int = 0
     section = "train"
@@ -252,6 +253,8 @@ class TrainConfig(_Section):
         _check_choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine", "plateau"))
         _check_range("train.patience", self.patience, 0, 1000)
         _check_range("train.bn_recompute_batches", self.bn_recompute_batches, 0, 10_000)
+        if self.ema:
+            _check_range("train.ema", self.ema, 0.5, 1.0, high_open=True)
         _check_range("train.seed", self.seed, 0, 2**31 - 1)
         _check_range("train.threads", self.threads, 0, 256)
 

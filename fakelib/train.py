@@ -139,8 +139,10 @@ def _batchnorm_callback(train_data, batches: int):
 def _callbacks(config: ExperimentConfig, output_dir: Path, validation, train_data=None) -> list:
     import keras
 
-    callbacks = [] if not (config.train.bn_recompute_batches and train_data is not None) else [
-        _batchnorm_callback(train_data, config.train.bn_recompute_batches)]
+    # Order matters: the EMA weights go in first, then their batch-norm statistics, then validation reads them.
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.train.ema else []
+    if config.train.bn_recompute_batches and train_data is not None:
+        callbacks.append(_batchnorm_callback(train_data, config.train.bn_recompute_batches))
     callbacks += [
         validation,
         keras.callbacks.ModelCheckpoint(output_dir / "model.keras", monitor="val_auc", mode="max",
@@ -163,7 +165,8 @@ def build_and_compile(config: ExperimentConfig, steps_per_epoch: int):
     from fakelib.models import create_model
 
     model = create_model(config.model.model, config.data.image_size, **config.model.builder_params())
-    model.compile(optimizer=keras.optimizers.Adam(_schedule(config, steps_per_epoch)),
+    ema = {"use_ema": True, "ema_momentum": config.train.ema} if config.train.ema else {}
+    model.compile(optimizer=keras.optimizers.Adam(_schedule(config, steps_per_epoch), **ema),
                   loss="binary_crossentropy",
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
     return model

@@ -141,3 +141,64 @@ def test_recalibrate_rewrites_a_finished_run_without_touching_its_weights(traine
         np.testing.assert_array_equal(old, new)
     with pytest.raises(FileNotFoundError, match="not a finished experiment"):
         recalibrate(tmp_path)
+
+
+def test_ema_weights_are_validated_and_training_goes_on_from_the_raw_ones(tmp_path):
+    """With train.ema, each epoch's validation (and so the checkpoint) sees the exponential moving average of the
+    weights after every step, with batch-norm statistics recomputed for it, and the next epoch trains on from
+    the raw weights, not from the average."""
+    import keras
+
+    from fakelib.config import ExperimentConfig
+    from fakelib.train import _callbacks, _validation_callback, build_and_compile
+
+    momentum = 0.8
+    config = ExperimentConfig.from_flat(dict(image_size=32, conv_filters=[4], dense_units=[], epochs=2, batch_size=8,
+                                             patience=0, ema=momentum, bn_recompute_batches=2, lr_schedule="constant",
+                                             learning_rate=0.01, threads=2))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 32, 32, 3)).astype("float32")
+    labels = np.tile([0.0, 1.0], 12).astype("float32")
+    train_data = tf_batches(images, labels, 8)
+    model = build_and_compile(config, steps_per_epoch=3)
+
+    def weights():
+        return [np.asarray(variable, dtype=np.float64) for variable in model.trainable_variables]
+
+    seen = {"steps": [], "validated": [], "epoch_start": []}
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen["epoch_start"].append(weights())
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen["steps"].append(weights())
+
+    class Validated(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen["validated"].append(weights())
+
+    callbacks = _callbacks(config, tmp_path, _validation_callback(images, labels, 8), train_data)
+    assert [type(callback).__name__ for callback in callbacks[:3]] == ["SwapEMAWeights", "PreciseBatchNorm",
+                                                                       "ValidationScores"]
+    model.fit(train_data, epochs=2, verbose=0,
+              callbacks=[callbacks[0], Recorder(), callbacks[1], Validated(), *callbacks[2:]])
+    assert len(seen["steps"]) == 6
+    average = seen["steps"][0]
+    for step, raw in enumerate(seen["steps"][1:], start=2):
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, raw)]
+        if step == 3:
+            for got, want in zip(seen["validated"][0], average):
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    for got, want in zip(seen["validated"][1], average):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert any(not np.allclose(a, w) for a, w in zip(seen["validated"][0], seen["steps"][2]))  # not the raw weights
+    for got, want in zip(seen["epoch_start"][1], seen["steps"][2]):  # epoch 2 starts from epoch 1's raw weights
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert (tmp_path / "model.keras").is_file()
+
+
+def tf_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
