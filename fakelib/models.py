@@ -146,17 +146,27 @@ def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes:
     return x
 
 
-@register_model("cnn")
-def build_cnn(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
-              batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
-    """The plain detector: conv blocks, global average pooling, a dense head, one sigmoid output."""
+def _conv_detector(name: str, image_size: int, front: Sequence[keras.layers.Layer], conv_filters: Sequence[int],
+                   kernel_sizes: Sequence[int] | int, pooling: str, batch_norm: bool, dropout: float,
+                   dense_units: Sequence[int], l2: float) -> keras.Model:
+    """Scale -> `front` layers -> the shared conv blocks -> global average pooling -> head (any input side)."""
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(conv_filters)
     inputs = image_input(None)
     x = InputScale(image_size, name="scale")(inputs)
+    for layer in front:
+        x = layer(x)
     x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="cnn")
+    return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name=name)
+
+
+@register_model("cnn")
+def build_cnn(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
+              batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
+    """The plain detector: conv blocks, global average pooling, a dense head, one sigmoid output."""
+    return _conv_detector("cnn", image_size, [], conv_filters, kernel_sizes, pooling, batch_norm, dropout,
+                          dense_units, l2)
 
 
 @register_model("spectrum")
@@ -183,15 +193,22 @@ def build_npr(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Seq
     crop-and-resize augmentation) blurs the up-sampling traces the residual isolates. The unshuffle halves the
     side before the first convolution, so a 256 px input costs the conv blocks what a 128 px one costs `cnn`.
     """
-    if isinstance(kernel_sizes, int):
-        kernel_sizes = [kernel_sizes] * len(conv_filters)
-    inputs = image_input(None)
-    x = InputScale(image_size, name="scale")(inputs)
-    x = NearestResidual(2, name="npr")(x)
-    x = PixelUnshuffle(2, name="unshuffle")(x)
-    x = conv_blocks(x, conv_filters, kernel_sizes, pooling, batch_norm, l2)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, classifier_head(x, dense_units, dropout, l2), name="npr")
+    front = [NearestResidual(2, name="npr"), PixelUnshuffle(2, name="unshuffle")]
+    return _conv_detector("npr", image_size, front, conv_filters, kernel_sizes, pooling, batch_norm, dropout,
+                          dense_units, l2)
+
+
+@register_model("cnn_unshuffle")
+def build_cnn_unshuffle(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int,
+                        pooling: str, batch_norm: bool, dropout: float, dense_units: Sequence[int],
+                        l2: float) -> keras.Model:
+    """`cnn` on unshuffled pixels: every 2 x 2 block of the input becomes one position with 12 channels before the
+    first convolution, so a native 256 px face costs the conv blocks what a 128 px one costs `cnn`, while every
+    pixel, and the up-sampling grid's phases, still reach the network (nothing is averaged away, as by an area
+    down-sampling to 128 px).
+    """
+    return _conv_detector("cnn_unshuffle", image_size, [PixelUnshuffle(2, name="unshuffle")], conv_filters,
+                          kernel_sizes, pooling, batch_norm, dropout, dense_units, l2)
 
 
 @register_model("npr_patch")

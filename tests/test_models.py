@@ -97,7 +97,7 @@ def test_importing_models_registers_every_builder_without_an_import_circle():
             "import fakelib.models; print(','.join(fakelib.models.list_models()))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().split(",") == ["cnn", "spectrum", "npr", "npr_patch"]
+    assert result.stdout.strip().split(",") == ["cnn", "spectrum", "npr", "cnn_unshuffle", "npr_patch"]
 
 
 def test_no_module_imports_below_its_first_definition():
@@ -123,3 +123,23 @@ def test_create_model_refuses_a_misspelt_parameter_and_fills_the_rest_from_the_c
     assert model.get_layer("dense1").units == defaults.dense_units[0]
     assert model.get_layer("head_dropout").rate == defaults.dropout
     assert model.get_layer("conv1").kernel_size == (defaults.kernels[0],) * 2
+
+
+def test_cnn_unshuffle_sees_every_pixel_at_half_the_side():
+    """The first convolution of `cnn_unshuffle` runs on a grid of half the side with the 12 phases of each 2 x 2
+    block as channels: a change to any one pixel of a block reaches it, and the grid costs what half the side
+    costs `cnn`."""
+    import keras
+
+    model = models.create_model("cnn_unshuffle", 64, conv_filters=[4, 8], dense_units=[])
+    conv1 = model.get_layer("conv1")
+    assert conv1.kernel.shape[2] == 12
+    features = keras.Model(model.inputs[0], conv1.output)
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    before = np.asarray(features(pixels))
+    assert before.shape[1:3] == (32, 32)
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        changed = pixels.copy()
+        changed[0, 20 + dy, 30 + dx, 0] += 50
+        moved = np.abs(np.asarray(features(changed)) - before).sum(axis=-1)[0]
+        assert moved[10, 15] > 0 and moved.sum() == pytest.approx(moved[9:12, 14:17].sum())
