@@ -49,6 +49,7 @@ def test_experiment_id_is_stable_and_ignores_threads():
     ({"optimiser": {}}, "unknown section"),
     ({"augment": {"jpeg_quality": [90, 50]}}, "augment.jpeg_quality"),
     ({"data": {"image_size": 16}}, "data.image_size = 16"),
+    ({"train": {"ema": 1.0}}, "train.ema = 1.0"),
     ({"model": {"conv_filters": [8, 16, 32], "kernel_sizes": [3, 3]}}, "has 2 entries"),
     ({"sweep": {"conv_filters": [[8, 16], [8, 16, 32]]}, "model": {"kernel_sizes": [3, 3]}}, "has 2 entries"),
 ])
