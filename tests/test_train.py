@@ -181,7 +181,7 @@ def test_ema_weights_are_validated_and_training_goes_on_from_the_raw_ones(tmp_pa
     callbacks = _callbacks(config, tmp_path, _validation_callback(images, labels, 8), train_data)
     assert [type(callback).__name__ for callback in callbacks[:3]] == ["SwapEMAWeights", "PreciseBatchNorm",
                                                                        "ValidationScores"]
-    model.fit(train_data, epochs=2, verbose=0,
+    model.fit(train_data, epochs=2, verbose=0, shuffle=False,
               callbacks=[callbacks[0], Recorder(), callbacks[1], Validated(), *callbacks[2:]])
     assert len(seen["steps"]) == 6
     average = seen["steps"][0]
