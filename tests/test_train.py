@@ -150,6 +150,7 @@ def test_ema_weights_are_validated_and_training_goes_on_from_the_raw_ones(tmp_pa
     import keras
 
     from fakelib.config import ExperimentConfig
+    from fakelib.data import make_dataset
     from fakelib.train import _callbacks, _validation_callback, build_and_compile
 
     momentum = 0.8
@@ -157,9 +158,9 @@ def test_ema_weights_are_validated_and_training_goes_on_from_the_raw_ones(tmp_pa
                                              patience=0, ema=momentum, bn_recompute_batches=2, lr_schedule="constant",
                                              learning_rate=0.01, threads=2))
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (24, 32, 32, 3)).astype("float32")
+    images = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     labels = np.tile([0.0, 1.0], 12).astype("float32")
-    train_data = tf_batches(images, labels, 8)
+    train_data = make_dataset(images, labels, 8)
     model = build_and_compile(config, steps_per_epoch=3)
 
     def weights():
@@ -197,8 +198,3 @@ def test_ema_weights_are_validated_and_training_goes_on_from_the_raw_ones(tmp_pa
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert (tmp_path / "model.keras").is_file()
 
-
-def tf_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
-    import tensorflow as tf
-
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
