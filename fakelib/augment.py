@@ -3,9 +3,12 @@
 A detector trained on one source learns that source's processing unless both classes go through the same
 processing in training. Each image of a batch independently, each step with its own probability:
 
-0. size matching (`match_sizes`): brought down to the side of a random image of the *other* class when that
-   is smaller, then saved again as JPEG, so that "small re-saved file" cannot tell a class (an extra folder of
-   small real photos next to 256 px fakes invites exactly that shortcut);
+0. size matching (`match_sizes`): when some training images are smaller than the largest (an extra folder of
+   small real photos next to 256 px faces, say), every large image, real or fake alike, is brought down to the
+   side of a random small one as often as the class richest in small images has them, and every image that ends
+   small, the natively small ones too, is then down-scaled by us a little further and saved again as JPEG. So a
+   small face of the paired source is as often real as fake, and "shrunk and re-saved by our pipeline" is the
+   last processing of every small training image, whatever its class;
 1. cropped at native resolution to the training side (when training on crops);
 2. down-scaled by a random factor with a random kernel (box, bilinear, Hamming, bicubic, Lanczos);
 3. Gaussian blur; 4. unsharp-mask sharpening; 5. Gaussian sensor noise;
@@ -29,6 +32,8 @@ KERNELS = (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.HAM
            Image.Resampling.LANCZOS)
 # Smallest side a down-scale may produce: below this a face carries little detail (fakelib.data.MIN_SIDE).
 MIN_SIDE = 32
+# Size matching's last down-scale of every image that ends small (see SizeMatcher): a factor in this range.
+RESAVE_SCALE = (0.8, 0.95)
 
 
 def degrades(config: AugmentConfig) -> bool:
@@ -117,28 +122,43 @@ def rng_from(seed) -> np.random.Generator:
 
 
 class SizeMatcher:
-    """Draws each image's size-matching side from the sides of the other class (step 0 of the chain).
+    """Draws each image's size-matching side (step 0 of the chain).
 
-    With `probability` 1, an image of side s gets side min(s, s') for s' the side of a random image of the other
-    class, for both classes alike; so the two classes end with the same distribution of sides (min(R, F') and
-    min(F, R') with R, R' and F, F' independent draws of each class), and a file's size says nothing about its
-    label. A class with no smaller images than the other is left as it is.
+    With `probability` 1: an image as large as the largest training image is brought down, with probability
+    `shrink` (the share of small images in the class that has most of them), to the side of a random smaller
+    training image, whatever its own class; every image that is, or ends, smaller than the largest goes on down
+    by a factor drawn from `RESAVE_SCALE` and is saved again as JPEG. Large faces of both classes are thereby
+    shrunk equally often and to the same sides as the small ones, and every small image ends with our
+    processing. Two weaker rules taught a native-resolution model a shortcut (docs/results.md, rounds 5 and 6):
+    shrinking only the fakes to the small reals' sides ("shrunk and re-saved by fakelib = fake"), and shrinking
+    the fakes while re-processing the small reals too (every small face that looked like faces-dev's was a
+    shrunk fake, so a shrunk faces-dev real read as fake). `probability` below 1 leaves that share of images
+    untouched. A set whose images all have one side is left as it is.
     """
 
     def __init__(self, labels: np.ndarray, sides: np.ndarray, probability: float):
         labels, sides = np.asarray(labels).astype(int), np.asarray(sides).astype(np.int64)
-        self.pools = {label: sides[labels == label] for label in (0, 1)}
+        self.largest = int(sides.max()) if len(sides) else 0
+        self.small = sides[sides < self.largest]
+        self.shrink = max([float((sides[labels == label] < self.largest).mean())
+                           for label in (0, 1) if (labels == label).any()] or [0.0])
         self.probability = probability
 
-    def limits(self, labels: np.ndarray, sides: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """(n,) int64 sides to bring images down to, 0 where nothing changes."""
-        labels, sides = np.asarray(labels).astype(int), np.asarray(sides).astype(np.int64)
-        limits = np.zeros(len(labels), np.int64)
-        for index, (label, side) in enumerate(zip(labels, sides)):
-            pool = self.pools[1 - label]
-            if len(pool) and rng.random() < self.probability:
-                partner = int(pool[rng.integers(len(pool))])
-                limits[index] = partner if partner < side else 0
+    def limits(self, sides: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(n,) int64 sides to bring images down to, 0 where nothing changes (the same rule for either class)."""
+        sides = np.asarray(sides).astype(np.int64)
+        limits = np.zeros(len(sides), np.int64)
+        for index, side in enumerate(sides):
+            if rng.random() >= self.probability:
+                continue
+            if side >= self.largest:
+                if not len(self.small) or rng.random() >= self.shrink:
+                    continue
+                target = int(self.small[rng.integers(len(self.small))])
+            else:
+                target = int(side)
+            target = max(MIN_SIDE, int(target * rng.uniform(*RESAVE_SCALE)))
+            limits[index] = target if target < side else 0
         return limits
 
 
@@ -150,7 +170,7 @@ def match_split(images: np.ndarray, labels: np.ndarray, sides: np.ndarray, proba
     a model for reading file sizes either. Only the matched images are copied.
     """
     rng = rng_from((seed, 1))
-    limits = SizeMatcher(labels, sides, probability).limits(labels, sides, rng)
+    limits = SizeMatcher(labels, sides, probability).limits(sides, rng)
     changed = np.flatnonzero(limits)
     if not len(changed):
         return images, np.asarray(sides)

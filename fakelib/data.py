@@ -345,8 +345,8 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
     array in one slice, so memory stays at a few batches whatever the dataset size. Augmentation runs per
     batch with random generators seeded from `seed`, so a run is reproducible: the photo degradations of
     `fakelib.augment` (which need each image's own side, `sides`) while gathering, then flip, crop-and-resize
-    and colour jitter vectorized over the batch; size matching (`augment.match_sizes`) draws each image's partner
-    side from the other class's `sides`. With `crop` > 0 (training a fully convolutional model),
+    and colour jitter vectorized over the batch; size matching (`augment.match_sizes`, see
+    `augment.SizeMatcher`) draws each image's side from `sides`. With `crop` > 0 (training a fully convolutional model),
     every sample is a random native-resolution `crop` x `crop` window of its image.
     """
     import tensorflow as tf
@@ -371,7 +371,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
         pixels = images[sorted_indices][order]
         if degrade:
             limits = None if matcher is None else matcher.limits(
-                labels[index_batch], sides[index_batch], augmentlib.rng_from((*np.ravel(seed_pair), 2)))
+                sides[index_batch], augmentlib.rng_from((*np.ravel(seed_pair), 2)))
             pixels = augmentlib.degrade_batch(pixels, sides[index_batch], augment, seed_pair, out_side, limits)
         return pixels, labels[index_batch].astype(np.float32)
 

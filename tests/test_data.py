@@ -222,18 +222,26 @@ def _padded_batch(sides: list[int], size: int = 64, seed: int = 6) -> np.ndarray
                      for side in sides])
 
 
-def test_size_matching_gives_both_classes_the_same_sides():
+def test_size_matching_shrinks_large_faces_of_both_classes_alike_and_reprocesses_small_ones():
     from fakelib import augment as augmentlib
 
-    # Reals: half small (40 px) like an extra folder of thumbnails; fakes: all 64 px.
-    labels = np.array([0] * 200 + [1] * 200)
-    sides = np.array([40] * 100 + [64] * 100 + [64] * 200)
-    limits = augmentlib.SizeMatcher(labels, sides, 1.0).limits(labels, sides, np.random.default_rng(0))
+    # Reals: half small (40 px) like an extra folder of thumbnails, half 64 px; fakes: all 64 px.
+    labels = np.array([0] * 400 + [1] * 400)
+    sides = np.array([40] * 200 + [64] * 200 + [64] * 400)
+    limits = augmentlib.SizeMatcher(labels, sides, 1.0).limits(sides, np.random.default_rng(0))
     after = np.where(limits > 0, limits, sides)
-    assert (limits[:200] == 0).all()  # no fake is smaller than a real: reals stay as they are
-    small_share = [(after[labels == label] == 40).mean() for label in (0, 1)]
-    assert small_share[0] == 0.5 and abs(small_share[1] - 0.5) < 0.1  # the fakes now as often small as reals
-    assert (augmentlib.SizeMatcher(labels, sides, 0.0).limits(labels, sides, np.random.default_rng(0)) == 0).all()
+    large_reals, fakes, small_reals = slice(200, 400), slice(400, 800), slice(0, 200)
+    shrunk = [(limits[group] > 0).mean() for group in (large_reals, fakes)]
+    assert abs(shrunk[0] - 0.5) < 0.1 and abs(shrunk[1] - 0.5) < 0.1  # as often as the reals are small
+    assert (limits[small_reals] > 0).all() and (limits[small_reals] < 40).all()  # re-processed by us as well
+    low, high = max(augmentlib.MIN_SIDE, int(40 * augmentlib.RESAVE_SCALE[0])), int(40 * augmentlib.RESAVE_SCALE[1])
+    small = after < 64
+    assert ((after[small] >= low) & (after[small] <= high)).all()  # every small image ends at the same sides
+    means = [after[group][small[group]].mean() for group in (small_reals, large_reals, fakes)]
+    assert max(means) - min(means) < 1.0
+    assert (augmentlib.SizeMatcher(labels, sides, 0.0).limits(sides, np.random.default_rng(0)) == 0).all()
+    same = np.full(800, 64)
+    assert (augmentlib.SizeMatcher(labels, same, 1.0).limits(same, np.random.default_rng(0)) == 0).all()
 
 
 def test_matched_fakes_are_downscaled_resaved_and_padded_like_small_reals():
@@ -243,12 +251,18 @@ def test_matched_fakes_are_downscaled_resaved_and_padded_like_small_reals():
     sides = np.array([40, 40, 64, 64, 64, 64])
     images = _padded_batch(list(sides))
     matched, new_sides = augmentlib.match_split(images, labels, sides, 1.0, seed=0)
-    assert (new_sides == 40).all()  # every fake drew a 40 px partner
-    np.testing.assert_array_equal(matched[:2], images[:2])  # reals untouched
+    # The reals are all small, so every fake went down to a 40 px side; fakes and small reals alike then went on
+    # down to 32-38 px and were saved again.
+    assert ((new_sides >= 32) & (new_sides <= 38)).all()
+    for image, original, side in zip(matched, images, new_sides):
+        offset = imagelib.pad_offset(int(side), 64)
+        outside = np.ones((64, 64), bool)
+        outside[offset:offset + side, offset:offset + side] = False
+        assert (image[outside] == imagelib.PAD_VALUE).all()  # padded exactly like a small photo at inference
+        assert not np.array_equal(image, original)
     offset = imagelib.pad_offset(40, 64)
     outside = np.ones((64, 64), bool)
     outside[offset:offset + 40, offset:offset + 40] = False
-    assert (matched[2:][:, outside] == imagelib.PAD_VALUE).all()  # padded exactly like a 40 px real at inference
     again, _ = augmentlib.match_split(images, labels, sides, 1.0, seed=0)
     np.testing.assert_array_equal(matched, again)  # the validation split is matched the same way every run
     augment = AugmentConfig.off(match_sizes=1.0)
