@@ -36,6 +36,21 @@ def execute_notebook(name: str, parameters: dict, output: Path | None = None):
     return nbformat.read(str(output), as_version=4)
 
 
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks are scripts, not a package), registered in sys.modules so that
+    its dataclasses resolve their module."""
+    import importlib.util
+    import sys
+
+    from fakelib import paths
+
+    spec = importlib.util.spec_from_file_location(name, paths.ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keep prepared caches out of the repository's data/cache during tests."""

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 import yaml
 from PIL import Image
 
-from fakelib import paths
 from fakelib.models import load_model
 
 SPLIT_COUNTS = {"train": 12, "val": 6, "test": 6}
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_detect", paths.ROOT / "benchmarks" / "bench_detect.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_detect")
 
 
 def write_faces_dev_like(root: Path, size: int = 32) -> Path:

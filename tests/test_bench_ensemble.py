@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from test_bench_detect import write_faces_dev_like, write_shift_like
 
-from fakelib import paths
 from fakelib.models import create_model, set_calibration
 from fakelib.predict import Predictor
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_ensemble", paths.ROOT / "benchmarks" / "bench_ensemble.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_ensemble"] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_ensemble")
 
 
 def save_member(folder: Path, name: str, size: int, seed: int) -> Path:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
 
 import pytest
+from conftest import load_benchmark
 
 from fakelib import paths
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_serve", paths.ROOT / "benchmarks" / "bench_serve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_serve")
 
 
 @pytest.mark.slow
