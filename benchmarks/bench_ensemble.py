@@ -6,10 +6,10 @@
 Each member scores every file through its own `fakelib.predict.Predictor` (its own input side, so a 128 px model
 and a 256 px one each see the view they were trained on). The ensemble's logit is (1 - w) * logit_a + w * logit_b
 for each weight w of the grid. Everything is chosen on validation, as `fakelib.train` chooses it for one model:
-the weight with the best validation ROC-AUC; Platt scaling on the validation images of the first `--data` folder
-(the one holding both classes); the threshold by Youden's J on all validation images. The split of each file comes
-from its folder's `manifest.csv` (`split` column); files without one are left out. Test is every folder's `test`
-split.
+the weight with the best validation ROC-AUC (ties: the one nearest 0.5); Platt scaling on the validation images
+of the first `--data` folder (the one holding both classes); the threshold by Youden's J on all validation
+images. The split of each file comes from its folder's `manifest.csv` (`split` column); files without one are
+left out. Test is every folder's `test` split.
 
 `--shift DIR` (evaluation only: nothing is chosen on it) scores the chosen ensemble on each group of DIR with
 `fakelib.predict.evaluate_groups`, exactly as `bench_detect.py --shift` scores one model.
