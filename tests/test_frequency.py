@@ -102,6 +102,6 @@ def test_unshuffle_matches_tensorflow_space_to_depth(size):
 def test_npr_feeds_the_residual_phases_to_the_first_convolution():
     model = models.create_model("npr", image_size=32, **TINY)
     assert model.get_layer("unshuffle").output.shape[-1] == 12  # the 4 phases of 3 channels
-    probe = keras.Model(model.inputs, [model.get_layer("unshuffle").output, model.get_layer("conv1").output])
+    probe = keras.Model(model.inputs[0], [model.get_layer("unshuffle").output, model.get_layer("conv1").output])
     unshuffled, conv1 = probe(np.zeros((1, 32, 32, 3), np.float32))
     assert unshuffled.shape[1:] == (16, 16, 12) and conv1.shape[1:3] == (16, 16)
