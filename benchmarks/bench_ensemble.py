@@ -68,13 +68,18 @@ class Ensemble:
     def prepare(self, source) -> tuple:
         return tuple(member.prepare(source) for member in self.members)
 
-    def logits(self, views: list[tuple], batch_size: int = 64) -> np.ndarray:
-        a, b = (to_logit(member.predict_arrays([view[index] for view in views], batch_size))
-                for index, member in enumerate(self.members))
-        return (1 - self.weight) * a + self.weight * b
+    def mix(self, logits_a: np.ndarray, logits_b: np.ndarray) -> np.ndarray:
+        """The ensemble's logit from its members' logits."""
+        return (1 - self.weight) * logits_a + self.weight * logits_b
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        """p_fake of ensemble logits under the ensemble's Platt scaling."""
+        return 1 / (1 + np.exp(-(self.scale * logits + self.bias)))
 
     def predict_arrays(self, views: list[tuple], batch_size: int = 64) -> np.ndarray:
-        return 1 / (1 + np.exp(-(self.scale * self.logits(views, batch_size) + self.bias)))
+        a, b = (to_logit(member.predict_arrays([view[index] for view in views], batch_size))
+                for index, member in enumerate(self.members))
+        return self.calibrate(self.mix(a, b))
 
 
 def split_files(folders: list[Path]) -> dict[str, list[tuple[Path, str, int, int]]]:
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         scored[split] = (logits[:, usable], labels[usable], first[usable])
 
     def combined(split: str, weight: float) -> np.ndarray:
-        return (1 - weight) * scored[split][0][0] + weight * scored[split][0][1]
+        return Ensemble(members, weight).mix(*scored[split][0])
 
     grid = [{"w_b": weight, "val_roc_auc": roc_auc(scored["val"][1], combined("val", weight)),
              "test_roc_auc": roc_auc(scored["test"][1], combined("test", weight))} for weight in args.weights]
@@ -140,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     val_logits, val_labels, val_first = combined("val", weight), scored["val"][1], scored["val"][2]
     scale, bias = fit_platt(val_labels[val_first], val_logits[val_first])
     ensemble = Ensemble(members, weight, scale, bias)
-    calibrate = lambda z: 1 / (1 + np.exp(-(scale * z + bias)))  # noqa: E731
-    ensemble.threshold = choose_threshold(val_labels, calibrate(val_logits))
-    test_probabilities, test_labels = calibrate(combined("test", weight)), scored["test"][1]
+    ensemble.threshold = choose_threshold(val_labels, ensemble.calibrate(val_logits))
+    test_probabilities, test_labels = ensemble.calibrate(combined("test", weight)), scored["test"][1]
     test = binary_metrics(test_labels, test_probabilities, ensemble.threshold)
     result: dict[str, Any] = {
         "models": [str(path) for path in args.models], "data": args.data, "shift_dir": args.shift,

@@ -346,8 +346,8 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
     batch with random generators seeded from `seed`, so a run is reproducible: the photo degradations of
     `fakelib.augment` (which need each image's own side, `sides`) while gathering, then flip, crop-and-resize
     and colour jitter vectorized over the batch; size matching (`augment.match_sizes`, see
-    `augment.SizeMatcher`) draws each image's side from `sides`. With `crop` > 0 (training a fully convolutional model),
-    every sample is a random native-resolution `crop` x `crop` window of its image.
+    `augment.SizeMatcher`) draws each image's side from `sides`. With `crop` > 0 (training a fully convolutional
+    model), every sample is a random native-resolution `crop` x `crop` window of its image.
     """
     import tensorflow as tf
 
