@@ -383,7 +383,24 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
             return augment_batch(pixels, seed_pair, augment), batch_labels
         return tf.cast(pixels, tf.float32), batch_labels
 
-    return batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(
+        pipeline_options())
+
+
+def pipeline_options():
+    """tf.data options for `make_dataset`: the model-based autotuner off (parallelism = the cores, prefetch as set).
+
+    Keras makes a new iterator for every epoch (and precise batch norm one more), and deleting the old one waits
+    for the autotuner's thread, which sleeps between optimizations for up to 10 s. On the demo sweep's CNN
+    (2 cores) 4-5 of every 10 epochs began with a 7-11 s pause with no CPU in use (py-spy: the main thread in
+    `~IteratorResource`), so an epoch took 17-20 s instead of 8-10; with the autotuner off, none of 10 did, at the
+    same throughput otherwise (`benchmarks/bench_train.py` measures both).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def augment_batch(pixels, seed_pair, augment: AugmentConfig):

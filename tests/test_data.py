@@ -160,6 +160,14 @@ def test_pipeline_without_augmentation_returns_exact_pixels_in_order():
     np.testing.assert_array_equal(np.concatenate([batch[0] for batch in batches]), images.astype(np.float32))
 
 
+def test_pipeline_runs_without_the_autotuner_whose_thread_stalls_each_new_epoch():
+    images = np.random.default_rng(1).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
+    dataset = datalib.make_dataset(images, np.arange(10) % 2, 4, AugmentConfig(), shuffle=True)
+    assert dataset.options().autotune.enabled is False
+    epochs = [np.concatenate([batch[1] for batch in dataset.as_numpy_iterator()]) for _ in range(2)]
+    assert [sorted(labels.tolist()) for labels in epochs] == [sorted((np.arange(10) % 2).tolist())] * 2
+
+
 def test_each_augmentation_changes_pixels():
     images = np.random.default_rng(2).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
     import tensorflow as tf
