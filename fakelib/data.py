@@ -388,7 +388,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
 
 
 def pipeline_options():
-    """tf.data options for `make_dataset`: the model-based autotuner off (parallelism = the cores, prefetch as set).
+    """tf.data options for `make_dataset`: the model-based autotuner off (map parallelism stays at the core count).
 
     Keras makes a new iterator for every epoch (and precise batch norm one more), and deleting the old one waits
     for the autotuner's thread, which sleeps between optimizations for up to 10 s. On the demo sweep's CNN
