@@ -136,6 +136,24 @@ def _batchnorm_callback(train_data, batches: int):
     return PreciseBatchNorm()
 
 
+def _epoch_timer():
+    """A callback that writes each epoch's wall seconds (its steps, precise batch norm, validation and checkpoint)
+    into the epoch logs as `epoch_seconds`, so history.csv shows an epoch that stalled."""
+    import keras
+
+    class EpochSeconds(keras.callbacks.Callback):
+        started = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["epoch_seconds"] = round(time.perf_counter() - self.started, 3)
+
+    return EpochSeconds()
+
+
 def _callbacks(config: ExperimentConfig, output_dir: Path, validation, train_data=None) -> list:
     import keras
 
@@ -147,6 +165,7 @@ def _callbacks(config: ExperimentConfig, output_dir: Path, validation, train_dat
         validation,
         keras.callbacks.ModelCheckpoint(output_dir / "model.keras", monitor="val_auc", mode="max",
                                         save_best_only=True),
+        _epoch_timer(),
         keras.callbacks.CSVLogger(str(output_dir / "history.csv")),
     ]
     if config.train.patience > 0:

@@ -26,7 +26,10 @@ def test_experiment_leaves_every_artifact(trained_experiment, tiny_config):
     assert np.asarray(metrics["confusion_matrix"]).sum() == metrics["n_test"]
     history = pd.read_csv(trained_experiment / "history.csv")
     assert len(history) == metrics["epochs_run"] == 2
-    assert {"loss", "accuracy", "val_loss", "val_auc"} <= set(history.columns)
+    assert {"loss", "accuracy", "val_loss", "val_auc", "epoch_seconds"} <= set(history.columns)
+    # each epoch's wall seconds: positive, and together no more than the whole training took
+    assert (history["epoch_seconds"] > 0).all()
+    assert history["epoch_seconds"].sum() <= metrics["train_seconds"] + 0.01
     assert load_experiment(trained_experiment / "params.yaml") == tiny_config
 
 
