@@ -392,7 +392,7 @@ def pipeline_options():
 
     Keras makes a new iterator for every epoch (and precise batch norm one more), and deleting the old one waits
     for the autotuner's thread, which sleeps between optimizations for up to 10 s. On the demo sweep's CNN
-    (2 cores) 4-5 of every 10 epochs began with a 7-11 s pause with no CPU in use (py-spy: the main thread in
+    (2 cores) 3-5 of every 10 epochs began with a 7-11 s pause with no CPU in use (py-spy: the main thread in
     `~IteratorResource`), so an epoch took 17-20 s instead of 8-10; with the autotuner off, none of 10 did, at the
     same throughput otherwise (`benchmarks/bench_train.py` measures both).
     """
