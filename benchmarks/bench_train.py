@@ -36,20 +36,11 @@ def _timed_fit(model, dataset, steps: int) -> float:
 
 def _epoch_seconds(model, dataset, epochs: int) -> list[float]:
     """Seconds of each of `epochs` whole epochs, timed from the epoch's start (when Keras replaces the previous
-    epoch's iterator) to its end, after one warm-up epoch that traces the graph."""
-    import keras
+    epoch's iterator) to its end by training's own `epoch_timer`, after one warm-up epoch that traces the graph."""
+    from fakelib.train import epoch_timer
 
-    seconds = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(round(time.perf_counter() - self.started, 2))
-
-    model.fit(dataset, epochs=epochs + 1, verbose=0, shuffle=False, callbacks=[EpochTimer()])
-    return seconds[1:]
+    history = model.fit(dataset, epochs=epochs + 1, verbose=0, shuffle=False, callbacks=[epoch_timer()])
+    return [round(seconds, 2) for seconds in history.history["epoch_seconds"][1:]]
 
 
 def _epoch_summary(seconds: list[float]) -> dict:

@@ -136,7 +136,7 @@ def _batchnorm_callback(train_data, batches: int):
     return PreciseBatchNorm()
 
 
-def _epoch_timer():
+def epoch_timer():
     """A callback that writes each epoch's wall seconds (its steps, precise batch norm, validation and checkpoint)
     into the epoch logs as `epoch_seconds`, so history.csv shows an epoch that stalled."""
     import keras
@@ -165,7 +165,7 @@ def _callbacks(config: ExperimentConfig, output_dir: Path, validation, train_dat
         validation,
         keras.callbacks.ModelCheckpoint(output_dir / "model.keras", monitor="val_auc", mode="max",
                                         save_best_only=True),
-        _epoch_timer(),
+        epoch_timer(),
         keras.callbacks.CSVLogger(str(output_dir / "history.csv")),
     ]
     if config.train.patience > 0:
