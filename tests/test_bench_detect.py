@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_benchmark
 import yaml
+from conftest import load_benchmark
 from PIL import Image
 
 from fakelib.models import load_model

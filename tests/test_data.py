@@ -218,9 +218,7 @@ def test_degrade_works_on_the_image_not_its_padding():
     augment = AugmentConfig.off(blur_prob=1.0)
     out = augmentlib.degrade_batch(padded[None], np.array([20]), augment, (0, 1))[0]
     offset = imagelib.pad_offset(20, 32)
-    outside = np.ones((32, 32), bool)
-    outside[offset:offset + 20, offset:offset + 20] = False
-    assert (out[outside] == imagelib.PAD_VALUE).all()  # the blur did not smear the face into the padding
+    assert (out[_outside(20, 32)] == imagelib.PAD_VALUE).all()  # the blur did not smear the face into the padding
     assert np.abs(out[offset:offset + 20, offset:offset + 20].astype(float) - small).mean() > 1.0
 
 
@@ -252,6 +250,14 @@ def test_size_matching_shrinks_large_faces_of_both_classes_alike_and_reprocesses
     assert (augmentlib.SizeMatcher(labels, same, 1.0).limits(same, np.random.default_rng(0)) == 0).all()
 
 
+def _outside(side: int, size: int = 64) -> np.ndarray:
+    """(size, size) mask of the padding around a centred `side` image (`fakelib.images.pad_square`'s offset)."""
+    offset = imagelib.pad_offset(side, size)
+    outside = np.ones((size, size), bool)
+    outside[offset:offset + side, offset:offset + side] = False
+    return outside
+
+
 def test_matched_fakes_are_downscaled_resaved_and_padded_like_small_reals():
     from fakelib import augment as augmentlib
 
@@ -263,21 +269,15 @@ def test_matched_fakes_are_downscaled_resaved_and_padded_like_small_reals():
     # down to 32-38 px and were saved again.
     assert ((new_sides >= 32) & (new_sides <= 38)).all()
     for image, original, side in zip(matched, images, new_sides):
-        offset = imagelib.pad_offset(int(side), 64)
-        outside = np.ones((64, 64), bool)
-        outside[offset:offset + side, offset:offset + side] = False
-        assert (image[outside] == imagelib.PAD_VALUE).all()  # padded exactly like a small photo at inference
+        assert (image[_outside(int(side))] == imagelib.PAD_VALUE).all()  # padded like a small photo at inference
         assert not np.array_equal(image, original)
-    offset = imagelib.pad_offset(40, 64)
-    outside = np.ones((64, 64), bool)
-    outside[offset:offset + 40, offset:offset + 40] = False
     again, _ = augmentlib.match_split(images, labels, sides, 1.0, seed=0)
     np.testing.assert_array_equal(matched, again)  # the validation split is matched the same way every run
     augment = AugmentConfig.off(match_sizes=1.0)
     limits = np.array([0, 0, 40, 40, 0, 0])
     out = augmentlib.degrade_batch(images, sides, augment, (1, 2), limits=limits)
     np.testing.assert_array_equal(out[[0, 1, 4, 5]], images[[0, 1, 4, 5]])  # no limit, no other step: unchanged
-    assert (out[2:4][:, outside] == imagelib.PAD_VALUE).all()
+    assert (out[2:4][:, _outside(40)] == imagelib.PAD_VALUE).all()
 
 
 def test_training_pipeline_matches_sizes_across_classes():
