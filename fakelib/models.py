@@ -1,5 +1,5 @@
 """Model registry: `create_model(name, **params)`, `list_models()`, and the builders it holds (`cnn`, `spectrum`,
-`npr`, `cnn_unshuffle`, `npr_patch`); functional Keras models that carry their preprocessing. The custom layers
+`npr`, `cnn_unshuffle`, `npr_patch`, `two_stream`); functional Keras models that carry their preprocessing. The custom layers
 live in `layers`.
 
 Every model takes raw pixel values, float32 in [0, 255] with shape (batch, size, size, 3), and returns one
@@ -125,25 +125,26 @@ def set_calibration(model: keras.Model, scale: float, bias: float) -> None:
 
 
 def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes: Sequence[int], pooling: str,
-                batch_norm: bool, l2: float) -> keras.KerasTensor:
+                batch_norm: bool, l2: float, prefix: str = "") -> keras.KerasTensor:
     """Conv -> (batch norm) -> ReLU -> down-sampling, once per entry of `conv_filters`.
 
-    Conv layers are named `conv1`, `conv2`, ... so explanations and reports can name them.
+    Conv layers are named `conv1`, `conv2`, ... (after `prefix`, for a model with several streams) so
+    explanations and reports can name them.
     `pooling="stride"` down-samples with a stride-2 convolution instead of a pooling layer; "none" keeps the side.
     """
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for index, (filters, kernel) in enumerate(zip(conv_filters, kernel_sizes), start=1):
         strides = 2 if pooling == "stride" else 1
         x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=not batch_norm,
-                          kernel_regularizer=regularizer, name=f"conv{index}")(x)
+                          kernel_regularizer=regularizer, name=f"{prefix}conv{index}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"bn{index}")(x)
-        x = layers.Activation("relu", name=f"relu{index}")(x)
+            x = layers.BatchNormalization(name=f"{prefix}bn{index}")(x)
+        x = layers.Activation("relu", name=f"{prefix}relu{index}")(x)
         # "same" padding: an input of any side (down to 1 x 1 at the last block) gives a feature map.
         if pooling == "max":
-            x = layers.MaxPooling2D(2, padding="same", name=f"pool{index}")(x)
+            x = layers.MaxPooling2D(2, padding="same", name=f"{prefix}pool{index}")(x)
         elif pooling == "avg":
-            x = layers.AveragePooling2D(2, padding="same", name=f"pool{index}")(x)
+            x = layers.AveragePooling2D(2, padding="same", name=f"{prefix}pool{index}")(x)
     return x
 
 
@@ -236,6 +237,33 @@ def build_npr_patch(image_size: int, *, conv_filters: Sequence[int], kernel_size
     x = layers.Conv2D(1, 1, kernel_regularizer=regularizer, name="patch_logit")(x)  # (batch, h, w, 1) per patch
     logit = layers.GlobalAveragePooling2D(name="logit")(x)  # (batch, 1): the mean patch logit
     return keras.Model(inputs, calibrated_output(logit), name="npr_patch")
+
+
+@register_model("two_stream")
+def build_two_stream(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int,
+                     pooling: str, batch_norm: bool, dropout: float, dense_units: Sequence[int],
+                     l2: float) -> keras.Model:
+    """`cnn` and `npr` in one graph, trained together on one native-resolution input.
+
+    The content stream sees the input area-averaged 2 x 2 (a 256 px face as the 128 px view `cnn` reads), the
+    trace stream the neighbouring-pixel residual unshuffled to the same half side (what `npr` reads); each runs
+    its own conv blocks (`content_conv1`..., `trace_conv1`...), and the two pooled features meet in one head.
+    Averaging two separately trained models' logits (`benchmarks/bench_ensemble.py`) let the trace model vote
+    "real" on a generated face whose trace a publisher's down-sampling had removed; trained jointly, on fakes
+    that size matching and the degradations shrink, blur and re-compress, the head can learn that a missing
+    trace says nothing and leave such a face to the content stream.
+    """
+    if isinstance(kernel_sizes, int):
+        kernel_sizes = [kernel_sizes] * len(conv_filters)
+    inputs = image_input(None)
+    x = InputScale(image_size, name="scale")(inputs)
+    content = layers.AveragePooling2D(2, name="area")(x)
+    content = conv_blocks(content, conv_filters, kernel_sizes, pooling, batch_norm, l2, prefix="content_")
+    trace = PixelUnshuffle(2, name="unshuffle")(NearestResidual(2, name="npr")(x))
+    trace = conv_blocks(trace, conv_filters, kernel_sizes, pooling, batch_norm, l2, prefix="trace_")
+    features = layers.Concatenate(name="streams")([layers.GlobalAveragePooling2D(name="content_gap")(content),
+                                                   layers.GlobalAveragePooling2D(name="trace_gap")(trace)])
+    return keras.Model(inputs, classifier_head(features, dense_units, dropout, l2), name="two_stream")
 
 
 def input_size(model: keras.Model) -> int:

@@ -97,7 +97,8 @@ def test_importing_models_registers_every_builder_without_an_import_circle():
             "import fakelib.models; print(','.join(fakelib.models.list_models()))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().split(",") == ["cnn", "spectrum", "npr", "cnn_unshuffle", "npr_patch"]
+    assert result.stdout.strip().split(",") == ["cnn", "spectrum", "npr", "cnn_unshuffle", "npr_patch",
+                                                 "two_stream"]
 
 
 def test_no_module_imports_below_its_first_definition():
@@ -143,3 +144,32 @@ def test_cnn_unshuffle_sees_every_pixel_at_half_the_side():
         changed[0, 20 + dy, 30 + dx, 0] += 50
         moved = np.abs(np.asarray(features(changed)) - before).sum(axis=-1)[0]
         assert moved[10, 15] > 0 and moved.sum() == pytest.approx(moved[9:12, 14:17].sum())
+
+
+def test_two_stream_reads_block_means_in_one_stream_and_the_residual_in_the_other():
+    """`two_stream`'s content stream sees only each 2 x 2 block's mean and its trace stream only the differences
+    within a block: swapping pixels inside every block moves the trace features alone, and adding a blocky
+    (nearest-neighbour up-sampled) image moves the content features alone. Both reach the one output."""
+    import keras
+
+    model = models.create_model("two_stream", 32, conv_filters=[4, 8], dense_units=[])
+    assert {"content_conv1", "trace_conv1"} <= set(models.conv_layer_names(model))
+    streams = keras.Model(model.inputs[0], [model.get_layer("content_gap").output,
+                                            model.get_layer("trace_gap").output])
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(40, 200, (2, 32, 32, 3)).astype(np.float32)
+    content, trace = (np.asarray(t) for t in streams(pixels))
+
+    swapped = pixels.copy()  # the two columns of every block swapped: block means unchanged
+    swapped[:, :, 0::2], swapped[:, :, 1::2] = pixels[:, :, 1::2], pixels[:, :, 0::2]
+    content_s, trace_s = (np.asarray(t) for t in streams(swapped))
+    np.testing.assert_allclose(content_s, content, atol=1e-5)
+    assert np.abs(trace_s - trace).max() > 1e-3
+
+    blocky = np.repeat(np.repeat(rng.uniform(-30, 30, (2, 16, 16, 3)), 2, axis=1), 2, axis=2).astype(np.float32)
+    content_b, trace_b = (np.asarray(t) for t in streams(pixels + blocky))
+    np.testing.assert_allclose(trace_b, trace, atol=1e-4)
+    assert np.abs(content_b - content).max() > 1e-3
+
+    probabilities = models.predict_probabilities(model, np.concatenate([pixels, swapped, pixels + blocky]))
+    assert len(set(np.round(probabilities, 6))) > 1
