@@ -118,6 +118,19 @@ def test_one_pass_equals_per_layer_computation(tiny_model, pixels, method):
         np.testing.assert_allclose(one_pass.heatmaps[layer], per_layer.heatmaps[layer], atol=1e-5)
 
 
+def test_a_two_stream_model_is_explained_in_both_streams_in_one_pass(pixels):
+    """A branched graph (`two_stream`: content and trace streams side by side) gives a map for every conv layer of
+    both streams, each equal to its own per-layer computation and at the input's resolution."""
+    keras.utils.set_random_seed(1)
+    model = create_model("two_stream", 32, conv_filters=[4, 8], dense_units=[8])
+    one_pass = explain.compute_cams(model, pixels, "gradcam")
+    assert set(one_pass.layers) == {"content_conv1", "content_conv2", "trace_conv1", "trace_conv2"}
+    per_layer = explain.compute_cams_per_layer(model, pixels, "gradcam")
+    for layer in one_pass.layers:
+        assert one_pass.heatmaps[layer].shape == (4, 32, 32)
+        np.testing.assert_allclose(one_pass.heatmaps[layer], per_layer.heatmaps[layer], atol=1e-5)
+
+
 def test_batches_give_the_same_maps_as_one_batch(tiny_model, pixels):
     whole = explain.compute_cams(tiny_model, pixels, "layercam")
     split = explain.compute_cams(tiny_model, pixels, "layercam", batch_size=3)
