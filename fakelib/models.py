@@ -124,14 +124,16 @@ def set_calibration(model: keras.Model, scale: float, bias: float) -> None:
     layer.bias.assign(float(bias))
 
 
-def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes: Sequence[int], pooling: str,
+def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
                 batch_norm: bool, l2: float, prefix: str = "") -> keras.KerasTensor:
     """Conv -> (batch norm) -> ReLU -> down-sampling, once per entry of `conv_filters`.
 
     Conv layers are named `conv1`, `conv2`, ... (after `prefix`, for a model with several streams) so
-    explanations and reports can name them.
+    explanations and reports can name them. An int `kernel_sizes` is the kernel of every block.
     `pooling="stride"` down-samples with a stride-2 convolution instead of a pooling layer; "none" keeps the side.
     """
+    if isinstance(kernel_sizes, int):
+        kernel_sizes = [kernel_sizes] * len(conv_filters)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for index, (filters, kernel) in enumerate(zip(conv_filters, kernel_sizes), start=1):
         strides = 2 if pooling == "stride" else 1
@@ -152,8 +154,6 @@ def _conv_detector(name: str, image_size: int, front: Sequence[keras.layers.Laye
                    kernel_sizes: Sequence[int] | int, pooling: str, batch_norm: bool, dropout: float,
                    dense_units: Sequence[int], l2: float) -> keras.Model:
     """Scale -> `front` layers -> the shared conv blocks -> global average pooling -> head (any input side)."""
-    if isinstance(kernel_sizes, int):
-        kernel_sizes = [kernel_sizes] * len(conv_filters)
     inputs = image_input(None)
     x = InputScale(image_size, name="scale")(inputs)
     for layer in front:
@@ -224,8 +224,6 @@ def build_npr_patch(image_size: int, *, conv_filters: Sequence[int], kernel_size
     pixels), so the model can only read local traces, never the face itself, and every position of any input
     size votes. `conv_filters` are the widths of the blocks, `kernel_sizes` their kernels.
     """
-    if isinstance(kernel_sizes, int):
-        kernel_sizes = [kernel_sizes] * len(conv_filters)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = image_input(None)
     x = InputScale(image_size, name="scale")(inputs)
@@ -253,8 +251,6 @@ def build_two_stream(image_size: int, *, conv_filters: Sequence[int], kernel_siz
     that size matching and the degradations shrink, blur and re-compress, the head can learn that a missing
     trace says nothing and leave such a face to the content stream.
     """
-    if isinstance(kernel_sizes, int):
-        kernel_sizes = [kernel_sizes] * len(conv_filters)
     inputs = image_input(None)
     x = InputScale(image_size, name="scale")(inputs)
     content = layers.AveragePooling2D(2, name="area")(x)
