@@ -1,6 +1,6 @@
 """Model registry: `create_model(name, **params)`, `list_models()`, and the builders it holds (`cnn`, `spectrum`,
-`npr`, `cnn_unshuffle`, `npr_patch`, `two_stream`); functional Keras models that carry their preprocessing. The custom layers
-live in `layers`.
+`npr`, `cnn_unshuffle`, `npr_patch`, `two_stream`); functional Keras models that carry their preprocessing. The
+custom layers live in `layers`.
 
 Every model takes raw pixel values, float32 in [0, 255] with shape (batch, size, size, 3), and returns one
 sigmoid probability that the face is generated. Scaling happens inside the model, and the input size is
@@ -186,6 +186,12 @@ def build_spectrum(image_size: int, *, l2: float) -> keras.Model:
     return keras.Model(inputs, calibrated_output(logit), name="spectrum")
 
 
+def _residual_front() -> list[keras.layers.Layer]:
+    """The NPR front of `npr`, `npr_patch` and `two_stream`'s trace stream: the neighbouring-pixel residual of
+    2 x 2 blocks, unshuffled so each block's four phases become channels at half the side."""
+    return [NearestResidual(2, name="npr"), PixelUnshuffle(2, name="unshuffle")]
+
+
 @register_model("npr")
 def build_npr(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
               batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
@@ -195,9 +201,8 @@ def build_npr(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Seq
     crop-and-resize augmentation) blurs the up-sampling traces the residual isolates. The unshuffle halves the
     side before the first convolution, so a 256 px input costs the conv blocks what a 128 px one costs `cnn`.
     """
-    front = [NearestResidual(2, name="npr"), PixelUnshuffle(2, name="unshuffle")]
-    return _conv_detector("npr", image_size, front, conv_filters, kernel_sizes, pooling, batch_norm, dropout,
-                          dense_units, l2)
+    return _conv_detector("npr", image_size, _residual_front(), conv_filters, kernel_sizes, pooling, batch_norm,
+                          dropout, dense_units, l2)
 
 
 @register_model("cnn_unshuffle")
@@ -227,8 +232,8 @@ def build_npr_patch(image_size: int, *, conv_filters: Sequence[int], kernel_size
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = image_input(None)
     x = InputScale(image_size, name="scale")(inputs)
-    x = NearestResidual(2, name="npr")(x)
-    x = PixelUnshuffle(2, name="unshuffle")(x)
+    for layer in _residual_front():
+        x = layer(x)
     x = conv_blocks(x, conv_filters, kernel_sizes, "none", batch_norm, l2)
     if dropout > 0:
         x = layers.SpatialDropout2D(dropout, name="patch_dropout")(x)
@@ -255,7 +260,9 @@ def build_two_stream(image_size: int, *, conv_filters: Sequence[int], kernel_siz
     x = InputScale(image_size, name="scale")(inputs)
     content = layers.AveragePooling2D(2, name="area")(x)
     content = conv_blocks(content, conv_filters, kernel_sizes, pooling, batch_norm, l2, prefix="content_")
-    trace = PixelUnshuffle(2, name="unshuffle")(NearestResidual(2, name="npr")(x))
+    trace = x
+    for layer in _residual_front():
+        trace = layer(trace)
     trace = conv_blocks(trace, conv_filters, kernel_sizes, pooling, batch_norm, l2, prefix="trace_")
     features = layers.Concatenate(name="streams")([layers.GlobalAveragePooling2D(name="content_gap")(content),
                                                    layers.GlobalAveragePooling2D(name="trace_gap")(trace)])
