@@ -15,6 +15,11 @@ share caught, each fake group's ROC-AUC against all of DIR's reals, and the same
 re-encode of every file (`fakelib.predict.common_format`), which checks that the score is not read from file
 properties.
 
+`--models default,expert` also trains the trace expert of `fakelib.expert` (NPR at native 256 px on the first
+folder only; `--expert-set KEY=VALUE` overrides its settings) and joins the two into one detector
+(`fakelib.expert.assemble`, fitted on validation) in `OUT/combined/`, reported as model `combined` with its own
+test and shift figures; its training seconds are both members' together. The goals are then checked on it.
+
 Prints one JSON object on stdout (training progress goes to stderr): per model every test and validation
 metric, calibration (ECE, Brier) and convergence figures, training seconds and parameter count; the dataset
 sizes; the per-group shift figures; and the comparison against the baseline and the goals below.
@@ -52,7 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--params", default=None, help="params.yaml whose base section is the default (default: repo's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter of both models (YAML value), may repeat")
-    parser.add_argument("--models", default="default,spectrum", help="comma-separated subset of default,spectrum")
+    parser.add_argument("--models", default="default,spectrum",
+                        help="comma-separated subset of default,spectrum,expert")
+    parser.add_argument("--expert-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter of the trace expert only (YAML value), may repeat")
     parser.add_argument("--cache", default=None, help="prepared-data cache folder (default: data/cache)")
     parser.add_argument("--reuse", action="store_true",
                         help="take a finished OUT/<name>/ run whose params.yaml equals the configuration instead of "
@@ -66,15 +74,22 @@ def configurations(args: argparse.Namespace) -> dict[str, Any]:
 
     from fakelib.config import load_params
 
+    from fakelib.expert import expert_config
+
+    def parsed(items: list[str], option: str) -> dict[str, Any]:
+        out = {}
+        for item in items:
+            key, separator, value = item.partition("=")
+            if not separator:
+                raise ValueError(f"{option} {item!r}: expected KEY=VALUE")
+            out[key.strip()] = yaml.safe_load(value)
+        return out
+
     folders = [str(Path(folder).resolve()) for folder in args.data]
-    overrides = {"data_dir": folders[0] if len(folders) == 1 else folders}
-    for item in args.set:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides = {"data_dir": folders[0] if len(folders) == 1 else folders, **parsed(args.set, "--set")}
     base = load_params(args.params).base.replace(**overrides)
-    available = {"default": base, "spectrum": base.replace(**{**SPECTRUM_OVERRIDES, **overrides})}
+    available = {"default": base, "spectrum": base.replace(**{**SPECTRUM_OVERRIDES, **overrides}),
+                 "expert": expert_config(base).replace(**parsed(args.expert_set, "--expert-set"))}
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in names if name not in available]
     if unknown or not names:
@@ -125,9 +140,33 @@ def dataset_sizes(output_dir: Path) -> dict[str, Any]:
             "n_images": report["n_images"], "n_skipped": report["n_skipped"]}
 
 
+def combined_result(out: Path, cache: str | None, shift: str | None) -> dict[str, Any]:
+    """The default and the trace expert joined into one detector in `out/combined` (`fakelib.expert.assemble`):
+    its test figures, both members' training seconds together, and its shift groups."""
+    from fakelib.expert import assemble
+
+    started = time.perf_counter()
+    try:
+        combined = assemble(out / "default", out / "expert", out / "combined", cache_root=cache)
+    except Exception as error:  # the members' own figures stay in the result
+        return {"status": "error", "message": f"{type(error).__name__}: {error}", "model": "combined"}
+    default = json.loads((out / "default" / "metrics.json").read_text())
+    result = {"status": "ok", "model": f"{default['model']} + {combined['expert_model']} trace expert", **combined,
+              "val_loss_max_jump": default.get("val_loss_max_jump"),
+              "model_path": str(out / "combined" / "model.keras"),
+              "wall_seconds": round(time.perf_counter() - started, 2)}
+    if shift:
+        from fakelib.predict import Predictor, evaluate_groups
+
+        result["shift"] = evaluate_groups(Predictor.from_path(out / "combined" / "model.keras"), shift)
+    return result
+
+
 def comparison(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The default against the spectrum baseline and against the goal, as differences and ratios."""
+    """The default (the combined detector when there is one) against the spectrum baseline and the goal."""
     default, spectrum = results.get("default", {}), results.get("spectrum", {})
+    if results.get("combined", {}).get("status") == "ok":
+        default = {**default, **results["combined"]}
     if default.get("status") != "ok":
         return {}
     goal = {
@@ -175,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     results = {name: train_one(config, out / name, args.cache, args.shift, args.reuse)
                for name, config in configs.items()}
+    if all(results.get(name, {}).get("status") == "ok" for name in ("default", "expert")):
+        results["combined"] = combined_result(out, args.cache, args.shift)
     finished = [name for name, result in results.items() if result["status"] == "ok"]
     summary = {
         "data_dir": [str(Path(folder).resolve()) for folder in args.data],

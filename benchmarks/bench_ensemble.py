@@ -65,8 +65,13 @@ class Ensemble:
     bias: float = 0.0
     threshold: float = 0.5
 
+    expert = None  # no trace expert of its own: `score_files` gives each member its view through `prepare`
+
     def prepare(self, source) -> tuple:
         return tuple(member.prepare(source) for member in self.members)
+
+    def prepare_expert(self, source) -> None:
+        return None
 
     def mix(self, logits_a: np.ndarray, logits_b: np.ndarray) -> np.ndarray:
         """The ensemble's logit from its members' logits."""
@@ -76,7 +81,7 @@ class Ensemble:
         """p_fake of ensemble logits under the ensemble's Platt scaling."""
         return 1 / (1 + np.exp(-(self.scale * logits + self.bias)))
 
-    def predict_arrays(self, views: list[tuple], batch_size: int = 64) -> np.ndarray:
+    def predict_arrays(self, views: list[tuple], batch_size: int = 64, expert_images=None) -> np.ndarray:
         a, b = (to_logit(member.predict_arrays([view[index] for view in views], batch_size))
                 for index, member in enumerate(self.members))
         return self.calibrate(self.mix(a, b))

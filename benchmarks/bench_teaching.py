@@ -52,7 +52,7 @@ def faithfulness_figures(data_dir: Path, model_path: str | None, per_class: int,
     predictor = Predictor.from_path(model_path)
     sample = quality.load_sample(data_dir, predictor.image_size, per_class=per_class, split="test", seed=seed,
                                  equalize_quality=predictor.equalize_quality)
-    study = fieldguide.study(predictor.model, sample, predictor.threshold, methods, seed=seed, template=template)
+    study = fieldguide.study(predictor.model, sample, predictor.model_threshold, methods, seed=seed, template=template)
     best = max(((method, layer, figures) for method, per_layer in study.faithfulness.items()
                 for layer, figures in per_layer.items()), key=lambda item: item[2].get("ratio_random") or 0.0)
     summary = fieldguide.record(study, model=str(predictor.model_path), data_dir=str(data_dir))

@@ -267,7 +267,31 @@ def _add_pretrained(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--params", default=None, help="params file whose base is trained (default: the repo's)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "pretrained"),
                         help="folder to write (default: the package's pretrained/ folder)")
+    parser.add_argument("--no-expert", action="store_true",
+                        help="train the detector alone, without the trace expert (fakelib.expert)")
     parser.set_defaults(run=_pretrained)
+
+
+def _add_combine(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("combine", help="join a finished detector run and a finished trace-expert run into one "
+                                            "detector folder (the expert can only add evidence; fitted on validation)")
+    parser.add_argument("robust_run", metavar="ROBUST_RUN", help="finished experiment folder of the detector")
+    parser.add_argument("expert_run", metavar="EXPERT_RUN", help="finished experiment folder of the trace expert")
+    parser.add_argument("--out", required=True, help="detector folder to write (model.keras, expert.keras, ...)")
+    parser.add_argument("--weight", type=float, default=1.0, help="weight of the expert's excess log-odds (default 1)")
+    parser.add_argument("--cutoff", type=float, default=0.0,
+                        help="expert log-odds below which it adds nothing (default 0: p_expert 0.5)")
+    parser.set_defaults(run=_combine)
+
+
+def _combine(args: argparse.Namespace) -> int:
+    """Fit and write the combination; print it as one JSON line."""
+    from fakelib.expert import assemble
+
+    if not args.weight >= 0:
+        raise CliError(f"--weight {args.weight}: expected a number >= 0")
+    print(json.dumps(assemble(args.robust_run, args.expert_run, args.out, args.weight, args.cutoff)))
+    return 0
 
 
 def _pretrained(args: argparse.Namespace) -> int:
@@ -276,7 +300,8 @@ def _pretrained(args: argparse.Namespace) -> int:
 
     if not args.data and not args.from_run:
         raise CliError("give --data FOLDER [MORE ...] to train, or --from-run RUN_DIR to package a run")
-    print(json.dumps(build_pretrained(args.out, args.data or (), args.from_run, args.shift, args.params)))
+    print(json.dumps(build_pretrained(args.out, args.data or (), args.from_run, args.shift, args.params,
+                                      expert=not args.no_expert)))
     return 0
 
 
@@ -308,7 +333,8 @@ def _add_field_guide(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
-    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_calibrate, _add_serve,
+    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_combine, _add_calibrate,
+    _add_serve,
     _add_field_guide,
 )
 

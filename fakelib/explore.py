@@ -348,7 +348,8 @@ class Explorer:
             return Verdict(False, f"'{filename}' could not be read as an image ({error}). Please upload "
                                   f"{FRIENDLY_FORMATS}.", filename)
         result = explain.compute_cams(predictor.model, image[None], self.method)
-        probability = float(result.probabilities[0])
+        expert = predictor.expert_probabilities([content])
+        probability = float(predictor.combine(result.probabilities, expert)[0])
         label = "fake" if probability >= predictor.threshold else "real"
         # the face's own regions from its landmarks (the template where no face is found): uploads are not aligned
         look_at = top_regions(result.heatmaps, labels=landmarks.region_maps(image[None]).labels[0]) \
@@ -356,6 +357,9 @@ class Explorer:
         message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {predictor.threshold:.2f})"
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
+        if expert is not None and predictor.expert_fired(expert)[0]:
+            message += (f"{'' if look_at else '.'} The trace expert found a generator's up-sampling trace in the pixels "
+                        f"(its p(fake) {float(expert[0]):.2f}), which raised the verdict.")
         card, facts = self.about_model()
         return Verdict(True, message, filename, probability, label, float(predictor.threshold), image, result,
                        look_at, card, upload_warnings(content, facts))

@@ -161,14 +161,15 @@ class PracticeSession:
             raise ValueError("no face is shown: call next_face() first")
         relpath, self.current = self.current, None
         try:
-            image = self.predictor.prepare((self.folder / relpath).read_bytes())
+            data = (self.folder / relpath).read_bytes()
+            image = self.predictor.prepare(data)
         except (imagelib.ImageError, OSError) as error:  # changed or removed since it was shown: not scored
             return Reveal(self._log(relpath, "", look, None, status=f"unreadable: {error}"))
         cams = explain.compute_cams(self.predictor.model, image[None], self.method)
+        probability = float(self.predictor.with_expert(cams.probabilities, [data])[0])
         heatmap = explain.normalize(np.mean(list(cams.heatmaps.values()), axis=0))[0]
         maps = landmarks.region_maps(image[None])
         top = int(contrast.top_regions(contrast.image_lifts(heatmap[None], maps.labels))[0])
-        probability = float(cams.probabilities[0])
         looked_at = _region_at(maps.labels[0], look)
         row = self._log(relpath, guess, look, looked_at, probability=probability,
                         region=regions.REGIONS[top] if top >= 0 else "", status=maps.statuses[0])

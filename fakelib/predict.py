@@ -1,4 +1,6 @@
-"""A trained model with its preprocessing facts (input size, equalization, threshold): score arrays, files, folders."""
+"""A trained detector with its preprocessing facts (input size, equalization, threshold): score arrays, files,
+folders. A detector is one model, or a robust model plus a trace expert that can only add evidence
+(`fakelib.expert`: `expert.keras` and `combination.json` beside `model.keras`)."""
 
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ class Predictor:
     """A loaded model plus what its experiment folder says about using it.
 
     Attributes:
-        model: the Keras model (raw pixels in, p_fake out).
-        threshold: decision threshold (from metrics.json beside the model when present, else 0.5).
+        model: the Keras model (raw pixels in, p_fake out); with an expert, the robust member, the one explained.
+        threshold: decision threshold of `predict_arrays`' output (from metrics.json beside the model, or from
+            combination.json when the folder holds an expert; else 0.5).
         equalize_quality: JPEG quality used to re-encode inputs in training (0 = none), from params.yaml.
+        expert: the trace expert's Keras model, or None (`fakelib.expert`).
+        combination: how the two make one p_fake (`fakelib.expert.Combination`), or None.
+        model_threshold: the threshold of `model`'s own p_fake (the robust member's; `threshold` without expert).
     """
 
     model: object
@@ -32,6 +38,13 @@ class Predictor:
     equalize_quality: int = 0
 
     model_path: Path | None = None
+    expert: object | None = None
+    combination: object | None = None
+    model_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_threshold is None:
+            self.model_threshold = self.threshold
 
     @classmethod
     def from_path(cls, model_path: str | Path | None, threshold: float | None = None) -> Predictor:
@@ -40,8 +53,10 @@ class Predictor:
         `model_path` None takes `fakelib.pretrained.default_model()`: the last sweep's best, else the pretrained one.
 
         Raises:
-            ValueError: a threshold that is not a finite number in [0, 1].
+            ValueError: a threshold that is not a finite number in [0, 1], or a broken combination.json.
+            FileNotFoundError: combination.json names an expert file that is not there.
         """
+        from fakelib import expert as expertlib
         from fakelib.models import load_model
         from fakelib.pretrained import default_model
 
@@ -57,7 +72,19 @@ class Predictor:
             from fakelib.config import load_experiment
 
             quality = load_experiment(folder / "params.yaml").data.equalize_quality
-        return cls(model, saved_threshold if threshold is None else float(threshold), quality, model_path)
+        expert = combination = None
+        combined = expertlib.read(folder)
+        if combined is not None:
+            combination = expertlib.Combination.from_dict(combined)
+            expert_path = folder / str(combined.get("expert_file", expertlib.EXPERT_FILE))
+            if not expert_path.is_file():
+                raise FileNotFoundError(f"{folder / expertlib.COMBINATION_FILE} names the trace expert "
+                                        f"{expert_path.name}, which is not there: copy it back or delete "
+                                        "combination.json")
+            expert = load_model(expert_path)
+        own = combination.threshold if combination is not None else saved_threshold
+        return cls(model, own if threshold is None else float(threshold), quality, model_path, expert, combination,
+                   saved_threshold)
 
     @property
     def image_size(self) -> int:
@@ -71,16 +98,66 @@ class Predictor:
         view, _ = imagelib.load_view(source, self.image_size, equalize_quality=self.equalize_quality)
         return view
 
-    def predict_arrays(self, images: np.ndarray | list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """(n,) probability of fake for (n, size, size, 3) inputs, or a list of `prepare` outputs, in batches."""
+    def prepare_expert(self, source: str | Path | bytes) -> np.ndarray | None:
+        """The trace expert's input for one image (its own side, never up-sampled); None without an expert."""
+        if self.expert is None:
+            return None
+        view, _ = imagelib.load_view(source, self.combination.expert_image_size,
+                                     equalize_quality=self.equalize_quality)
+        return view
+
+    def predict_arrays(self, images: np.ndarray | list[np.ndarray], batch_size: int = 64,
+                       expert_images: np.ndarray | list[np.ndarray] | None = None) -> np.ndarray:
+        """(n,) probability of fake for (n, size, size, 3) inputs, or a list of `prepare` outputs, in batches.
+
+        With an expert, `expert_images` are the same images as `prepare_expert` gives them.
+
+        Raises:
+            ValueError: the detector has an expert and `expert_images` is missing.
+        """
         from fakelib.models import predict_probabilities
 
-        return predict_probabilities(self.model, images, batch_size)
+        probabilities = predict_probabilities(self.model, images, batch_size)
+        if self.expert is None:
+            return probabilities
+        if expert_images is None:
+            raise ValueError("this detector has a trace expert: give its inputs too (Predictor.prepare_expert)")
+        return self.combine(probabilities, predict_probabilities(self.expert, expert_images, batch_size))
+
+    def combine(self, probabilities: np.ndarray, expert_probabilities: np.ndarray) -> np.ndarray:
+        """The detector's p_fake from the model's own and the expert's (the model's own without an expert)."""
+        if self.expert is None:
+            return np.asarray(probabilities)
+        return self.combination.probabilities(probabilities, expert_probabilities).astype(np.float32)
+
+    def expert_probabilities(self, sources: list[str | Path | bytes]) -> np.ndarray | None:
+        """(n,) the trace expert's own p_fake for `sources`, or None without an expert."""
+        if self.expert is None:
+            return None
+        from fakelib.models import predict_probabilities
+
+        return predict_probabilities(self.expert, [self.prepare_expert(source) for source in sources])
+
+    def expert_fired(self, expert_probabilities: np.ndarray) -> np.ndarray:
+        """(n,) bool: where the expert added evidence (its log-odds above the cutoff)."""
+        from fakelib.expert import to_logit
+
+        return to_logit(expert_probabilities) > self.combination.cutoff
+
+    def with_expert(self, probabilities: np.ndarray, sources: list[str | Path | bytes]) -> np.ndarray:
+        """The detector's p_fake for images whose model probabilities are known already (an explanation computes
+        them in its forward pass): the expert scores `sources`; without an expert, `probabilities` unchanged."""
+        if self.expert is None:
+            return np.asarray(probabilities)
+        return self.combine(probabilities, self.expert_probabilities(sources))
 
     def predict_file(self, path: str | Path) -> dict:
         """One JSON-ready row: `path`, `p_fake`, `label`, or `path`, `error` for an unusable file."""
         try:
-            probability = float(self.predict_arrays(self.prepare(Path(path).read_bytes())[None])[0])
+            data = Path(path).read_bytes()
+            expert_view = self.prepare_expert(data)
+            probability = float(self.predict_arrays(self.prepare(data)[None], expert_images=None if expert_view is None
+                                                    else expert_view[None])[0])
         except imagelib.ImageError as error:
             return {"path": str(path), "error": f"{error.reason}: {error}"}
         except OSError as error:
@@ -95,7 +172,13 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
     from fakelib.metrics import binary_metrics
 
     prepared = load_folder_images(data_dir, predictor.image_size, predictor.equalize_quality)
-    probabilities = predictor.predict_arrays(prepared.images, batch_size)
+    expert_images = None
+    if predictor.expert is not None:
+        expert_view = load_folder_images(data_dir, predictor.combination.expert_image_size, predictor.equalize_quality)
+        if not np.array_equal(expert_view.relpaths, prepared.relpaths):
+            raise ValueError(f"{data_dir}: the images readable at the expert's side differ from the model's")
+        expert_images = expert_view.images
+    probabilities = predictor.predict_arrays(prepared.images, batch_size, expert_images)
     scores = binary_metrics(prepared.labels, probabilities, predictor.threshold)
     keys = ("n", "n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
             "threshold", "real_rate", "fake_rate")
@@ -163,16 +246,21 @@ def score_files(predictor: Predictor, root: Path, relpaths: list[str], transform
     probabilities = np.full(len(relpaths), np.nan, dtype=np.float64)
     errors = []
     for start in range(0, len(relpaths), batch_size):
-        arrays, positions = [], []
+        arrays, expert_arrays, positions = [], [], []
         for position in range(start, min(start + batch_size, len(relpaths))):
             try:
                 data = imagelib.read_image_bytes(root / relpaths[position])
-                arrays.append(predictor.prepare(transform(data) if transform else data))
-                positions.append(position)
+                data = transform(data) if transform else data
+                view, expert_view = predictor.prepare(data), predictor.prepare_expert(data)
             except imagelib.ImageError as error:
                 errors.append(f"{relpaths[position]}: {error.reason}")
+                continue
+            arrays.append(view)
+            expert_arrays.append(expert_view)
+            positions.append(position)
         if arrays:
-            probabilities[positions] = predictor.predict_arrays(arrays, batch_size)
+            probabilities[positions] = predictor.predict_arrays(
+                arrays, batch_size, None if predictor.expert is None else expert_arrays)
     return probabilities, errors
 
 

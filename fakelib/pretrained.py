@@ -7,9 +7,11 @@ one is given), never typed by hand:
     python -m fakelib pretrained --data FACES_DEV [EXTRA_REAL ...] [--shift FACES_SHIFT] [--out DIR]
     python -m fakelib pretrained --from-run reports/bench/default [--shift FACES_SHIFT]
 
-The first trains the base configuration of params.yaml on the given folders (`fakelib.train.run_experiment`);
-the second packages a finished run. `default_model()` is what predict, evaluate, explain and the explorer use
-when no model is given: the best model of the last sweep, else this pretrained one.
+The first trains the base configuration of params.yaml on the given folders (`fakelib.train.run_experiment`)
+and a trace expert on the first folder (`fakelib.expert`; `--no-expert` leaves it out), then combines them on
+validation; the second packages a finished run (one made by `fakelib.expert.assemble` carries its expert).
+`default_model()` is what predict, evaluate, explain and the explorer use when no model is given: the best model
+of the last sweep, else this pretrained one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from fakelib import paths
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 FILES = ("model.keras", "metrics.json", "params.yaml")
+# A detector folder's optional trace expert (`fakelib.expert`), packaged when the run has it.
+EXPERT_FILES = ("expert.keras", "combination.json")
 # Largest model file the package may carry.
 MAX_MODEL_BYTES = 10_000_000
 # Data folders whose name says the model learnt from the synthetic demo faces.
@@ -62,11 +66,14 @@ def model_card_facts(model_path: str | Path) -> dict:
 
     folder = Path(model_path).parent
     metrics = _read_json(folder / "metrics.json")
+    combined = _read_json(folder / "combination.json")
+    metrics = {**metrics, **combined}  # a trace expert's combination has its own threshold and test figures
     params = yaml.safe_load((folder / "params.yaml").read_text()) if (folder / "params.yaml").is_file() else {}
     data_dir = (params.get("data") or {}).get("data_dir", "unknown")
     folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+    model = _read_json(folder / "metrics.json").get("model") or (params.get("model") or {}).get("model")
     return {
-        "model": metrics.get("model") or (params.get("model") or {}).get("model"),
+        "model": f"{model} + {combined.get('expert_model')} trace expert" if combined else model,
         "data": [Path(str(folder)).name for folder in folders],
         "demo_data": bool(metrics.get("trained_on_demo", trained_on_demo(data_dir))),
         "threshold": metrics.get("threshold", 0.5),
@@ -105,9 +112,12 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     import yaml
 
     metrics = _read_json(folder / "metrics.json")
+    combined = _read_json(folder / "combination.json")
     params = yaml.safe_load((folder / "params.yaml").read_text())
     data_dir = params["data"]["data_dir"]
     folders = [data_dir] if isinstance(data_dir, str) else data_dir
+    robust_threshold = metrics["threshold"]
+    metrics = {**metrics, **combined}  # with a trace expert, the test figures and threshold are the combination's
     floor = metrics.get("test_ece_floor_mean")  # absent in runs from before the floor was measured
     lines = [
         "# Model card: fakelib pretrained detector", "",
@@ -124,7 +134,19 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         f"- Output `p_fake`: Platt-scaled on the validation images of the folders holding both classes "
         f"({metrics.get('n_calibration', metrics['n_val'])} images; scale {metrics['calibration_scale']:.3f}, "
         f"bias {metrics['calibration_bias']:.3f}).",
-        f"- Threshold: {metrics['threshold']:.3f}, chosen on validation by Youden's J and kept within [0.05, 0.95].",
+        f"- Threshold: {metrics['threshold']:.3f}, chosen on validation by Youden's J and kept within [0.05, 0.95]."
+        if not combined else
+        f"- Trace expert (`fakelib.expert`): `{combined.get('expert_model')}` "
+        f"({combined.get('expert_param_count') or 0:,} parameters) at native {combined['expert_image_size']} px, "
+        f"trained on {Path(str(folders[0])).name} alone in {combined.get('expert_train_seconds') or 0:.0f} s. It can "
+        f"only add evidence: the combined logit is the detector's plus {combined['weight']:g} x the expert's log-odds "
+        f"above {combined['cutoff']:g}, Platt-scaled again on validation (scale {combined['scale']:.3f}, bias "
+        f"{combined['bias']:.3f}). On validation it adds evidence to "
+        f"{_percent(combined.get('expert_fires_val_fakes'))} of the fakes, "
+        f"{_percent(combined.get('expert_fires_val_reals'))} of the reals of its own source and {_percent(combined.get('expert_fires_val_other_reals'))} of the reals "
+        "from the other folders, which it never trained on.\n"
+        f"- Threshold: {metrics['threshold']:.3f}, the detector's own validation threshold ({robust_threshold:.3f}, "
+        "Youden's J) carried through that calibration, so a face the expert is silent on gets the detector's verdict.",
         "", "## Held-out test split of the training source", "",
         "| ROC-AUC | F1 at threshold | accuracy at threshold | reals kept | fakes caught | ECE | Brier |",
         "|---|---|---|---|---|---|---|",
@@ -152,6 +174,10 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
                          f"{_number(row.get('as_published_roc_auc_vs_all_reals'))} | "
                          f"{_number(row.get('common_format_roc_auc_vs_all_reals'))} |")
     lines += ["", "## Known failures", "", *_measured_failures(metrics, shift),
+              *([f"- Its trace expert adds evidence to {_percent(combined['expert_fires_val_other_reals'])} of the "
+                 "validation reals from folders it never trained on; real photos from other sources are called fake "
+                 "more often because of it."]
+                if (combined.get("expert_fires_val_other_reals") or 0.0) > 0.05 else []),
               "- Generators unlike StyleGAN (diffusion models above all) were never seen in training; expect them "
               "to pass as real.",
               "- Heavily compressed small faces (128 px, JPEG quality 75 and below) lose most of the traces it reads.",
@@ -193,14 +219,21 @@ def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir
     missing = [name for name in FILES if not (run_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a finished run: missing {', '.join(missing)}")
-    size = (run_dir / "model.keras").stat().st_size
+    names = FILES + (EXPERT_FILES if (run_dir / "combination.json").is_file() else ())
+    missing = [name for name in names if not (run_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} has combination.json but no {', '.join(missing)}")
+    size = sum((run_dir / name).stat().st_size for name in names if name.endswith(".keras"))
     if size > MAX_MODEL_BYTES:
-        raise ValueError(f"model.keras is {size} bytes; the package carries at most {MAX_MODEL_BYTES}")
+        raise ValueError(f"the model files are {size} bytes; the package carries at most {MAX_MODEL_BYTES}")
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".pretrained-", dir=out_dir))
     try:
-        for name in FILES:
+        for name in names:
             shutil.copy2(run_dir / name, staging / name)
+        if "combination.json" not in names:  # an expert left from an earlier package would join this model
+            for name in EXPERT_FILES:
+                (out_dir / name).unlink(missing_ok=True)
         _anonymize_data_dirs(staging / "params.yaml")
         shift = None
         if shift_dir:
@@ -230,9 +263,11 @@ def _anonymize_data_dirs(params_path: Path) -> None:
 
 
 def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_run: str | Path | None = None,
-                     shift: str | Path | None = None, params_path: str | Path | None = None) -> dict:
-    """Train the base configuration of params.yaml on `data` (or take the finished run `from_run`) and package it
-    into `out_dir`; the packaged facts.
+                     shift: str | Path | None = None, params_path: str | Path | None = None,
+                     expert: bool = True) -> dict:
+    """Train the base configuration of params.yaml on `data` (and, with `expert`, the trace expert of
+    `fakelib.expert` on the first folder, combined on validation), or take the finished run `from_run`, and
+    package it into `out_dir`; the packaged facts.
 
     Raises:
         ValueError: neither `data` nor `from_run` given.
@@ -248,5 +283,11 @@ def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_
         config = load_params(params_path).base.replace(data_dir=folders[0] if len(folders) == 1 else folders)
         configure_threads(config.train.threads)
         run_dir = Path(tempfile.mkdtemp(prefix="fakelib-pretrained-"))
-        run_experiment(config, run_dir, verbose=2)
+        run_experiment(config, run_dir / "robust", verbose=2)
+        if expert:
+            from fakelib.expert import assemble, expert_config
+
+            run_experiment(expert_config(config), run_dir / "expert", verbose=2)
+            assemble(run_dir / "robust", run_dir / "expert", run_dir / "combined")
+        run_dir = run_dir / ("combined" if expert else "robust")
     return package(run_dir, Path(out_dir), shift)

@@ -117,3 +117,36 @@ def test_unknown_model_name_is_rejected(tmp_path):
                              "--models", "default,resnet"])
     with pytest.raises(ValueError, match="resnet"):
         bench.configurations(args)
+
+
+@pytest.mark.slow
+def test_bench_detect_trains_the_trace_expert_and_reports_the_combined_detector(tmp_path, capsys):
+    data = write_faces_dev_like(tmp_path / "faces")
+    extra = tmp_path / "extra" / "real"
+    extra.mkdir(parents=True)
+    for index in range(4):  # an extra folder of reals: it joins the detector's data, never the expert's
+        Image.fromarray(np.random.default_rng(index).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+            extra / f"{index}.jpg")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "data": {"image_size": 32}, "model": {"model": "cnn", "conv_filters": [4, 8], "dense_units": [4]},
+        "train": {"epochs": 1, "batch_size": 8, "patience": 0, "threads": 2}}))
+    shift = write_shift_like(tmp_path / "shift")
+    code = load_bench().main([
+        "--data", str(data), str(extra.parent), "--out", str(tmp_path / "out"), "--params", str(params),
+        "--cache", str(tmp_path / "cache"), "--models", "default,expert", "--shift", str(shift),
+        "--expert-set", "image_size=48", "--expert-set", "conv_filters=[4, 8]", "--expert-set", "epochs=1"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    models = report["models"]
+    assert models["expert"]["model"] == "npr" and models["expert"]["config"]["image_size"] == 48
+    assert models["expert"]["config"]["data_dir"] == str(data.resolve())  # the folder holding both classes only
+    combined = models["combined"]
+    assert combined["status"] == "ok" and combined["expert_image_size"] == 48
+    assert combined["train_seconds"] == pytest.approx(
+        models["default"]["train_seconds"] + models["expert"]["train_seconds"], abs=0.02)
+    assert combined["n_test"] == models["default"]["n_test"] and combined["test_roc_auc"] is not None
+    assert combined["shift"]["threshold"] == pytest.approx(combined["threshold"])
+    assert set(combined["shift"]["groups"]) == {"real/camera-small", "fake/stylegan-png"}
+    assert (tmp_path / "out" / "combined" / "expert.keras").is_file()
+    assert report["comparison"]["goal_met"]["train_seconds"] == (combined["train_seconds"] <= 1800)

@@ -1,0 +1,215 @@
+"""A trace expert that can only add evidence to the robust detector's verdict.
+
+The robust detector (`cnn` at 128 px, the default) reads the face itself; it keeps real photos from other
+collections as real and catches generated faces whose publisher shrank or re-compressed them, but on faces like
+its training source it ranks only about 0.90. A trace expert (`npr` at native 256 px, trained on the folder
+that holds both classes) reads the generator's up-sampling trace, which lifts that ranking, but votes "real" on
+every generated face whose trace a publisher removed (docs/results.md, rounds 6 and 8). So the expert may only
+add evidence, never take it away:
+
+    s = logit(p_robust) + weight * max(0, logit(p_expert) - cutoff)
+    p_fake = sigmoid(scale * s + bias)
+
+A face without a trace the expert is sure of (`logit(p_expert) <= cutoff`, by default p_expert <= 0.5) keeps the
+robust detector's logit; one with it is pushed toward "fake" by the expert's excess log-odds. Both members are
+Platt-calibrated, so `weight` 1 adds the expert's log-odds as independent evidence would. The combination is then
+calibrated again (Platt scaling on the validation images of the folders holding both classes, as for one model),
+and its threshold is the robust detector's own validation threshold carried through the same map: an image the
+expert is silent on gets exactly the robust verdict, so the expert can turn "real" into "fake" and nothing else.
+
+Files: a detector folder (an experiment folder or `fakelib/pretrained/`) may hold `expert.keras` beside
+`model.keras`, and `combination.json` with the numbers above, the expert's input side and the combination's own
+test figures; `fakelib.predict.Predictor.from_path` then scores with both members everywhere (predict, evaluate,
+explore, practice, the benchmarks). Explanations stay those of the robust member: it is the one that reads faces.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+EXPERT_FILE = "expert.keras"
+COMBINATION_FILE = "combination.json"
+# The trace expert as trained by `pretrained` and `bench_detect.py --models default,expert`: NPR at native 256 px,
+# the base's six conv blocks at half their width (0.4 M parameters, 1.7 MB, so both members fit the package's
+# 10 MB; about 600 s of training on 2 cores, so both fit 30 minutes), on the first data folder only (the one
+# holding both classes). Chosen on validation (docs/results.md, round 9): five full-width blocks ranked faces-dev
+# validation better but added evidence to 19% of the validation reals from the other folders, this one to none.
+EXPERT_OVERRIDES = {"model": "npr", "image_size": 256, "conv_filters": [8, 16, 32, 64, 128, 256], "epochs": 28}
+
+
+def to_logit(probabilities) -> np.ndarray:
+    """The logit of calibrated probabilities (clipped away from 0 and 1, where float32 saturates)."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class Combination:
+    """How a robust detector and a trace expert make one calibrated `p_fake` (see the module docstring)."""
+
+    weight: float = 1.0
+    cutoff: float = 0.0
+    scale: float = 1.0
+    bias: float = 0.0
+    robust_threshold: float = 0.5
+    expert_image_size: int = 256
+
+    def logits(self, p_robust, p_expert) -> np.ndarray:
+        """The combined (uncalibrated) logit: the expert's excess log-odds above `cutoff` added, never subtracted."""
+        return to_logit(p_robust) + self.weight * np.maximum(0.0, to_logit(p_expert) - self.cutoff)
+
+    def probabilities(self, p_robust, p_expert) -> np.ndarray:
+        """(n,) calibrated p_fake of the combination."""
+        return 1.0 / (1.0 + np.exp(-(self.scale * self.logits(p_robust, p_expert) + self.bias)))
+
+    @property
+    def threshold(self) -> float:
+        """The robust detector's threshold carried through the calibration: where the expert is silent, the
+        combined verdict is the robust one."""
+        return float(1.0 / (1.0 + np.exp(-(self.scale * to_logit(self.robust_threshold) + self.bias))))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> Combination:
+        """Raises ValueError (one line) for a combination.json that lacks a field or holds a non-number."""
+        try:
+            combination = cls(**{name: float(payload[name]) for name in ("weight", "cutoff", "scale", "bias",
+                                                                          "robust_threshold")},
+                              expert_image_size=int(payload["expert_image_size"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{COMBINATION_FILE} is not a valid combination ({type(error).__name__}: {error})") \
+                from None
+        if not (combination.scale > 0 and combination.weight >= 0 and 0 < combination.robust_threshold < 1):
+            raise ValueError(f"{COMBINATION_FILE}: scale must be > 0, weight >= 0 and robust_threshold in (0, 1)")
+        return combination
+
+
+def read(folder: str | Path) -> dict | None:
+    """`combination.json` of a detector folder, or None when the folder holds one model only."""
+    path = Path(folder) / COMBINATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+
+
+def expert_config(config):
+    """The trace expert's configuration: `config` with `EXPERT_OVERRIDES`, trained on its first data folder."""
+    from fakelib.data import data_dirs
+
+    return config.replace(**EXPERT_OVERRIDES, data_dir=data_dirs(config.data)[0])
+
+
+def _split_probabilities(model, config, split: str, cache_root=None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                               np.ndarray]:
+    """(relpaths, labels, paired, p_fake) of one split of `config`'s data, scored by `model` at its input side."""
+    import dataclasses
+
+    from fakelib.data import load_dataset
+    from fakelib.models import input_size, predict_probabilities
+
+    prepared = load_dataset(dataclasses.replace(config.data, image_size=input_size(model)), cache_root)
+    mask = prepared.splits == split
+    images, labels = prepared.subset(split)
+    return prepared.relpaths[mask], labels, prepared.paired_mask(split), predict_probabilities(model, images)
+
+
+def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
+        cache_root=None) -> tuple[Combination, dict]:
+    """Fit the combination of a finished robust run and a trained expert on the robust run's validation split;
+    returns it and its figures on the test split (the same keys as a run's metrics.json where they apply).
+
+    The expert scores the same files as the robust run at its own input side (never up-sampled). Validation is
+    taken as the files are (not size-matched): the expert never learnt from the extra folders, and the test
+    split it is judged on is not matched either.
+    """
+    from fakelib import metrics as metriclib
+    from fakelib.config import load_experiment
+    from fakelib.models import load_model
+
+    robust_dir = Path(robust_dir)
+    config = load_experiment(robust_dir / "params.yaml")
+    robust_threshold = float(json.loads((robust_dir / "metrics.json").read_text())["threshold"])
+    robust, expert = load_model(robust_dir / "model.keras"), load_model(expert_model)
+    from fakelib.models import input_size
+
+    scored = {}
+    for split in ("val", "test"):
+        paths_r, labels, paired, p_robust = _split_probabilities(robust, config, split, cache_root)
+        paths_e, _, _, p_expert = _split_probabilities(expert, config, split, cache_root)
+        _, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
+        scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
+    draft = Combination(weight, cutoff, robust_threshold=robust_threshold, expert_image_size=input_size(expert))
+    labels, paired, p_robust, p_expert = scored["val"]
+    fires = to_logit(p_expert) > cutoff
+
+    def share(mask: np.ndarray) -> float | None:
+        return float(fires[mask].mean()) if mask.any() else None
+
+    # How often the expert adds evidence on validation: on the paired source's fakes and reals, and on the reals of
+    # the other folders, which it never trained on (the nearest thing to a real photo from elsewhere that
+    # validation holds: an expert that fires on them will call such photos fake).
+    firing = {"expert_fires_val_fakes": share(paired & (labels == 1)),
+              "expert_fires_val_reals": share(paired & (labels == 0)),
+              "expert_fires_val_other_reals": share(~paired & (labels == 0))}
+    fit_on = paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
+    scale, bias = metriclib.fit_platt(labels[fit_on], draft.logits(p_robust, p_expert)[fit_on])
+    combination = Combination(weight, cutoff, scale, bias, robust_threshold, draft.expert_image_size)
+    labels, _, p_robust, p_expert = scored["test"]
+    probabilities = combination.probabilities(p_robust, p_expert)
+    test = metriclib.binary_metrics(labels, probabilities)
+    test_at = metriclib.binary_metrics(labels, probabilities, combination.threshold)
+    figures = {
+        **metriclib.prefixed(test, "test", keys=("roc_auc", "average_precision")),
+        **metriclib.prefixed(test_at, "test", "_at_threshold", keys=metriclib.THRESHOLD_KEYS),
+        "confusion_matrix": test_at["confusion_matrix"],
+        **metriclib.prefixed(metriclib.calibration_errors(labels, probabilities), "test", keys=("ece", "brier")),
+        **metriclib.prefixed(metriclib.ece_floor(probabilities), "test_ece_floor", keys=("mean", "p95")),
+        "n_test": int(len(labels)), **firing,
+        "expert_test_roc_auc": metriclib.binary_metrics(labels, p_expert)["roc_auc"],
+        "robust_test_roc_auc": metriclib.binary_metrics(labels, p_robust)["roc_auc"],
+    }
+    return combination, figures
+
+
+def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path, weight: float = 1.0,
+             cutoff: float = 0.0, cache_root=None) -> dict:
+    """A detector folder from a finished robust run and a finished expert run: the robust run's files, the expert
+    as `expert.keras`, and `combination.json` (fitted on validation, with its test figures and both runs'
+    training seconds) written last, so a folder without it is never taken for a finished combination.
+
+    Raises:
+        FileNotFoundError: a run is not finished (no model.keras or metrics.json).
+    """
+    from fakelib.atomic import write_json
+
+    robust_dir, expert_dir, out_dir = Path(robust_dir), Path(expert_dir), Path(out_dir)
+    for run in (robust_dir, expert_dir):
+        missing = [name for name in ("model.keras", "metrics.json", "params.yaml") if not (run / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{run} is not a finished run: missing {', '.join(missing)}")
+    combination, figures = fit(robust_dir, expert_dir / "model.keras", weight, cutoff, cache_root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / COMBINATION_FILE).unlink(missing_ok=True)
+    if out_dir.resolve() != robust_dir.resolve():
+        for path in robust_dir.iterdir():
+            if path.is_file():
+                shutil.copy2(path, out_dir / path.name)
+    shutil.copy2(expert_dir / "model.keras", out_dir / EXPERT_FILE)
+    seconds = [json.loads((run / "metrics.json").read_text()).get("train_seconds") for run in (robust_dir, expert_dir)]
+    expert_metrics = json.loads((expert_dir / "metrics.json").read_text())
+    payload = {**combination.to_dict(), "expert_file": EXPERT_FILE, "expert_model": expert_metrics.get("model"),
+               "expert_param_count": expert_metrics.get("param_count"),
+               "train_seconds": round(sum(value or 0.0 for value in seconds), 2),
+               "robust_train_seconds": seconds[0], "expert_train_seconds": seconds[1], **figures}
+    write_json(out_dir / COMBINATION_FILE, payload, indent=2)
+    return payload

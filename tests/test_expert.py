@@ -1,0 +1,174 @@
+"""The trace expert that can only add evidence (`fakelib.expert`), and every path that scores with it."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fakelib import expert as expertlib
+from fakelib import pretrained
+from fakelib.predict import Predictor, evaluate_folder, evaluate_groups
+
+
+def _logit(p):
+    return np.log(p / (1 - p))
+
+
+def test_an_expert_at_or_below_its_cutoff_leaves_the_detectors_verdict():
+    rng = np.random.default_rng(0)
+    combination = expertlib.Combination(weight=1.5, cutoff=0.3, scale=0.8, bias=-0.4, robust_threshold=0.37)
+    p_robust = rng.uniform(0.01, 0.99, 500)
+    p_expert = 1 / (1 + np.exp(-rng.uniform(-6, 0.3, 500)))  # logit at most the cutoff
+    np.testing.assert_allclose(combination.logits(p_robust, p_expert), _logit(p_robust), rtol=1e-6)
+    combined = combination.probabilities(p_robust, p_expert)
+    assert ((combined >= combination.threshold) == (p_robust >= 0.37)).all()
+    np.testing.assert_allclose(combined, 1 / (1 + np.exp(-(0.8 * _logit(p_robust) - 0.4))), rtol=1e-6)
+
+
+def test_an_expert_sure_of_a_trace_adds_its_excess_log_odds_and_never_subtracts():
+    combination = expertlib.Combination(weight=2.0, cutoff=0.0)
+    p_robust = np.array([0.2, 0.2, 0.9])
+    p_expert = np.array([0.8, 0.01, 0.99])
+    np.testing.assert_allclose(combination.logits(p_robust, p_expert),
+                               _logit(p_robust) + 2.0 * np.array([_logit(0.8), 0.0, _logit(0.99)]), rtol=1e-6)
+    assert (combination.probabilities(p_robust, p_expert) >= p_robust - 1e-9).all()
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"weight": 1}, "not a valid combination"),
+    ({"weight": "x", "cutoff": 0, "scale": 1, "bias": 0, "robust_threshold": 0.5, "expert_image_size": 64},
+     "not a valid combination"),
+    ({"weight": 1, "cutoff": 0, "scale": -1, "bias": 0, "robust_threshold": 0.5, "expert_image_size": 64},
+     "scale must be > 0"),
+])
+def test_a_broken_combination_is_a_one_line_error(payload, message):
+    with pytest.raises(ValueError, match=message):
+        expertlib.Combination.from_dict(payload)
+
+
+@pytest.fixture(scope="module")
+def expert_run(tiny_config, tmp_path_factory):
+    """A finished tiny trace expert: NPR at 64 px on the 32 px demo faces (so its views are padded, never
+    up-sampled), as `expert_config` would make it but small."""
+    from fakelib.train import run_experiment
+
+    out = tmp_path_factory.mktemp("expert")
+    config = expertlib.expert_config(tiny_config).replace(image_size=64, conv_filters=[8, 16], epochs=1)
+    assert config.model.model == "npr" and config.data.data_dir == tiny_config.data.data_dir
+    run_experiment(config, out, verbose=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def combined(trained_experiment, expert_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("combined")
+    payload = expertlib.assemble(trained_experiment, expert_run, out)
+    return out, payload
+
+
+def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, trained_experiment, expert_run):
+    out, payload = combined
+    assert {"model.keras", "metrics.json", "params.yaml", "expert.keras", "combination.json"} <= \
+        {path.name for path in out.iterdir()}
+    saved = json.loads((out / "combination.json").read_text())
+    assert saved == json.loads(json.dumps(payload))
+    combination = expertlib.Combination.from_dict(saved)
+    robust = json.loads((trained_experiment / "metrics.json").read_text())
+    assert combination.robust_threshold == pytest.approx(robust["threshold"])
+    assert combination.expert_image_size == 64 and combination.scale > 0
+    assert saved["threshold"] == pytest.approx(combination.threshold)
+    assert saved["train_seconds"] == pytest.approx(
+        robust["train_seconds"] + json.loads((expert_run / "metrics.json").read_text())["train_seconds"], abs=0.02)
+    assert saved["n_test"] == robust["n_test"] and 0.0 <= saved["test_roc_auc"] <= 1.0
+    assert 0.0 <= saved["expert_fires_val_fakes"] <= 1.0 and 0.0 <= saved["expert_fires_val_reals"] <= 1.0
+    assert saved["expert_fires_val_other_reals"] is None  # one folder: no reals from elsewhere in validation
+
+
+def test_every_scoring_path_uses_both_members(combined, trained_experiment, expert_run, demo_dataset):
+    from fakelib.images import load_view
+    from fakelib.models import load_model, predict_probabilities
+
+    out, payload = combined
+    predictor = Predictor.from_path(out / "model.keras")
+    assert predictor.expert is not None and predictor.threshold == pytest.approx(payload["threshold"])
+    assert predictor.model_threshold == pytest.approx(payload["robust_threshold"])
+    files = sorted((demo_dataset / "fake").glob("*"))[:4] + sorted((demo_dataset / "real").glob("*"))[:4]
+    robust, expert = load_model(trained_experiment / "model.keras"), load_model(expert_run / "model.keras")
+    p_robust = predict_probabilities(robust, [load_view(str(path), 32)[0] for path in files])
+    p_expert = predict_probabilities(expert, [load_view(str(path), 64)[0] for path in files])
+    expected = predictor.combination.probabilities(p_robust, p_expert)
+    rows = [predictor.predict_file(path) for path in files]
+    np.testing.assert_allclose([row["p_fake"] for row in rows], expected, atol=2e-6)
+    assert all(row["threshold"] == pytest.approx(payload["threshold"], abs=1e-6) for row in rows)
+    # the explorer and the practice page get the model's probabilities from an explanation's forward pass
+    np.testing.assert_allclose(predictor.with_expert(p_robust, [path.read_bytes() for path in files]), expected,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="trace expert"):
+        predictor.predict_arrays([predictor.prepare(files[0].read_bytes())])
+    shift = out.parent / "shift"
+    for path in files:
+        target = shift / path.parent.name / "demo" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    groups = evaluate_groups(predictor, shift, common=False)["groups"]
+    assert groups["fake/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[:4].mean(), abs=1e-5)
+    assert groups["real/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[4:].mean(), abs=1e-5)
+    row = evaluate_folder(predictor, shift)
+    assert row["n"] == 8 and row["threshold"] == pytest.approx(payload["threshold"])
+
+
+def test_the_explorer_shows_the_combined_verdict_and_says_when_the_expert_added_to_it(combined, demo_dataset):
+    from fakelib import explore
+
+    out, payload = combined
+    predictor = Predictor.from_path(out / "model.keras")
+    explorer = explore.Explorer({"both": str(out / "model.keras")}, method="gradcam")
+    files = sorted((demo_dataset / "fake").glob("*"))[:6] + sorted((demo_dataset / "real").glob("*"))[:6]
+    fired = predictor.expert_fired(predictor.expert_probabilities([path.read_bytes() for path in files]))
+    for path, expert_fired in zip(files, fired):
+        verdict = explorer.set_upload(path.name, path.read_bytes())
+        assert verdict.ok and verdict.threshold == pytest.approx(payload["threshold"])
+        assert verdict.probability == pytest.approx(predictor.predict_file(path)["p_fake"], abs=1e-5)
+        assert ("trace expert found" in verdict.message) == bool(expert_fired)
+
+
+def test_the_package_carries_the_expert_and_says_so(combined, trained_experiment, tmp_path):
+    out, payload = combined
+    package = tmp_path / "pretrained"
+    facts = pretrained.package(out, package)
+    assert (package / "expert.keras").is_file() and (package / "combination.json").is_file()
+    card = (package / "MODEL_CARD.md").read_text()
+    assert "Trace expert" in card and f"Threshold: {payload['threshold']:.3f}" in card
+    assert f"| {payload['test_roc_auc']:.3f} |" in card
+    assert "trace expert" in facts["model"] and facts["threshold"] == pytest.approx(payload["threshold"])
+    assert Predictor.from_path(package / "model.keras").expert is not None
+    pretrained.package(trained_experiment, package)  # a plain run packaged over it leaves no stale expert behind
+    assert not (package / "expert.keras").exists() and not (package / "combination.json").exists()
+    assert Predictor.from_path(package / "model.keras").expert is None
+
+
+def test_a_missing_expert_file_is_a_one_line_error(combined, tmp_path):
+    out, _ = combined
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "expert.keras").unlink()
+    with pytest.raises(FileNotFoundError, match="names the trace expert expert.keras, which is not there"):
+        Predictor.from_path(copy / "model.keras")
+    with pytest.raises(FileNotFoundError, match="has combination.json but no expert.keras"):
+        pretrained.package(copy, tmp_path / "package")
+
+
+def test_the_combine_command_writes_the_folder_and_refuses_a_bad_weight(trained_experiment, expert_run, tmp_path,
+                                                                        capsys):
+    from fakelib.__main__ import main
+
+    assert main(["combine", str(trained_experiment), str(expert_run), "--out", str(tmp_path / "c"),
+                 "--weight", "0.5"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["weight"] == 0.5 and (tmp_path / "c" / "combination.json").is_file()
+    assert main(["combine", str(trained_experiment), str(expert_run), "--out", str(tmp_path / "d"),
+                 "--weight", "-1"]) != 0
+    assert main(["combine", str(tmp_path / "nothing"), str(expert_run), "--out", str(tmp_path / "e")]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 2 and "not a finished run" in error[-1]
