@@ -150,9 +150,10 @@ def combined_result(out: Path, cache: str | None, shift: str | None) -> dict[str
         combined = assemble(out / "default", out / "expert", out / "combined", cache_root=cache)
     except Exception as error:  # the members' own figures stay in the result
         return {"status": "error", "message": f"{type(error).__name__}: {error}", "model": "combined"}
-    default = json.loads((out / "default" / "metrics.json").read_text())
-    result = {"status": "ok", "model": f"{default['model']} + {combined['expert_model']} trace expert", **combined,
-              "val_loss_max_jump": default.get("val_loss_max_jump"),
+    members = [json.loads((out / name / "metrics.json").read_text()) for name in ("default", "expert")]
+    jumps = [member.get("val_loss_max_jump") for member in members if member.get("val_loss_max_jump") is not None]
+    result = {"status": "ok", "model": f"{members[0]['model']} + {combined['expert_model']} trace expert", **combined,
+              "val_loss_max_jump": max(jumps) if jumps else None,
               "model_path": str(out / "combined" / "model.keras"),
               "wall_seconds": round(time.perf_counter() - started, 2)}
     if shift:

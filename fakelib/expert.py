@@ -164,11 +164,13 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     fit_on = paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
     scale, bias = metriclib.fit_platt(labels[fit_on], draft.logits(p_robust, p_expert)[fit_on])
     combination = Combination(weight, cutoff, scale, bias, robust_threshold, draft.expert_image_size)
+    val = metriclib.binary_metrics(labels, combination.probabilities(p_robust, p_expert), combination.threshold)
     labels, _, p_robust, p_expert = scored["test"]
     probabilities = combination.probabilities(p_robust, p_expert)
     test = metriclib.binary_metrics(labels, probabilities)
     test_at = metriclib.binary_metrics(labels, probabilities, combination.threshold)
     figures = {
+        **metriclib.prefixed(val, "val", keys=("roc_auc", "average_precision", "f1")), "n_val": val["n"],
         **metriclib.prefixed(test, "test", keys=("roc_auc", "average_precision")),
         **metriclib.prefixed(test_at, "test", "_at_threshold", keys=metriclib.THRESHOLD_KEYS),
         "confusion_matrix": test_at["confusion_matrix"],

@@ -81,6 +81,7 @@ def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, traine
     assert saved["train_seconds"] == pytest.approx(
         robust["train_seconds"] + json.loads((expert_run / "metrics.json").read_text())["train_seconds"], abs=0.02)
     assert saved["n_test"] == robust["n_test"] and 0.0 <= saved["test_roc_auc"] <= 1.0
+    assert saved["n_val"] == robust["n_val"] and 0.0 <= saved["val_roc_auc"] <= 1.0
     assert 0.0 <= saved["expert_fires_val_fakes"] <= 1.0 and 0.0 <= saved["expert_fires_val_reals"] <= 1.0
     assert saved["expert_fires_val_other_reals"] is None  # one folder: no reals from elsewhere in validation
 
