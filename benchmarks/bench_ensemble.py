@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from fakelib.expert import to_logit
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,12 +48,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not all(0.0 <= weight <= 1.0 for weight in args.weights):
         parser.error("--weights: every weight must be in [0, 1]")
     return args
-
-
-def to_logit(probabilities: np.ndarray) -> np.ndarray:
-    """The logit of calibrated probabilities (clipped away from 0 and 1, where float32 saturates)."""
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 @dataclass
