@@ -116,24 +116,25 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     params = yaml.safe_load((folder / "params.yaml").read_text())
     data_dir = params["data"]["data_dir"]
     folders = [data_dir] if isinstance(data_dir, str) else data_dir
-    robust_threshold = metrics["threshold"]
+    robust, robust_threshold = metrics, metrics["threshold"]
     metrics = {**metrics, **combined}  # with a trace expert, the test figures and threshold are the combination's
     floor = metrics.get("test_ece_floor_mean")  # absent in runs from before the floor was measured
     lines = [
         "# Model card: fakelib pretrained detector", "",
-        f"- Architecture: `{metrics['model']}` ({metrics['param_count']:,} parameters), fully convolutional; "
+        f"- Architecture: `{robust['model']}` ({robust['param_count']:,} parameters), fully convolutional; "
         f"inputs prepared at {params['data']['image_size']} px (larger photos down-sampled with an area filter, "
         "smaller ones padded with grey as in training, never up-sampled).",
         f"- Trained on: {', '.join(Path(str(item)).name for item in folders)} "
-        f"({metrics['n_train']} training, {metrics['n_val']} validation images), "
+        f"({robust['n_train']} training, {robust['n_val']} validation images), "
         + (f"random {params['data']['train_crop']} px native-resolution crops"
            if params["data"].get("train_crop") else f"whole {params['data']['image_size']} px inputs")
         + ", photo degradations on both classes alike.",
-        f"- Training: {metrics['epochs_run']} epochs, best validation epoch {metrics['best_epoch']}, "
-        f"{metrics['train_seconds']:.0f} s on 2 CPU cores.",
+        f"- Training: {robust['epochs_run']} epochs, best validation epoch {robust['best_epoch']}, "
+        f"{robust['train_seconds']:.0f} s on 2 CPU cores"
+        + (f" ({combined['train_seconds']:.0f} s with its trace expert)." if combined else "."),
         f"- Output `p_fake`: Platt-scaled on the validation images of the folders holding both classes "
-        f"({metrics.get('n_calibration', metrics['n_val'])} images; scale {metrics['calibration_scale']:.3f}, "
-        f"bias {metrics['calibration_bias']:.3f}).",
+        f"({robust.get('n_calibration', robust['n_val'])} images; scale {robust['calibration_scale']:.3f}, "
+        f"bias {robust['calibration_bias']:.3f}).",
         f"- Threshold: {metrics['threshold']:.3f}, chosen on validation by Youden's J and kept within [0.05, 0.95]."
         if not combined else
         f"- Trace expert (`fakelib.expert`): `{combined.get('expert_model')}` "

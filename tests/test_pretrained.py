@@ -72,9 +72,11 @@ def test_package_refuses_an_unfinished_run(tmp_path):
 def test_the_shipped_model_loads_with_its_card_and_scores_a_small_image(tmp_path):
     path = pretrained.default_model(best_dir=tmp_path / "no-sweep")
     assert path == pretrained.PRETRAINED_DIR / "model.keras"
-    assert path.stat().st_size < pretrained.MAX_MODEL_BYTES
+    weights = [path, path.parent / "expert.keras"]
+    assert sum(item.stat().st_size for item in weights if item.is_file()) < pretrained.MAX_MODEL_BYTES
     predictor = Predictor.from_path(path)
-    assert 0.05 <= predictor.threshold <= 0.95
+    assert 0.05 <= predictor.threshold <= 0.95 and 0.05 <= predictor.model_threshold <= 0.95
+    assert predictor.expert is not None  # the shipped detector carries its trace expert (docs/results.md, round 9)
     facts = pretrained.model_card_facts(path)
     assert not facts["demo_data"] and facts["card"] and "Known failures" in Path(facts["card"]).read_text()
     small = tmp_path / "small.png"
