@@ -265,10 +265,10 @@ def _anonymize_data_dirs(params_path: Path) -> None:
 
 def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_run: str | Path | None = None,
                      shift: str | Path | None = None, params_path: str | Path | None = None,
-                     expert: bool = True) -> dict:
+                     expert: bool = True, expert_overrides: dict | None = None) -> dict:
     """Train the base configuration of params.yaml on `data` (and, with `expert`, the trace expert of
-    `fakelib.expert` on the first folder, combined on validation), or take the finished run `from_run`, and
-    package it into `out_dir`; the packaged facts.
+    `fakelib.expert` on the first folder, combined on validation; `expert_overrides` changes its settings), or
+    take the finished run `from_run`, and package it into `out_dir`; the packaged facts.
 
     Raises:
         ValueError: neither `data` nor `from_run` given.
@@ -288,7 +288,7 @@ def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_
         if expert:
             from fakelib.expert import assemble, expert_config
 
-            run_experiment(expert_config(config), run_dir / "expert", verbose=2)
+            run_experiment(expert_config(config).replace(**(expert_overrides or {})), run_dir / "expert", verbose=2)
             assemble(run_dir / "robust", run_dir / "expert", run_dir / "combined")
         run_dir = run_dir / ("combined" if expert else "robust")
     return package(run_dir, Path(out_dir), shift)

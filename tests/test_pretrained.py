@@ -86,3 +86,21 @@ def test_the_shipped_model_loads_with_its_card_and_scores_a_small_image(tmp_path
     side = predictor.image_size
     view = predictor.prepare(small.read_bytes())
     assert view.shape == (side, side, 3) and (view[0] == 128).all()  # a grey frame around the 70 px centre square
+
+
+@pytest.mark.slow
+def test_rebuild_trains_the_detector_and_its_trace_expert_and_packages_both(demo_dataset, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "data": {"image_size": 32}, "model": {"conv_filters": [4, 8], "dense_units": [4]},
+        "train": {"epochs": 1, "batch_size": 16, "patience": 0, "threads": 2}}))
+    out = tmp_path / "pretrained"
+    facts = pretrained.build_pretrained(out, [demo_dataset], params_path=params,
+                                        expert_overrides={"image_size": 48, "conv_filters": [4, 8], "epochs": 1})
+    combination = json.loads((out / "combination.json").read_text())
+    assert combination["expert_image_size"] == 48 and combination["expert_model"] == "npr"
+    assert "trace expert" in facts["model"] and facts["threshold"] == pytest.approx(combination["threshold"])
+    assert "Trace expert" in (out / "MODEL_CARD.md").read_text()
+    assert Predictor.from_path(out / "model.keras").expert is not None
+    plain = pretrained.build_pretrained(tmp_path / "plain", [demo_dataset], params_path=params, expert=False)
+    assert plain["model"] == "cnn" and not (tmp_path / "plain" / "expert.keras").exists()
