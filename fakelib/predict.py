@@ -189,7 +189,8 @@ def announce(predictor: Predictor) -> None:
     """One line on stderr (stdout stays JSON): which model and threshold the verdicts come from."""
     import sys
 
-    print(f"model {predictor.model_path}, threshold {predictor.threshold:.3f}", file=sys.stderr, flush=True)
+    expert = "" if predictor.expert is None else " with its trace expert (fakelib.expert)"
+    print(f"model {predictor.model_path}{expert}, threshold {predictor.threshold:.3f}", file=sys.stderr, flush=True)
 
 
 def print_evaluations(data_dirs: Sequence[str | Path], model_path: str | Path | None = None,

@@ -160,14 +160,19 @@ def test_a_missing_expert_file_is_a_one_line_error(combined, tmp_path):
         pretrained.package(copy, tmp_path / "package")
 
 
-def test_the_combine_command_writes_the_folder_and_refuses_a_bad_weight(trained_experiment, expert_run, tmp_path,
-                                                                        capsys):
+def test_the_combine_command_writes_a_folder_that_predict_uses_and_refuses_a_bad_weight(
+        trained_experiment, expert_run, demo_dataset, tmp_path, capsys):
     from fakelib.__main__ import main
 
     assert main(["combine", str(trained_experiment), str(expert_run), "--out", str(tmp_path / "c"),
                  "--weight", "0.5"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["weight"] == 0.5 and (tmp_path / "c" / "combination.json").is_file()
+    image = sorted((demo_dataset / "fake").glob("*"))[0]
+    assert main(["predict", "--model", str(tmp_path / "c" / "model.keras"), str(image)]) == 0
+    captured = capsys.readouterr()
+    row = json.loads(captured.out)
+    assert "with its trace expert" in captured.err and row["threshold"] == pytest.approx(printed["threshold"], abs=1e-6)
     assert main(["combine", str(trained_experiment), str(expert_run), "--out", str(tmp_path / "d"),
                  "--weight", "-1"]) != 0
     assert main(["combine", str(tmp_path / "nothing"), str(expert_run), "--out", str(tmp_path / "e")]) != 0
