@@ -73,7 +73,6 @@ def configurations(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     from fakelib.config import load_params
-
     from fakelib.expert import expert_config
 
     def parsed(items: list[str], option: str) -> dict[str, Any]:

@@ -52,8 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @dataclass
 class Ensemble:
-    """Two Predictors behind the Predictor interface that `fakelib.predict.score_files` and `evaluate_groups` use:
-    `prepare` gives each member its own view, `predict_arrays` the calibrated p_fake of the weighted logit."""
+    """Two Predictors behind the interface that `fakelib.predict.score_files` and `evaluate_groups` use:
+    `prepare_inputs` gives each member its own inputs, `predict_inputs` the calibrated p_fake of the weighted
+    logit."""
 
     members: tuple
     weight: float
@@ -61,13 +62,8 @@ class Ensemble:
     bias: float = 0.0
     threshold: float = 0.5
 
-    expert = None  # no trace expert of its own: `score_files` gives each member its view through `prepare`
-
-    def prepare(self, source) -> tuple:
-        return tuple(member.prepare(source) for member in self.members)
-
-    def prepare_expert(self, source) -> None:
-        return None
+    def prepare_inputs(self, source) -> tuple:
+        return tuple(member.prepare_inputs(source) for member in self.members)
 
     def mix(self, logits_a: np.ndarray, logits_b: np.ndarray) -> np.ndarray:
         """The ensemble's logit from its members' logits."""
@@ -77,8 +73,8 @@ class Ensemble:
         """p_fake of ensemble logits under the ensemble's Platt scaling."""
         return 1 / (1 + np.exp(-(self.scale * logits + self.bias)))
 
-    def predict_arrays(self, views: list[tuple], batch_size: int = 64, expert_images=None) -> np.ndarray:
-        a, b = (to_logit(member.predict_arrays([view[index] for view in views], batch_size))
+    def predict_inputs(self, inputs: list[tuple], batch_size: int = 64) -> np.ndarray:
+        a, b = (to_logit(member.predict_inputs([item[index] for item in inputs], batch_size))
                 for index, member in enumerate(self.members))
         return self.calibrate(self.mix(a, b))
 

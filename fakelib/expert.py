@@ -109,18 +109,20 @@ def expert_config(config):
     return config.replace(**EXPERT_OVERRIDES, data_dir=data_dirs(config.data)[0])
 
 
-def _split_probabilities(model, config, split: str, cache_root=None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                               np.ndarray]:
-    """(relpaths, labels, paired, p_fake) of one split of `config`'s data, scored by `model` at its input side."""
+def _split_probabilities(model, config, splits: tuple[str, ...], cache_root=None) -> dict[str, tuple]:
+    """{split: (relpaths, labels, paired, p_fake)} of `config`'s data, loaded once at `model`'s input side."""
     import dataclasses
 
     from fakelib.data import load_dataset
     from fakelib.models import input_size, predict_probabilities
 
     prepared = load_dataset(dataclasses.replace(config.data, image_size=input_size(model)), cache_root)
-    mask = prepared.splits == split
-    images, labels = prepared.subset(split)
-    return prepared.relpaths[mask], labels, prepared.paired_mask(split), predict_probabilities(model, images)
+    scored = {}
+    for split in splits:
+        images, labels = prepared.subset(split)
+        scored[split] = (prepared.relpaths[prepared.splits == split], labels, prepared.paired_mask(split),
+                         predict_probabilities(model, images))
+    return scored
 
 
 def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
@@ -134,18 +136,18 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     """
     from fakelib import metrics as metriclib
     from fakelib.config import load_experiment
-    from fakelib.models import load_model
+    from fakelib.models import input_size, load_model
 
     robust_dir = Path(robust_dir)
     config = load_experiment(robust_dir / "params.yaml")
     robust_threshold = float(json.loads((robust_dir / "metrics.json").read_text())["threshold"])
     robust, expert = load_model(robust_dir / "model.keras"), load_model(expert_model)
-    from fakelib.models import input_size
-
+    by_robust, by_expert = (_split_probabilities(model, config, ("val", "test"), cache_root)
+                            for model in (robust, expert))
     scored = {}
     for split in ("val", "test"):
-        paths_r, labels, paired, p_robust = _split_probabilities(robust, config, split, cache_root)
-        paths_e, _, _, p_expert = _split_probabilities(expert, config, split, cache_root)
+        paths_r, labels, paired, p_robust = by_robust[split]
+        paths_e, _, _, p_expert = by_expert[split]
         _, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
         scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
     draft = Combination(weight, cutoff, robust_threshold=robust_threshold, expert_image_size=input_size(expert))

@@ -343,12 +343,12 @@ class Explorer:
         except (FileNotFoundError, ValueError) as error:
             return Verdict(False, f"The model could not be loaded: {error}", filename)
         try:
-            image = predictor.prepare(content)
+            image, expert_view = predictor.prepare_inputs(content)
         except imagelib.ImageError as error:
             return Verdict(False, f"'{filename}' could not be read as an image ({error}). Please upload "
                                   f"{FRIENDLY_FORMATS}.", filename)
         result = explain.compute_cams(predictor.model, image[None], self.method)
-        expert = predictor.expert_probabilities([content])
+        expert = predictor.expert_probabilities([expert_view])
         probability = float(predictor.combine(result.probabilities, expert)[0])
         label = "fake" if probability >= predictor.threshold else "real"
         # the face's own regions from its landmarks (the template where no face is found): uploads are not aligned

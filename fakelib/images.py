@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -195,11 +196,20 @@ def load_view(source: str | Path | bytes, size: int, min_size: int = 1, equalize
     The one preprocessing path of training, evaluation, prediction and explanation: `square_view` (down-sample
     only), the optional JPEG equalization at that side, then `pad_square`.
     """
+    return load_views(source, (size,), min_size, equalize_quality, max_bytes)[0]
+
+
+def load_views(source: str | Path | bytes, sizes: Sequence[int], min_size: int = 1, equalize_quality: int = 0,
+               max_bytes: int | None = None) -> list[tuple[np.ndarray, int]]:
+    """`load_view` at each of `sizes`, decoding `source` once (a detector with a trace expert reads two sides)."""
     image = open_image(source, min_size=min_size, max_bytes=max_bytes)
-    image, side = square_view(image, size)
-    if equalize_quality:
-        image = reencode(image, equalize_quality)
-    return pad_square(np.asarray(image, dtype=np.uint8), size), side
+    views = []
+    for size in sizes:
+        square, side = square_view(image, size)
+        if equalize_quality:
+            square = reencode(square, equalize_quality)
+        views.append((pad_square(np.asarray(square, dtype=np.uint8), size), side))
+    return views
 
 
 def load_array(source: str | Path | bytes, size: int | None = None, min_size: int = 1,

@@ -161,12 +161,12 @@ class PracticeSession:
             raise ValueError("no face is shown: call next_face() first")
         relpath, self.current = self.current, None
         try:
-            data = (self.folder / relpath).read_bytes()
-            image = self.predictor.prepare(data)
+            image, expert_view = self.predictor.prepare_inputs((self.folder / relpath).read_bytes())
         except (imagelib.ImageError, OSError) as error:  # changed or removed since it was shown: not scored
             return Reveal(self._log(relpath, "", look, None, status=f"unreadable: {error}"))
         cams = explain.compute_cams(self.predictor.model, image[None], self.method)
-        probability = float(self.predictor.with_expert(cams.probabilities, [data])[0])
+        probability = float(self.predictor.combine(cams.probabilities,
+                                                   self.predictor.expert_probabilities([expert_view]))[0])
         heatmap = explain.normalize(np.mean(list(cams.heatmaps.values()), axis=0))[0]
         maps = landmarks.region_maps(image[None])
         top = int(contrast.top_regions(contrast.image_lifts(heatmap[None], maps.labels))[0])

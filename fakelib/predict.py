@@ -98,19 +98,25 @@ class Predictor:
         view, _ = imagelib.load_view(source, self.image_size, equalize_quality=self.equalize_quality)
         return view
 
-    def prepare_expert(self, source: str | Path | bytes) -> np.ndarray | None:
-        """The trace expert's input for one image (its own side, never up-sampled); None without an expert."""
+    def prepare_inputs(self, source: str | Path | bytes) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the model's input, the trace expert's input or None) for one image, decoded once; each at its own
+        side, never up-sampled."""
         if self.expert is None:
-            return None
-        view, _ = imagelib.load_view(source, self.combination.expert_image_size,
-                                     equalize_quality=self.equalize_quality)
-        return view
+            return self.prepare(source), None
+        (view, _), (expert_view, _) = imagelib.load_views(
+            source, (self.image_size, self.combination.expert_image_size), equalize_quality=self.equalize_quality)
+        return view, expert_view
+
+    def predict_inputs(self, inputs: list[tuple[np.ndarray, np.ndarray | None]], batch_size: int = 64) -> np.ndarray:
+        """(n,) probability of fake for a list of `prepare_inputs` outputs."""
+        return self.predict_arrays([view for view, _ in inputs], batch_size,
+                                   None if self.expert is None else [expert for _, expert in inputs])
 
     def predict_arrays(self, images: np.ndarray | list[np.ndarray], batch_size: int = 64,
                        expert_images: np.ndarray | list[np.ndarray] | None = None) -> np.ndarray:
         """(n,) probability of fake for (n, size, size, 3) inputs, or a list of `prepare` outputs, in batches.
 
-        With an expert, `expert_images` are the same images as `prepare_expert` gives them.
+        With an expert, `expert_images` are the same images at the expert's side (`prepare_inputs`).
 
         Raises:
             ValueError: the detector has an expert and `expert_images` is missing.
@@ -121,7 +127,7 @@ class Predictor:
         if self.expert is None:
             return probabilities
         if expert_images is None:
-            raise ValueError("this detector has a trace expert: give its inputs too (Predictor.prepare_expert)")
+            raise ValueError("this detector has a trace expert: give its inputs too (Predictor.prepare_inputs)")
         return self.combine(probabilities, predict_probabilities(self.expert, expert_images, batch_size))
 
     def combine(self, probabilities: np.ndarray, expert_probabilities: np.ndarray) -> np.ndarray:
@@ -130,13 +136,16 @@ class Predictor:
             return np.asarray(probabilities)
         return self.combination.probabilities(probabilities, expert_probabilities).astype(np.float32)
 
-    def expert_probabilities(self, sources: list[str | Path | bytes]) -> np.ndarray | None:
-        """(n,) the trace expert's own p_fake for `sources`, or None without an expert."""
+    def expert_probabilities(self, expert_images: list[np.ndarray | None]) -> np.ndarray | None:
+        """(n,) the trace expert's own p_fake for its inputs (`prepare_inputs`), or None without an expert.
+
+        The explorer and the practice page take the model's probabilities from an explanation's forward pass and
+        join these to them with `combine`."""
         if self.expert is None:
             return None
         from fakelib.models import predict_probabilities
 
-        return predict_probabilities(self.expert, [self.prepare_expert(source) for source in sources])
+        return predict_probabilities(self.expert, expert_images)
 
     def expert_fired(self, expert_probabilities: np.ndarray) -> np.ndarray:
         """(n,) bool: where the expert added evidence (its log-odds above the cutoff)."""
@@ -144,20 +153,10 @@ class Predictor:
 
         return to_logit(expert_probabilities) > self.combination.cutoff
 
-    def with_expert(self, probabilities: np.ndarray, sources: list[str | Path | bytes]) -> np.ndarray:
-        """The detector's p_fake for images whose model probabilities are known already (an explanation computes
-        them in its forward pass): the expert scores `sources`; without an expert, `probabilities` unchanged."""
-        if self.expert is None:
-            return np.asarray(probabilities)
-        return self.combine(probabilities, self.expert_probabilities(sources))
-
     def predict_file(self, path: str | Path) -> dict:
         """One JSON-ready row: `path`, `p_fake`, `label`, or `path`, `error` for an unusable file."""
         try:
-            data = Path(path).read_bytes()
-            expert_view = self.prepare_expert(data)
-            probability = float(self.predict_arrays(self.prepare(data)[None], expert_images=None if expert_view is None
-                                                    else expert_view[None])[0])
+            probability = float(self.predict_inputs([self.prepare_inputs(Path(path).read_bytes())])[0])
         except imagelib.ImageError as error:
             return {"path": str(path), "error": f"{error.reason}: {error}"}
         except OSError as error:
@@ -243,25 +242,23 @@ def common_format(data: bytes, side: int = COMMON_SIDE, quality: int = COMMON_QU
 
 def score_files(predictor: Predictor, root: Path, relpaths: list[str], transform=None,
                 batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
-    """(n,) p_fake of `root/relpath` files (NaN where unusable), optionally after `transform(bytes) -> bytes`."""
+    """(n,) p_fake of `root/relpath` files (NaN where unusable), optionally after `transform(bytes) -> bytes`.
+
+    `predictor` is anything with `prepare_inputs(bytes)` and `predict_inputs(list)`: a `Predictor`, or an
+    ensemble of them (benchmarks/bench_ensemble.py)."""
     probabilities = np.full(len(relpaths), np.nan, dtype=np.float64)
     errors = []
     for start in range(0, len(relpaths), batch_size):
-        arrays, expert_arrays, positions = [], [], []
+        inputs, positions = [], []
         for position in range(start, min(start + batch_size, len(relpaths))):
             try:
                 data = imagelib.read_image_bytes(root / relpaths[position])
-                data = transform(data) if transform else data
-                view, expert_view = predictor.prepare(data), predictor.prepare_expert(data)
+                inputs.append(predictor.prepare_inputs(transform(data) if transform else data))
+                positions.append(position)
             except imagelib.ImageError as error:
                 errors.append(f"{relpaths[position]}: {error.reason}")
-                continue
-            arrays.append(view)
-            expert_arrays.append(expert_view)
-            positions.append(position)
-        if arrays:
-            probabilities[positions] = predictor.predict_arrays(
-                arrays, batch_size, None if predictor.expert is None else expert_arrays)
+        if inputs:
+            probabilities[positions] = predictor.predict_inputs(inputs, batch_size)
     return probabilities, errors
 
 

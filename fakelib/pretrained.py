@@ -65,13 +65,12 @@ def model_card_facts(model_path: str | Path) -> dict:
     import yaml
 
     folder = Path(model_path).parent
-    metrics = _read_json(folder / "metrics.json")
-    combined = _read_json(folder / "combination.json")
-    metrics = {**metrics, **combined}  # a trace expert's combination has its own threshold and test figures
+    own, combined = _read_json(folder / "metrics.json"), _read_json(folder / "combination.json")
+    metrics = {**own, **combined}  # a trace expert's combination has its own threshold and test figures
     params = yaml.safe_load((folder / "params.yaml").read_text()) if (folder / "params.yaml").is_file() else {}
     data_dir = (params.get("data") or {}).get("data_dir", "unknown")
     folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
-    model = _read_json(folder / "metrics.json").get("model") or (params.get("model") or {}).get("model")
+    model = own.get("model") or (params.get("model") or {}).get("model")
     return {
         "model": f"{model} + {combined.get('expert_model')} trace expert" if combined else model,
         "data": [Path(str(folder)).name for folder in folders],

@@ -72,13 +72,13 @@ def test_ensemble_logit_is_the_weighted_mean_of_the_members(tmp_path):
                     for name, size, seed in (("a", 32, 1), ("b", 48, 2)))
     image = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
-    views = [bench.Ensemble(members, 0.0).prepare(image.read_bytes())]
-    assert [view.shape for view in views[0]] == [(32, 32, 3), (48, 48, 3)]  # each member's own input side
-    a, b = (bench.to_logit(member.predict_arrays([views[0][index]])) for index, member in enumerate(members))
+    views = [bench.Ensemble(members, 0.0).prepare_inputs(image.read_bytes())]
+    assert [view.shape for view, _ in views[0]] == [(32, 32, 3), (48, 48, 3)]  # each member's own input side
+    a, b = (bench.to_logit(member.predict_inputs([views[0][index]])) for index, member in enumerate(members))
     for weight in (0.0, 0.3, 1.0):
         ensemble = bench.Ensemble(members, weight, scale=2.0, bias=-0.5)
         z = 2.0 * ((1 - weight) * a + weight * b) - 0.5
-        np.testing.assert_allclose(ensemble.predict_arrays(views), 1 / (1 + np.exp(-z)), rtol=1e-6)
+        np.testing.assert_allclose(ensemble.predict_inputs(views), 1 / (1 + np.exp(-z)), rtol=1e-6)
 
 
 def test_bad_weights_and_folders_without_a_split_are_one_line_errors(tmp_path, capsys):

@@ -103,7 +103,8 @@ def test_every_scoring_path_uses_both_members(combined, trained_experiment, expe
     np.testing.assert_allclose([row["p_fake"] for row in rows], expected, atol=2e-6)
     assert all(row["threshold"] == pytest.approx(payload["threshold"], abs=1e-6) for row in rows)
     # the explorer and the practice page get the model's probabilities from an explanation's forward pass
-    np.testing.assert_allclose(predictor.with_expert(p_robust, [path.read_bytes() for path in files]), expected,
+    expert_views = [predictor.prepare_inputs(path.read_bytes())[1] for path in files]
+    np.testing.assert_allclose(predictor.combine(p_robust, predictor.expert_probabilities(expert_views)), expected,
                                atol=1e-6)
     with pytest.raises(ValueError, match="trace expert"):
         predictor.predict_arrays([predictor.prepare(files[0].read_bytes())])
@@ -126,7 +127,8 @@ def test_the_explorer_shows_the_combined_verdict_and_says_when_the_expert_added_
     predictor = Predictor.from_path(out / "model.keras")
     explorer = explore.Explorer({"both": str(out / "model.keras")}, method="gradcam")
     files = sorted((demo_dataset / "fake").glob("*"))[:6] + sorted((demo_dataset / "real").glob("*"))[:6]
-    fired = predictor.expert_fired(predictor.expert_probabilities([path.read_bytes() for path in files]))
+    fired = predictor.expert_fired(predictor.expert_probabilities(
+        [predictor.prepare_inputs(path.read_bytes())[1] for path in files]))
     for path, expert_fired in zip(files, fired):
         verdict = explorer.set_upload(path.name, path.read_bytes())
         assert verdict.ok and verdict.threshold == pytest.approx(payload["threshold"])
