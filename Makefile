@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed-stamp
 EXECUTED ?= build/executed
 DEMO_COUNT ?= 2000
 DEMO_SIZE  ?= 128
+# TensorFlow 2.21 leaves its oneDNN kernels off on x86 CPUs without AVX-512 VNNI/BF16 or AMX, and training is
+# then about 2x slower (fakelib/quiet.py); every command below runs with them on unless you set the variable.
+export TF_ENABLE_ONEDNN_OPTS ?= 1
 
 .PHONY: install browser demo run serve sweep report test test-fast notebooks-check bench clean
 

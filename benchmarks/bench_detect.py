@@ -206,6 +206,9 @@ def shift_goals(shift: dict[str, Any]) -> dict[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fakelib.quiet import tensorflow_environment
+
+    tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
     args = parse_args(argv)
     from fakelib.train import configure_threads
 

@@ -116,6 +116,9 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fakelib.quiet import tensorflow_environment
+
+    tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
     args = parse_args(argv)
     from fakelib.metrics import binary_metrics, calibration_errors, choose_threshold, ece_floor, fit_platt
     from fakelib.predict import Predictor, evaluate_groups

@@ -36,6 +36,9 @@ def timed(function) -> tuple[float, object]:
 
 
 def main() -> None:
+    from fakelib.quiet import tensorflow_environment
+
+    tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)

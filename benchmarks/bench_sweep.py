@@ -76,6 +76,9 @@ def speedup(root: Path, data_dir: Path) -> dict:
 
 
 def main() -> None:
+    from fakelib.quiet import tensorflow_environment
+
+    tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="runs of each path in the overhead figure")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")

@@ -51,6 +51,9 @@ def _epoch_summary(seconds: list[float]) -> dict:
 
 
 def main() -> None:
+    from fakelib.quiet import tensorflow_environment
+
+    tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1024)
     parser.add_argument("--size", type=int, default=128)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # TensorFlow's native start-up lines would bury a command's one-line error (run_all.py imports it from here too).
-from fakelib.quiet import import_tensorflow_quietly, quiet_tensorflow_logging
+from fakelib.quiet import import_tensorflow_quietly, tensorflow_environment
 
 # Commands that never touch TensorFlow start instantly.
 _NO_TENSORFLOW = {"demo", "scrape", "dedup", "audit", "serve"}
@@ -370,7 +370,7 @@ def _describe(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, and turn expected errors into one line on stderr."""
     args = build_parser().parse_args(argv)
-    quiet_tensorflow_logging()  # an entry point: this process and the kernels or servers it starts
+    tensorflow_environment()  # an entry point: this process and the kernels or servers it starts
     try:
         _check_overrides(getattr(args, "set", []))
         if args.command not in _NO_TENSORFLOW:

@@ -9,7 +9,10 @@ import numpy as np
 
 import pytest
 
+from fakelib.quiet import tensorflow_environment
+
 os.environ.setdefault("MPLBACKEND", "Agg")
+tensorflow_environment()  # as the entry points do: oneDNN on where TensorFlow would leave it off
 
 
 def executed_dir() -> Path:

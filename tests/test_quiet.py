@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from fakelib import paths, quiet
 
 CHATTER = (
@@ -60,13 +62,14 @@ def test_a_notebook_run_with_the_kernel_argument_shows_no_tensorflow_line(tmp_pa
 
 
 
-def test_importing_fakelib_leaves_the_environment_alone_and_entry_points_set_the_log_level():
-    def log_level(preset: str | None) -> str:
-        environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-        environment.update({"TF_CPP_MIN_LOG_LEVEL": preset} if preset is not None else {})
-        code = ("import os, fakelib, fakelib.models, fakelib.sweep, fakelib.quiet; "
-                "assert os.environ.get('TF_CPP_MIN_LOG_LEVEL') == os.environ.get('PRESET'), 'changed at import'; "
-                "fakelib.quiet.import_tensorflow_quietly(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+@pytest.mark.parametrize("name", sorted(quiet.TENSORFLOW_ENVIRONMENT))
+def test_importing_fakelib_leaves_the_environment_alone_and_entry_points_set_tensorflow_defaults(name):
+    def value_after_entry_point(preset: str | None) -> str:
+        environment = {key: value for key, value in os.environ.items() if key != name}
+        environment.update({name: preset} if preset is not None else {})
+        code = (f"import os, fakelib, fakelib.models, fakelib.sweep, fakelib.quiet; "
+                f"assert os.environ.get('{name}') == os.environ.get('PRESET'), 'changed at import'; "
+                f"fakelib.quiet.import_tensorflow_quietly(); print(os.environ['{name}'])")
         if preset is not None:
             environment["PRESET"] = preset
         done = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True,
@@ -74,5 +77,18 @@ def test_importing_fakelib_leaves_the_environment_alone_and_entry_points_set_the
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    assert log_level(None) == "2"  # set by the entry point, not by the import
-    assert log_level("0") == "0"  # a user's own value is left alone
+    assert value_after_entry_point(None) == quiet.TENSORFLOW_ENVIRONMENT[name]  # set by the entry point, not the import
+    assert value_after_entry_point("0") == "0"  # a user's own value is left alone
+
+
+def test_entry_points_turn_onednn_on_where_tensorflow_leaves_it_off():
+    """The CLI's TensorFlow runs its oneDNN kernels even with the variable unset (TensorFlow prints its notice
+    only when they are on; on an AVX2-only CPU a plain import leaves them off and prints nothing)."""
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+    code = ("import os, sys; from fakelib.quiet import tensorflow_environment; tensorflow_environment(); "
+            "import tensorflow; tensorflow.constant(0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True,
+                          timeout=120, env=environment)
+    assert done.returncode == 0, done.stderr
+    assert "oneDNN custom operations are on" in done.stderr
