@@ -42,6 +42,18 @@ COMBINATION_FILE = "combination.json"
 EXPERT_OVERRIDES = {"model": "npr", "image_size": 256, "conv_filters": [8, 16, 32, 64, 128, 256], "epochs": 28}
 
 
+# How the expert's input is made from an image (`fakelib.predict.Predictor.expert_view`): "resized", the model
+# view at the expert's side (down-sampled with an area filter, small images padded), as an expert trained on
+# whole inputs saw its training images; "native", the centre window of the image's own pixels, never resampled or
+# padded (`images.native_window`), as an expert trained on native windows (`train_crop`) saw them.
+EXPERT_VIEWS = ("resized", "native")
+
+
+def view_for(config) -> str:
+    """The expert view matching how an expert was trained: "native" after native training windows, else "resized"."""
+    return "native" if 0 < config.data.train_crop < config.data.image_size else "resized"
+
+
 def to_logit(probabilities) -> np.ndarray:
     """The logit of calibrated probabilities (clipped away from 0 and 1, where float32 saturates)."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
@@ -58,6 +70,7 @@ class Combination:
     bias: float = 0.0
     robust_threshold: float = 0.5
     expert_image_size: int = 256
+    expert_view: str = "resized"  # one of EXPERT_VIEWS: how the expert's input is made from an image
 
     def logits(self, p_robust, p_expert) -> np.ndarray:
         """The combined (uncalibrated) logit: the expert's excess log-odds above `cutoff` added, never subtracted."""
@@ -82,10 +95,14 @@ class Combination:
         try:
             combination = cls(**{name: float(payload[name]) for name in ("weight", "cutoff", "scale", "bias",
                                                                           "robust_threshold")},
-                              expert_image_size=int(payload["expert_image_size"]))
+                              expert_image_size=int(payload["expert_image_size"]),
+                              expert_view=str(payload.get("expert_view", "resized")))  # files before round 10
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{COMBINATION_FILE} is not a valid combination ({type(error).__name__}: {error})") \
                 from None
+        if combination.expert_view not in EXPERT_VIEWS:
+            raise ValueError(f"{COMBINATION_FILE}: expert_view {combination.expert_view!r} is not one of "
+                             f"{', '.join(EXPERT_VIEWS)}")
         if not (combination.scale > 0 and combination.weight >= 0 and 0 < combination.robust_threshold < 1):
             raise ValueError(f"{COMBINATION_FILE}: scale must be > 0, weight >= 0 and robust_threshold in (0, 1)")
         return combination
@@ -125,13 +142,36 @@ def _split_probabilities(model, config, splits: tuple[str, ...], cache_root=None
     return scored
 
 
+def _native_probabilities(model, config, relpaths: np.ndarray) -> np.ndarray:
+    """(n,) p_fake of `model` on the native windows (`images.native_window`) of the files `relpaths` of
+    `config`'s data; relpaths of several folders carry their folder's name first (`data.load_dataset`)."""
+    from fakelib import paths
+    from fakelib.data import data_dirs
+    from fakelib.images import native_window, open_image, read_image_bytes
+    from fakelib.models import input_size, predict_probabilities
+
+    roots = [paths.resolve(folder, paths.ROOT) for folder in data_dirs(config.data)]
+    by_name = {root.name: root for root in roots}
+
+    def file_of(relpath: str) -> Path:
+        if len(roots) == 1:
+            return roots[0] / relpath
+        name, _, rest = relpath.partition("/")
+        return by_name[name] / rest
+
+    side, quality = input_size(model), config.data.equalize_quality
+    windows = [native_window(open_image(read_image_bytes(file_of(str(relpath)))), side, quality)
+               for relpath in relpaths]
+    return predict_probabilities(model, windows, pad=False)
+
+
 def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
-        cache_root=None) -> tuple[Combination, dict]:
+        cache_root=None, expert_view: str = "resized") -> tuple[Combination, dict]:
     """Fit the combination of a finished robust run and a trained expert on the robust run's validation split;
     returns it and its figures on the test split (the same keys as a run's metrics.json where they apply).
 
-    The expert scores the same files as the robust run at its own input side (never up-sampled). Validation is
-    taken as the files are (not size-matched): the expert never learnt from the extra folders, and the test
+    The expert scores the same files as the robust run at its own input side (never up-sampled), in
+    `expert_view` (one of `EXPERT_VIEWS`). Validation is taken as the files are (not size-matched): the test
     split it is judged on is not matched either.
     """
     from fakelib import metrics as metriclib
@@ -142,15 +182,20 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     config = load_experiment(robust_dir / "params.yaml")
     robust_threshold = float(json.loads((robust_dir / "metrics.json").read_text())["threshold"])
     robust, expert = load_model(robust_dir / "model.keras"), load_model(expert_model)
-    by_robust, by_expert = (_split_probabilities(model, config, ("val", "test"), cache_root)
-                            for model in (robust, expert))
+    by_robust = _split_probabilities(robust, config, ("val", "test"), cache_root)
+    if expert_view == "native":
+        by_expert = {split: (relpaths, labels, paired, _native_probabilities(expert, config, relpaths))
+                     for split, (relpaths, labels, paired, _) in by_robust.items()}
+    else:
+        by_expert = _split_probabilities(expert, config, ("val", "test"), cache_root)
     scored = {}
     for split in ("val", "test"):
         paths_r, labels, paired, p_robust = by_robust[split]
         paths_e, _, _, p_expert = by_expert[split]
         _, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
         scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
-    draft = Combination(weight, cutoff, robust_threshold=robust_threshold, expert_image_size=input_size(expert))
+    draft = Combination(weight, cutoff, robust_threshold=robust_threshold, expert_image_size=input_size(expert),
+                        expert_view=expert_view)
     labels, paired, p_robust, p_expert = scored["val"]
     fires = to_logit(p_expert) > cutoff
 
@@ -165,7 +210,7 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
               "expert_fires_val_other_reals": share(~paired & (labels == 0))}
     fit_on = paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
     scale, bias = metriclib.fit_platt(labels[fit_on], draft.logits(p_robust, p_expert)[fit_on])
-    combination = Combination(weight, cutoff, scale, bias, robust_threshold, draft.expert_image_size)
+    combination = Combination(weight, cutoff, scale, bias, robust_threshold, draft.expert_image_size, expert_view)
     val = metriclib.binary_metrics(labels, combination.probabilities(p_robust, p_expert), combination.threshold)
     labels, _, p_robust, p_expert = scored["test"]
     probabilities = combination.probabilities(p_robust, p_expert)
@@ -201,7 +246,13 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
         missing = [name for name in ("model.keras", "metrics.json", "params.yaml") if not (run / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{run} is not a finished run: missing {', '.join(missing)}")
-    combination, figures = fit(robust_dir, expert_dir / "model.keras", weight, cutoff, cache_root)
+    from fakelib.config import load_experiment
+
+    from fakelib.data import data_dirs
+
+    expert_config = load_experiment(expert_dir / "params.yaml")
+    expert_view = view_for(expert_config)  # scored as it was trained
+    combination, figures = fit(robust_dir, expert_dir / "model.keras", weight, cutoff, cache_root, expert_view)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / COMBINATION_FILE).unlink(missing_ok=True)
     if out_dir.resolve() != robust_dir.resolve():
@@ -213,6 +264,8 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
     expert_metrics = json.loads((expert_dir / "metrics.json").read_text())
     payload = {**combination.to_dict(), "expert_file": EXPERT_FILE, "expert_model": expert_metrics.get("model"),
                "expert_param_count": expert_metrics.get("param_count"),
+               "expert_data": [Path(folder).name for folder in data_dirs(expert_config.data)],
+               "expert_train_crop": expert_config.data.train_crop if expert_view == "native" else 0,
                "train_seconds": round(sum(value or 0.0 for value in seconds), 2),
                "robust_train_seconds": seconds[0], "expert_train_seconds": seconds[1], **figures}
     write_json(out_dir / COMBINATION_FILE, payload, indent=2)

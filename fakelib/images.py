@@ -203,13 +203,36 @@ def load_views(source: str | Path | bytes, sizes: Sequence[int], min_size: int =
                max_bytes: int | None = None) -> list[tuple[np.ndarray, int]]:
     """`load_view` at each of `sizes`, decoding `source` once (a detector with a trace expert reads two sides)."""
     image = open_image(source, min_size=min_size, max_bytes=max_bytes)
-    views = []
-    for size in sizes:
-        square, side = square_view(image, size)
-        if equalize_quality:
-            square = reencode(square, equalize_quality)
-        views.append((pad_square(np.asarray(square, dtype=np.uint8), size), side))
-    return views
+    return [model_view(image, size, equalize_quality) for size in sizes]
+
+
+def model_view(image: Image.Image, size: int, equalize_quality: int = 0) -> tuple[np.ndarray, int]:
+    """A decoded image as a model's (size, size, 3) uint8 input and the side of the image inside it:
+    `square_view` (down-sample only), the optional JPEG equalization at that side, then `pad_square`."""
+    square, side = square_view(image, size)
+    if equalize_quality:
+        square = reencode(square, equalize_quality)
+    return pad_square(np.asarray(square, dtype=np.uint8), size), side
+
+
+def native_window(image: Image.Image, side: int, equalize_quality: int = 0) -> np.ndarray:
+    """A trace reader's view of a decoded image: the centre square's own pixels, never resampled, never padded.
+
+    A square larger than `side` gives its centred `side` x `side` window; a smaller one is kept whole, at its own
+    side. Sides and offsets are even, so the image's 2 x 2 pixel grid stays aligned with the model's. This is
+    what an expert trained on random native windows (`train_crop`) saw in training; down-sampling a large photo
+    leaves the resampling's own periodic pattern, and padding a small one a frame no training window had, and a
+    trace reader takes either for a generator's trace (docs/results.md, round 10). Returns (s, s, 3) uint8,
+    s <= `side`, re-encoded at `equalize_quality` when set.
+    """
+    width, height = image.size
+    window = min(width, height, side)
+    window = window & ~1 or window  # even, except for a 1-pixel image
+    left, top = ((width - window) // 2) & ~1, ((height - window) // 2) & ~1
+    crop = image.crop((left, top, left + window, top + window))
+    if equalize_quality:
+        crop = reencode(crop, equalize_quality)
+    return np.asarray(crop, dtype=np.uint8)
 
 
 def load_array(source: str | Path | bytes, size: int | None = None, min_size: int = 1,

@@ -292,19 +292,29 @@ def conv_layer_names(model: keras.Model) -> list[str]:
     return names
 
 
-def predict_probabilities(model: keras.Model, images, batch_size: int = 64):
+def predict_probabilities(model: keras.Model, images, batch_size: int = 64, pad: bool = True):
     """(n,) float32 `p_fake` for (n, size, size, 3) raw pixels, one batch at a time.
 
     An image smaller than the input side is scored padded (`fakelib.images.load_view` pads it), exactly as
     training saw it: measured on faces-dev test faces shrunk to 80-112 px, the padded input kept a ROC-AUC of
     0.80-0.85 where the same faces scored at their own size fell to 0.61-0.74 and were all called real. A list
-    of (side, side, 3) arrays of different sides is padded to the model's input side first. Slicing per batch
-    keeps memory at one batch even for a memory-mapped uint8 cache.
+    of (side, side, 3) arrays of different sides is padded to the model's input side first, or, with `pad`
+    False (a fully convolutional trace expert that trained on native windows, `images.native_window`), scored
+    at their own sides, one group of equal sides at a time. Slicing per batch keeps memory at one batch even
+    for a memory-mapped uint8 cache.
     """
     import numpy as np
 
     from fakelib.images import pad_square
 
+    if isinstance(images, list) and not pad:
+        probabilities = np.zeros(len(images), np.float32)
+        by_shape: dict[tuple, list[int]] = {}
+        for index, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(index)
+        for indices in by_shape.values():
+            probabilities[indices] = predict_probabilities(model, np.stack([images[i] for i in indices]), batch_size)
+        return probabilities
     if isinstance(images, list):
         full = max([input_size(model), *(image.shape[0] for image in images)])
         images = np.stack([pad_square(image, full) for image in images]) if images else np.zeros((0, full, full, 3))

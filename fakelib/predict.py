@@ -103,9 +103,25 @@ class Predictor:
         side, never up-sampled."""
         if self.expert is None:
             return self.prepare(source), None
-        (view, _), (expert_view, _) = imagelib.load_views(
-            source, (self.image_size, self.combination.expert_image_size), equalize_quality=self.equalize_quality)
-        return view, expert_view
+        image = imagelib.open_image(source)
+        return imagelib.model_view(image, self.image_size, self.equalize_quality)[0], self.expert_view(image)
+
+    def expert_view(self, image) -> np.ndarray:
+        """The trace expert's input for one decoded image (or a file, or its bytes), as its combination says:
+        the native centre window (`images.native_window`, unpadded, so its side may be smaller) for an expert
+        trained on native windows, else the model view at the expert's side."""
+        if not isinstance(image, imagelib.Image.Image):
+            image = imagelib.open_image(image)
+        side = self.combination.expert_image_size
+        if self.combination.expert_view == "native":
+            return imagelib.native_window(image, side, self.equalize_quality)
+        return imagelib.model_view(image, side, self.equalize_quality)[0]
+
+    def _expert_predictions(self, expert_images, batch_size: int = 64) -> np.ndarray:
+        from fakelib.models import predict_probabilities
+
+        native = self.combination.expert_view == "native"
+        return predict_probabilities(self.expert, expert_images, batch_size, pad=not native)
 
     def predict_inputs(self, inputs: list[tuple[np.ndarray, np.ndarray | None]], batch_size: int = 64) -> np.ndarray:
         """(n,) probability of fake for a list of `prepare_inputs` outputs."""
@@ -128,7 +144,7 @@ class Predictor:
             return probabilities
         if expert_images is None:
             raise ValueError("this detector has a trace expert: give its inputs too (Predictor.prepare_inputs)")
-        return self.combine(probabilities, predict_probabilities(self.expert, expert_images, batch_size))
+        return self.combine(probabilities, self._expert_predictions(expert_images, batch_size))
 
     def combine(self, probabilities: np.ndarray, expert_probabilities: np.ndarray) -> np.ndarray:
         """The detector's p_fake from the model's own and the expert's (the model's own without an expert)."""
@@ -143,9 +159,7 @@ class Predictor:
         join these to them with `combine`."""
         if self.expert is None:
             return None
-        from fakelib.models import predict_probabilities
-
-        return predict_probabilities(self.expert, expert_images)
+        return self._expert_predictions(expert_images)
 
     def expert_fired(self, expert_probabilities: np.ndarray) -> np.ndarray:
         """(n,) bool: where the expert added evidence (its log-odds above the cutoff)."""
@@ -172,7 +186,10 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
 
     prepared = load_folder_images(data_dir, predictor.image_size, predictor.equalize_quality)
     expert_images = None
-    if predictor.expert is not None:
+    if predictor.expert is not None and predictor.combination.expert_view == "native":
+        expert_images = [predictor.expert_view(imagelib.read_image_bytes(Path(data_dir) / relpath))
+                         for relpath in prepared.relpaths]
+    elif predictor.expert is not None:
         expert_view = load_folder_images(data_dir, predictor.combination.expert_image_size, predictor.equalize_quality)
         if not np.array_equal(expert_view.relpaths, prepared.relpaths):
             raise ValueError(f"{data_dir}: the images readable at the expert's side differ from the model's")

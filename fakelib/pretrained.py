@@ -106,6 +106,22 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _expert_training(combined: dict, folders: list) -> str:
+    """What the card says the trace expert trained on (combinations before round 10 name no data: the first folder)."""
+    names = combined.get("expert_data") or [Path(str(folders[0])).name]
+    crop = combined.get("expert_train_crop") or 0
+    return (f"trained on {', '.join(names)}" + (" alone" if len(names) == 1 else "")
+            + (f", on random {crop} px windows of the images' own pixels" if crop else ""))
+
+
+def _expert_input(combined: dict) -> str:
+    side = combined["expert_image_size"]
+    if combined.get("expert_view") == "native":
+        return (f"it reads the centre window of each image's own pixels, at most {side} px, never resampled or "
+                "padded")
+    return f"it reads each image at {side} px (larger ones down-sampled with an area filter, smaller ones padded)"
+
+
 def write_card(folder: Path, shift: dict | None = None) -> Path:
     """Write `folder/MODEL_CARD.md` from the folder's metrics.json and params.yaml (and a shift evaluation)."""
     import yaml
@@ -137,15 +153,16 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         f"- Threshold: {metrics['threshold']:.3f}, chosen on validation by Youden's J and kept within [0.05, 0.95]."
         if not combined else
         f"- Trace expert (`fakelib.expert`): `{combined.get('expert_model')}` "
-        f"({combined.get('expert_param_count') or 0:,} parameters) at native {combined['expert_image_size']} px, "
-        f"trained on {Path(str(folders[0])).name} alone in {combined.get('expert_train_seconds') or 0:.0f} s. It can "
+        f"({combined.get('expert_param_count') or 0:,} parameters), {_expert_training(combined, folders)} in "
+        f"{combined.get('expert_train_seconds') or 0:.0f} s; {_expert_input(combined)}. It can "
         f"only add evidence: the combined logit is the detector's plus {combined['weight']:g} x the expert's log-odds "
         f"above {combined['cutoff']:g}, Platt-scaled again on validation (scale {combined['scale']:.3f}, bias "
         f"{combined['bias']:.3f}). On validation it adds evidence to "
         f"{_percent(combined.get('expert_fires_val_fakes'))} of the fakes, "
-        f"{_percent(combined.get('expert_fires_val_reals'))} of the reals of its own source and {_percent(combined.get('expert_fires_val_other_reals'))} of the reals "
-        "from the other folders, which it never trained on.\n"
-        f"- Threshold: {metrics['threshold']:.3f}, the detector's own validation threshold ({robust_threshold:.3f}, "
+        f"{_percent(combined.get('expert_fires_val_reals'))} of the reals of its own source and "
+        f"{_percent(combined.get('expert_fires_val_other_reals'))} of the reals from the other folders"
+        + (", which it never trained on.\n" if len(combined.get("expert_data") or folders[:1]) == 1 else ".\n")
+        + f"- Threshold: {metrics['threshold']:.3f}, the detector's own validation threshold ({robust_threshold:.3f}, "
         "Youden's J) carried through that calibration, so a face the expert is silent on gets the detector's verdict.",
         "", "## Held-out test split of the training source", "",
         "| ROC-AUC | F1 at threshold | accuracy at threshold | reals kept | fakes caught | ECE | Brier |",

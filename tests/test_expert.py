@@ -47,6 +47,28 @@ def test_a_broken_combination_is_a_one_line_error(payload, message):
         expertlib.Combination.from_dict(payload)
 
 
+def test_a_combination_names_its_expert_view_and_older_files_mean_the_resized_one():
+    payload = {"weight": 1, "cutoff": 0, "scale": 1, "bias": 0, "robust_threshold": 0.5, "expert_image_size": 64}
+    assert expertlib.Combination.from_dict(payload).expert_view == "resized"  # written before expert views existed
+    assert expertlib.Combination.from_dict({**payload, "expert_view": "native"}).expert_view == "native"
+    with pytest.raises(ValueError, match="expert_view 'crops' is not one of resized, native"):
+        expertlib.Combination.from_dict({**payload, "expert_view": "crops"})
+
+
+def test_a_native_window_is_the_centre_of_the_images_own_pixels_on_the_even_grid():
+    from PIL import Image
+
+    from fakelib.images import native_window
+
+    pixels = np.random.default_rng(0).integers(0, 256, (70, 81, 3), dtype=np.uint8)  # height 70, width 81
+    image = Image.fromarray(pixels)
+    # larger than the side: the centred 64 x 64 window, offsets rounded down to even (8 and 2), never resampled
+    np.testing.assert_array_equal(native_window(image, 64), pixels[2:66, 8:72])
+    # smaller than the side: the whole centre square at its own (even) side, never padded
+    np.testing.assert_array_equal(native_window(image, 128), pixels[0:70, 4:74])
+    np.testing.assert_array_equal(native_window(Image.fromarray(pixels[:69, :69]), 128), pixels[:68, :68])
+
+
 @pytest.fixture(scope="module")
 def expert_run(tiny_config, tmp_path_factory):
     """A finished tiny trace expert: NPR at 64 px on the 32 px demo faces (so its views are padded, never
@@ -118,6 +140,63 @@ def test_every_scoring_path_uses_both_members(combined, trained_experiment, expe
     assert groups["real/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[4:].mean(), abs=1e-5)
     row = evaluate_folder(predictor, shift)
     assert row["n"] == 8 and row["threshold"] == pytest.approx(payload["threshold"])
+
+
+@pytest.fixture(scope="module")
+def native_combined(tiny_config, trained_experiment, tmp_path_factory):
+    """A detector whose tiny expert trained on native 32 px windows (`train_crop`, below its 64 px side)."""
+    from fakelib.train import run_experiment
+
+    expert_out, out = tmp_path_factory.mktemp("native_expert"), tmp_path_factory.mktemp("native_combined")
+    config = expertlib.expert_config(tiny_config).replace(image_size=64, conv_filters=[8, 16], epochs=1,
+                                                          train_crop=32)
+    assert expertlib.view_for(config) == "native"
+    run_experiment(config, expert_out, verbose=0)
+    return out, expertlib.assemble(trained_experiment, expert_out, out), expert_out
+
+
+def test_an_expert_trained_on_native_windows_scores_native_windows(native_combined, trained_experiment,
+                                                                   demo_dataset, tmp_path):
+    from PIL import Image
+
+    from fakelib.images import load_view
+    from fakelib.models import load_model
+
+    out, payload, expert_run = native_combined
+    assert payload["expert_view"] == "native" and payload["expert_image_size"] == 64
+    predictor = Predictor.from_path(out / "model.keras")
+    assert predictor.combination.expert_view == "native"
+    # two demo faces (32 px: smaller than the expert's 64, so scored at their own side) and two larger photos
+    rng = np.random.default_rng(3)
+    large = [rng.integers(0, 256, (70, 81, 3), dtype=np.uint8), rng.integers(0, 256, (96, 90, 3), dtype=np.uint8)]
+    files = sorted((demo_dataset / "fake").glob("*"))[:1] + sorted((demo_dataset / "real").glob("*"))[:1]
+    for index, pixels in enumerate(large):
+        files.append(tmp_path / f"large{index}.png")
+        Image.fromarray(pixels).save(files[-1])
+    windows = [np.asarray(Image.open(files[0]).convert("RGB")), np.asarray(Image.open(files[1]).convert("RGB")),
+               large[0][2:66, 8:72], large[1][16:80, 12:76]]
+    robust, expert = load_model(trained_experiment / "model.keras"), load_model(expert_run / "model.keras")
+    p_expert = np.array([float(np.asarray(expert(window[None].astype("float32"), training=False))[0, 0])
+                         for window in windows])
+    p_robust = np.array([float(np.asarray(robust(load_view(str(path), 32)[0][None].astype("float32"),
+                                                 training=False))[0, 0]) for path in files])
+    expected = predictor.combination.probabilities(p_robust, p_expert)
+    np.testing.assert_allclose([predictor.predict_file(path)["p_fake"] for path in files], expected, atol=2e-6)
+    np.testing.assert_allclose(predictor.expert_probabilities([predictor.prepare_inputs(path)[1] for path in files]),
+                               p_expert, rtol=1e-5, atol=1e-6)
+    folder = tmp_path / "folder"
+    for index, path in enumerate(files):
+        (folder / ("fake" if index % 2 == 0 else "real")).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, folder / ("fake" if index % 2 == 0 else "real") / path.name)
+    groups = evaluate_groups(predictor, folder, common=False)["groups"]
+    assert groups["fake"]["as_published_mean_p_fake"] == pytest.approx(expected[[0, 2]].mean(), abs=1e-5)
+    assert groups["real"]["as_published_mean_p_fake"] == pytest.approx(expected[[1, 3]].mean(), abs=1e-5)
+    from fakelib.metrics import binary_metrics
+
+    wanted = binary_metrics(np.array([1, 0, 1, 0]), expected, predictor.threshold)
+    row = evaluate_folder(predictor, folder)
+    assert row["n"] == 4 and row["accuracy"] == pytest.approx(wanted["accuracy"])
+    assert row["roc_auc"] == pytest.approx(wanted["roc_auc"])
 
 
 def test_the_explorer_shows_the_combined_verdict_and_says_when_the_expert_added_to_it(combined, demo_dataset):
