@@ -10,10 +10,15 @@ Prints one JSON object:
 - `epochs`: whole epochs, each with its own iterator as in `fakelib.train`, through the library's pipeline
   (tf.data's model-based autotuner off) and through the same pipeline with the autotuner on: seconds per epoch,
   totals and `slowest_over_median` (goal: the library's <= 1.5; the autotuned one paused up to 10 s at the start
-  of some epochs, see `fakelib.data.pipeline_options`).
+  of some epochs, see `fakelib.data.pipeline_options`);
+- `onednn`: seconds per training step of the default model on one in-memory batch in three fresh processes, with
+  `TF_ENABLE_ONEDNN_OPTS` unset (TensorFlow's own choice), 0 and 1, whether oneDNN was on in each, and the
+  speed-up of 1 over the other two (fakelib's entry points set 1 unless the variable is set:
+  `fakelib.quiet.tensorflow_environment`; TensorFlow 2.21 leaves it off on x86 CPUs without AVX-512 VNNI/BF16
+  or AMX).
 Absolute numbers on a shared 2-core machine are noise; the ratios are measured in the same run.
 
-Usage: python benchmarks/bench_train.py [--count 1024] [--size 128] [--steps 30] [--epochs 8]
+Usage: python benchmarks/bench_train.py [--count 1024] [--size 128] [--steps 30] [--epochs 8] [--onednn-steps 10]
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +51,49 @@ def _epoch_seconds(model, dataset, epochs: int) -> list[float]:
     return [round(seconds, 2) for seconds in history.history["epoch_seconds"][1:]]
 
 
+def _bound_step(size: int, steps: int) -> dict:
+    """Seconds per training step of the default model on one random in-memory batch, and whether oneDNN is on,
+    in this process as its environment left TensorFlow (`--step-only`)."""
+    import numpy as np
+
+    from fakelib.config import load_params
+    from fakelib.train import build_and_compile
+
+    base = load_params().base.replace(image_size=size)
+    model = build_and_compile(base, steps)
+    batch = base.train.batch_size
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, batch).astype(np.float32)
+    for _ in range(3):  # traces the graph
+        model.train_on_batch(pixels, labels)
+    started = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(pixels, labels)
+    seconds = (time.perf_counter() - started) / steps
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # private, but the one place TensorFlow says it
+
+        onednn = bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        onednn = None
+    return {"step_s": round(seconds, 4), "onednn_on": onednn}
+
+
+def _onednn_comparison(size: int, steps: int) -> dict:
+    """`_bound_step` in three fresh processes (the variable is read as TensorFlow loads): unset, 0 and 1."""
+    runs = {}
+    for name, value in (("unset", None), ("off", "0"), ("on", "1")):
+        environment = {key: item for key, item in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+        if value is not None:
+            environment["TF_ENABLE_ONEDNN_OPTS"] = value
+        done = subprocess.run([sys.executable, __file__, "--step-only", "--size", str(size), "--steps", str(steps)],
+                              env=environment, capture_output=True, text=True, check=True)
+        runs[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**runs, "on_over_unset_speedup": round(runs["unset"]["step_s"] / runs["on"]["step_s"], 2),
+            "on_over_off_speedup": round(runs["off"]["step_s"] / runs["on"]["step_s"], 2)}
+
+
 def _epoch_summary(seconds: list[float]) -> dict:
     import numpy as np
 
@@ -51,15 +102,21 @@ def _epoch_summary(seconds: list[float]) -> dict:
 
 
 def main() -> None:
-    from fakelib.quiet import tensorflow_environment
-
-    tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1024)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=8, help="whole epochs timed per pipeline (0: skip)")
+    parser.add_argument("--onednn-steps", type=int, default=10,
+                        help="steps timed per oneDNN setting, each in a fresh process (0: skip)")
+    parser.add_argument("--step-only", action="store_true", help=argparse.SUPPRESS)  # one `_bound_step`, as JSON
     args = parser.parse_args()
+    if args.step_only:  # the environment is the caller's: TensorFlow's own choice is what is measured
+        print(json.dumps(_bound_step(args.size, args.steps)))
+        return
+    from fakelib.quiet import tensorflow_environment
+
+    tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
 
     import numpy as np
     import tensorflow as tf
@@ -119,6 +176,7 @@ def main() -> None:
         "cache_speedup": round(first_decode / cache_load, 1),
         "cache_goal_met": first_decode / cache_load >= 10,
         "epochs": epochs,
+        "onednn": _onednn_comparison(args.size, args.onednn_steps) if args.onednn_steps > 0 else None,
     }))
 
 

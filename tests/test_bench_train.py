@@ -12,7 +12,7 @@ from conftest import load_benchmark
 @pytest.mark.slow
 def test_bench_train_times_whole_epochs_with_and_without_the_autotuner(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bench_train.py", "--count", "96", "--size", "32", "--steps", "2",
-                                      "--epochs", "2"])
+                                      "--epochs", "2", "--onednn-steps", "2"])
     load_benchmark("bench_train").main()
     record = json.loads(capsys.readouterr().out)
     assert record["image_size"] == 32 and record["steps"] == 2
@@ -27,3 +27,6 @@ def test_bench_train_times_whole_epochs_with_and_without_the_autotuner(capsys, m
     assert epochs["autotuned_over_library"] == pytest.approx(
         epochs["autotuned"]["total_s"] / epochs["library"]["total_s"], abs=2e-3)
     assert epochs["goal_met"] == (epochs["library"]["slowest_over_median"] <= 1.5)
+    onednn = record["onednn"]
+    assert onednn["off"]["onednn_on"] is False and onednn["on"]["onednn_on"] is True  # each process as told
+    assert onednn["on_over_off_speedup"] == pytest.approx(onednn["off"]["step_s"] / onednn["on"]["step_s"], abs=0.01)
