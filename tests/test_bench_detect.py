@@ -135,7 +135,8 @@ def test_bench_detect_trains_the_trace_expert_and_reports_the_combined_detector(
     code = load_bench().main([
         "--data", str(data), str(extra.parent), "--out", str(tmp_path / "out"), "--params", str(params),
         "--cache", str(tmp_path / "cache"), "--models", "default,expert", "--shift", str(shift),
-        "--expert-set", "image_size=48", "--expert-set", "conv_filters=[4, 8]", "--expert-set", "epochs=1"])
+        "--expert-set", "image_size=48", "--expert-set", "conv_filters=[4, 8]", "--expert-set", "epochs=1",
+        "--expert-set", "train_crop=32"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0
     models = report["models"]
@@ -143,6 +144,7 @@ def test_bench_detect_trains_the_trace_expert_and_reports_the_combined_detector(
     assert models["expert"]["config"]["data_dir"] == str(data.resolve())  # the folder holding both classes only
     combined = models["combined"]
     assert combined["status"] == "ok" and combined["expert_image_size"] == 48
+    assert combined["expert_view"] == "native" and combined["expert_data"] == [data.name]
     assert combined["train_seconds"] == pytest.approx(
         models["default"]["train_seconds"] + models["expert"]["train_seconds"], abs=0.02)
     assert combined["n_test"] == models["default"]["n_test"] and combined["test_roc_auc"] is not None

@@ -76,7 +76,8 @@ def expert_run(tiny_config, tmp_path_factory):
     from fakelib.train import run_experiment
 
     out = tmp_path_factory.mktemp("expert")
-    config = expertlib.expert_config(tiny_config).replace(image_size=64, conv_filters=[8, 16], epochs=1)
+    config = expertlib.expert_config(tiny_config).replace(image_size=64, conv_filters=[8, 16], epochs=1,
+                                                          train_crop=0)  # whole inputs: the resized view
     assert config.model.model == "npr" and config.data.data_dir == tiny_config.data.data_dir
     run_experiment(config, out, verbose=0)
     return out

@@ -96,9 +96,11 @@ def test_rebuild_trains_the_detector_and_its_trace_expert_and_packages_both(demo
         "train": {"epochs": 1, "batch_size": 16, "patience": 0, "threads": 2}}))
     out = tmp_path / "pretrained"
     facts = pretrained.build_pretrained(out, [demo_dataset], params_path=params,
-                                        expert_overrides={"image_size": 48, "conv_filters": [4, 8], "epochs": 1})
+                                        expert_overrides={"image_size": 48, "conv_filters": [4, 8], "epochs": 1,
+                                                          "train_crop": 32})
     combination = json.loads((out / "combination.json").read_text())
     assert combination["expert_image_size"] == 48 and combination["expert_model"] == "npr"
+    assert combination["expert_view"] == "native" and combination["expert_train_crop"] == 32  # as it trained
     assert "trace expert" in facts["model"] and facts["threshold"] == pytest.approx(combination["threshold"])
     assert "Trace expert" in (out / "MODEL_CARD.md").read_text()
     assert Predictor.from_path(out / "model.keras").expert is not None
