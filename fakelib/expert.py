@@ -34,15 +34,14 @@ import numpy as np
 
 EXPERT_FILE = "expert.keras"
 COMBINATION_FILE = "combination.json"
-# The trace expert as trained by `pretrained` and `bench_detect.py --models default,expert`: NPR up to 256 px,
+# The trace expert as trained by `pretrained` and `bench_detect.py --models default,expert`: NPR at native 256 px,
 # the base's six conv blocks at half their width (0.4 M parameters, 1.7 MB, so both members fit the package's
-# 10 MB), trained for 60 epochs on random 128 px windows of the images' own pixels (`train_crop`: a step costs a
-# quarter of a whole 256 px face, about 700 s on 2 cores) and scored on the centre 256 px window of each image's
-# own pixels (`images.native_window`), on the first data folder only (the one holding both classes). Round 10
-# (docs/results.md): against round 9's whole-face expert (28 epochs), faces-dev validation 0.910 -> 0.934-0.944
-# for the expert, 0.959 -> 0.965-0.967 for the combination, over two seeds.
-EXPERT_OVERRIDES = {"model": "npr", "image_size": 256, "conv_filters": [8, 16, 32, 64, 128, 256], "epochs": 60,
-                    "train_crop": 128}
+# 10 MB; about 600 s of training on 2 cores, so both fit 30 minutes), on the first data folder only (the one
+# holding both classes). Chosen on validation (docs/results.md, round 9): five full-width blocks ranked faces-dev
+# validation better but added evidence to 19% of the validation reals from the other folders, this one to none.
+# Round 10 trained the same expert on native 128 px windows (`train_crop`, scored on native windows): faces-dev
+# ranked better, but it read real photos from other collections as generated, so it is not the default.
+EXPERT_OVERRIDES = {"model": "npr", "image_size": 256, "conv_filters": [8, 16, 32, 64, 128, 256], "epochs": 28}
 
 
 # How the expert's input is made from an image (`fakelib.predict.Predictor.expert_view`): "resized", the model
