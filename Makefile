@@ -10,7 +10,7 @@ DEMO_SIZE  ?= 128
 # then about 2x slower (fakelib/quiet.py); every command below runs with them on unless you set the variable.
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
-.PHONY: install browser demo run serve sweep report test test-fast notebooks-check bench clean
+.PHONY: install browser demo run lab serve sweep report test test-fast notebooks-check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ demo: data/demo/manifest.csv
 ## venv + install + demo dataset + default sweep + report
 run: install demo
 	$(PY) run_all.py
+
+## JupyterLab on the notebooks, its kernels with oneDNN on (the variable exported above)
+lab: install
+	$(VENV)/bin/jupyter lab notebooks
 
 PORT ?= 8866
 MODEL ?=
