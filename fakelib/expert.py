@@ -56,6 +56,11 @@ def view_for(config) -> str:
     return "native" if 0 < config.data.train_crop < config.data.image_size else "resized"
 
 
+def sigmoid(logits) -> np.ndarray:
+    """1 / (1 + exp(-logits)) without overflow where a logit is far below zero (exp(-logaddexp(0, -x)))."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
+
+
 def to_logit(probabilities) -> np.ndarray:
     """The logit of calibrated probabilities (clipped away from 0 and 1, where float32 saturates)."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
@@ -80,13 +85,13 @@ class Combination:
 
     def probabilities(self, p_robust, p_expert) -> np.ndarray:
         """(n,) calibrated p_fake of the combination."""
-        return 1.0 / (1.0 + np.exp(-(self.scale * self.logits(p_robust, p_expert) + self.bias)))
+        return sigmoid(self.scale * self.logits(p_robust, p_expert) + self.bias)
 
     @property
     def threshold(self) -> float:
         """The robust detector's threshold carried through the calibration: where the expert is silent, the
         combined verdict is the robust one."""
-        return float(1.0 / (1.0 + np.exp(-(self.scale * to_logit(self.robust_threshold) + self.bias))))
+        return float(sigmoid(self.scale * to_logit(self.robust_threshold) + self.bias))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "threshold": self.threshold}

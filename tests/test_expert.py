@@ -260,3 +260,14 @@ def test_the_combine_command_writes_a_folder_that_predict_uses_and_refuses_a_bad
     assert main(["combine", str(tmp_path / "nothing"), str(expert_run), "--out", str(tmp_path / "e")]) != 0
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 2 and "not a finished run" in error[-1]
+
+
+def test_extreme_combined_logits_give_0_and_1_without_an_overflow_warning():
+    import warnings
+
+    combination = expertlib.Combination(scale=50.0, bias=-3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # np.exp(-x) of a logit far below zero overflowed before
+        probabilities = combination.probabilities(np.array([1e-7, 0.5, 1 - 1e-7]), np.array([0.01, 0.5, 0.99]))
+    assert probabilities[0] == 0.0 and probabilities[2] == 1.0
+    assert probabilities[1] == pytest.approx(1 / (1 + np.exp(3.0)))
