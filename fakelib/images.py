@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -196,14 +195,7 @@ def load_view(source: str | Path | bytes, size: int, min_size: int = 1, equalize
     The one preprocessing path of training, evaluation, prediction and explanation: `square_view` (down-sample
     only), the optional JPEG equalization at that side, then `pad_square`.
     """
-    return load_views(source, (size,), min_size, equalize_quality, max_bytes)[0]
-
-
-def load_views(source: str | Path | bytes, sizes: Sequence[int], min_size: int = 1, equalize_quality: int = 0,
-               max_bytes: int | None = None) -> list[tuple[np.ndarray, int]]:
-    """`load_view` at each of `sizes`, decoding `source` once (a detector with a trace expert reads two sides)."""
-    image = open_image(source, min_size=min_size, max_bytes=max_bytes)
-    return [model_view(image, size, equalize_quality) for size in sizes]
+    return model_view(open_image(source, min_size=min_size, max_bytes=max_bytes), size, equalize_quality)
 
 
 def model_view(image: Image.Image, size: int, equalize_quality: int = 0) -> tuple[np.ndarray, int]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fakelib import images as imagelib
 
@@ -110,7 +111,7 @@ class Predictor:
         """The trace expert's input for one decoded image (or a file, or its bytes), as its combination says:
         the native centre window (`images.native_window`, unpadded, so its side may be smaller) for an expert
         trained on native windows, else the model view at the expert's side."""
-        if not isinstance(image, imagelib.Image.Image):
+        if not isinstance(image, Image.Image):
             image = imagelib.open_image(image)
         side = self.combination.expert_image_size
         if self.combination.expert_view == "native":
