@@ -254,7 +254,6 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
         if missing:
             raise FileNotFoundError(f"{run} is not a finished run: missing {', '.join(missing)}")
     from fakelib.config import load_experiment
-
     from fakelib.data import data_dirs
 
     expert_config = load_experiment(expert_dir / "params.yaml")
