@@ -12,12 +12,15 @@ from conftest import load_benchmark
 @pytest.mark.slow
 def test_bench_train_times_whole_epochs_with_and_without_the_autotuner(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bench_train.py", "--count", "96", "--size", "32", "--steps", "2",
-                                      "--epochs", "2", "--onednn-steps", "2"])
+                                      "--rounds", "3", "--epochs", "2", "--onednn-steps", "2"])
     load_benchmark("bench_train").main()
     record = json.loads(capsys.readouterr().out)
     assert record["image_size"] == 32 and record["steps"] == 2
     assert record["pipeline_over_bound"] == pytest.approx(
         record["pipeline_images_per_s"] / record["bound_images_per_s"], abs=2e-3)
+    for name in ("pipeline", "bound"):  # three alternating rounds each, the median reported
+        assert len(record["rounds"][name]) == 3 and min(record["rounds"][name]) > 0
+        assert record[f"{name}_images_per_s"] == pytest.approx(sorted(record["rounds"][name])[1], abs=0.051)
     epochs = record["epochs"]
     for name in ("library", "autotuned"):
         seconds = epochs[name]["epoch_s"]
