@@ -147,6 +147,7 @@ class AugmentConfig(_Section):
     flip: float = 0.5
     crop: float = 0.0
     color_jitter: float = 0.0
+    erase: float = 0.0
     blur_prob: float = 0.1
     blur_sigma: tuple[float, float] = (0.1, 1.5)
     jpeg_prob: float = 0.3
@@ -160,7 +161,7 @@ class AugmentConfig(_Section):
     match_sizes: float = 1.0
     section = "augment"
     # Every step that can change pixels, with the value that turns it off (`off()`).
-    OFF = {"flip": 0.0, "crop": 0.0, "color_jitter": 0.0, "blur_prob": 0.0, "jpeg_prob": 0.0, "double_jpeg_prob": 0.0,
+    OFF = {"flip": 0.0, "crop": 0.0, "color_jitter": 0.0, "erase": 0.0, "blur_prob": 0.0, "jpeg_prob": 0.0, "double_jpeg_prob": 0.0,
            "rescale_prob": 0.0, "sharpen_prob": 0.0, "noise_prob": 0.0, "match_sizes": 0.0}
 
     @classmethod
@@ -169,7 +170,7 @@ class AugmentConfig(_Section):
         return cls(**{**cls.OFF, **changes})
 
     def validate(self) -> None:
-        for name in ("flip", "blur_prob", "jpeg_prob", "double_jpeg_prob", "rescale_prob", "sharpen_prob",
+        for name in ("flip", "erase", "blur_prob", "jpeg_prob", "double_jpeg_prob", "rescale_prob", "sharpen_prob",
                      "noise_prob", "match_sizes"):
             _check_range(f"augment.{name}", getattr(self, name), 0.0, 1.0)
         _check_range("augment.rescale_min", self.rescale_min, 0.1, 1.0)

@@ -404,7 +404,8 @@ def pipeline_options():
 
 
 def augment_batch(pixels, seed_pair, augment: AugmentConfig):
-    """Flip, crop-and-resize and colour jitter of a (batch, size, size, 3) uint8 batch, vectorized; float32 out.
+    """Flip, crop-and-resize, colour jitter and random erasing of a (batch, size, size, 3) uint8 batch,
+    vectorized; float32 out.
 
     The per-image photo degradations (scale, blur, sharpening, noise, JPEG) live in `fakelib.augment`.
     """
@@ -422,6 +423,8 @@ def augment_batch(pixels, seed_pair, augment: AugmentConfig):
         images = _random_crop(images, keys[3], augment.crop, size)
     if augment.color_jitter > 0:
         images = _color_jitter(images, keys[4], augment.color_jitter)
+    if augment.erase > 0:
+        images = _random_erase(images, keys[5], augment.erase)
     return tf.clip_by_value(images, 0.0, 255.0)
 
 
@@ -434,6 +437,38 @@ def _random_crop(images, key, max_fraction: float, size):
     offset = tf.random.stateless_uniform([batch, 2], keys[1]) * (1.0 - side)[:, None]
     boxes = tf.stack([offset[:, 0], offset[:, 1], offset[:, 0] + side, offset[:, 1] + side], axis=1)
     return tf.image.crop_and_resize(images, boxes, tf.range(batch), tf.stack([size, size]))
+
+
+# Random erasing (Zhong et al. 2017): the rectangle's share of the input's area and its aspect (height / width).
+ERASE_AREA = (0.02, 0.25)
+ERASE_ASPECT = (0.3, 3.3)
+
+
+def _random_erase(images, key, probability: float):
+    """With `probability` per image, one rectangle (`ERASE_AREA` of the area, log-uniform `ERASE_ASPECT`, at even
+    offsets and of even sides) filled with the padding grey, so no face region can carry a verdict alone.
+
+    It moves no pixel (no resampling, no trace planted), and its edges fall on the 2 x 2 grid like a padded photo's.
+    """
+    import tensorflow as tf
+
+    from fakelib.images import PAD_VALUE
+
+    batch, size = tf.shape(images)[0], tf.shape(images)[1]
+    keys = tf.random.experimental.stateless_split(key, num=5)
+    sizef = tf.cast(size, tf.float32)
+    area = tf.random.stateless_uniform([batch], keys[0], *ERASE_AREA) * sizef * sizef
+    aspect = tf.exp(tf.random.stateless_uniform([batch], keys[1], *np.log(ERASE_ASPECT)))
+    height = tf.minimum(2.0 * tf.round(tf.sqrt(area * aspect) / 2.0), sizef)
+    width = tf.minimum(2.0 * tf.round(tf.sqrt(area / aspect) / 2.0), sizef)
+    top = 2.0 * tf.floor(tf.random.stateless_uniform([batch], keys[2]) * ((sizef - height) / 2.0 + 1.0))
+    left = 2.0 * tf.floor(tf.random.stateless_uniform([batch], keys[3]) * ((sizef - width) / 2.0 + 1.0))
+    grid = tf.range(sizef)
+    rows = (grid[None, :] >= top[:, None]) & (grid[None, :] < (top + height)[:, None])
+    cols = (grid[None, :] >= left[:, None]) & (grid[None, :] < (left + width)[:, None])
+    chosen = tf.random.stateless_uniform([batch], keys[4]) < probability
+    mask = rows[:, :, None] & cols[:, None, :] & chosen[:, None, None]
+    return tf.where(mask[..., None], tf.constant(float(PAD_VALUE)), images)
 
 
 def _color_jitter(images, key, strength: float):

@@ -178,6 +178,7 @@ def test_each_augmentation_changes_pixels():
         "flip": AugmentConfig.off(flip=1.0),
         "crop": AugmentConfig.off(crop=0.4),
         "jitter": AugmentConfig.off(color_jitter=0.5),
+        "erase": AugmentConfig.off(erase=1.0),
     }.items():
         out = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64), augment).numpy()
         assert out.shape == images.shape, name
@@ -194,6 +195,30 @@ def test_each_augmentation_changes_pixels():
     flipped = datalib.augment_batch(tf.constant(images), tf.constant([1, 2], tf.int64),
                                     AugmentConfig.off(flip=1.0))
     np.testing.assert_array_equal(flipped.numpy(), images[:, :, ::-1].astype(np.float32))
+
+
+def test_random_erasing_fills_one_even_aligned_grey_rectangle_per_chosen_image():
+    import tensorflow as tf
+
+    from fakelib.images import PAD_VALUE
+
+    images = np.random.default_rng(3).integers(0, 100, (64, 32, 32, 3), dtype=np.uint8)  # never the grey itself
+    out = datalib.augment_batch(tf.constant(images), tf.constant([4, 5], tf.int64), AugmentConfig.off(erase=0.5)).numpy()
+    erased = out == PAD_VALUE
+    np.testing.assert_array_equal(out[~erased], images[~erased])
+    assert (erased.all(axis=3) == erased.any(axis=3)).all()  # whole pixels, every channel
+    chosen = 0
+    for mask in erased[..., 0]:
+        if not mask.any():
+            continue
+        chosen += 1
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        assert mask.sum() == len(rows) * len(cols)  # one solid rectangle
+        assert rows[0] % 2 == 0 and cols[0] % 2 == 0 and len(rows) % 2 == 0 and len(cols) % 2 == 0
+        assert 0.01 <= mask.mean() <= 0.3
+    assert 16 <= chosen <= 48  # about half of 64
+    again = datalib.augment_batch(tf.constant(images), tf.constant([4, 5], tf.int64), AugmentConfig.off(erase=0.5))
+    np.testing.assert_array_equal(again.numpy(), out)
 
 
 def test_rescale_shrinks_the_image_and_pads_it_like_inference():
