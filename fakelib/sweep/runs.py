@@ -4,6 +4,7 @@ beside the executed notebook, never to the terminal; and `run_job`, one experime
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import time
@@ -148,6 +149,7 @@ def kernel_manager_logging_to(log_path: Path) -> type:
     return LoggingKernelManager
 
 
+@functools.cache
 def engine() -> str:
     """Register (once) and name papermill's nbclient engine whose client survives a lost execute_reply.
 
@@ -165,23 +167,23 @@ def engine() -> str:
     from papermill.log import logger
     from papermill.utils import merge_kwargs, remove_args
 
-    if ENGINE not in papermill_engines._engines:
-        class Engine(NBClientEngine):
-            @classmethod
-            def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                         stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-                # NBClientEngine's body (papermill 2.7) with our client class: it names its client class inline
-                kwargs = remove_args(["input_path"], **kwargs)
-                final_kwargs = merge_kwargs(remove_args(["timeout", "startup_timeout"], **kwargs),
-                                            timeout=execution_timeout or kwargs.get("timeout"),
-                                            startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
-                                            log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
-                return _reply_guarded_client()(nb_man, **final_kwargs).execute()
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            # NBClientEngine's body (papermill 2.7) with our client class: it names its client class inline
+            kwargs = remove_args(["input_path"], **kwargs)
+            final_kwargs = merge_kwargs(remove_args(["timeout", "startup_timeout"], **kwargs),
+                                        timeout=execution_timeout or kwargs.get("timeout"),
+                                        startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                                        log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            return _reply_guarded_client()(nb_man, **final_kwargs).execute()
 
-        papermill_engines.register(ENGINE, Engine)
+    papermill_engines.register(ENGINE, Engine)
     return ENGINE
 
 
+@functools.cache
 def _reply_guarded_client() -> type:
     """papermill's notebook client whose wait for an execute_reply ends `REPLY_GRACE` s after the cell's "idle"."""
     import asyncio
