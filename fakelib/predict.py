@@ -283,11 +283,12 @@ def score_files(predictor: Predictor, root: Path, relpaths: list[str], transform
 def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = True) -> dict:
     """Per-group figures on a folder of `real/<group>/` and `fake/<group>/` images, at the saved threshold.
 
-    A real group's figure is the share kept as real, a fake group's the share caught. Each fake group also gets
+    A real group's figure is the share kept as real, a fake group's the share caught, each with its 95% Wilson
+    interval (`<share>_ci95`, [low, high]): a group of 25 faces cannot tell 60% from 75%. Each fake group also gets
     its ROC-AUC against all the folder's reals; with `common`, the same after `common_format` of every file.
     """
     from fakelib.layout import LABELS, dataset_files
-    from fakelib.metrics import binary_metrics
+    from fakelib.metrics import binary_metrics, share_interval
 
     root = Path(data_dir)
     files = dataset_files(root, require_both=False)
@@ -307,8 +308,11 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
             is_fake = labels[members][0] == LABELS["fake"] if members.any() else False
             called_fake = probabilities[members] >= predictor.threshold
             row = result["groups"].setdefault(group, {"label": "fake" if is_fake else "real", "n": int(members.sum())})
-            row[f"{view}_{'caught' if is_fake else 'kept_real'}"] = (
-                float(called_fake.mean() if is_fake else 1 - called_fake.mean()) if members.any() else None)
+            hits, n = int(called_fake.sum() if is_fake else (~called_fake).sum()), int(members.sum())
+            share = f"{view}_{'caught' if is_fake else 'kept_real'}"
+            row[share] = hits / n if n else None
+            interval = share_interval(hits, n)
+            row[f"{share}_ci95"] = list(interval) if interval else None
             row[f"{view}_mean_p_fake"] = float(probabilities[members].mean()) if members.any() else None
             if is_fake and reals.any():
                 pair = members | reals

@@ -102,6 +102,13 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _share(row: dict, key: str) -> str:
+    """A group's share with its 95% interval when the row has one: "68.0% (48-83)"."""
+    interval = row.get(f"{key}_ci95")
+    share = _percent(row.get(key))
+    return share if not interval else f"{share} ({100 * interval[0]:.0f}-{100 * interval[1]:.0f})"
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -179,15 +186,16 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     if shift:
         lines += ["", "## Collections it never saw (evaluation only)", "",
                   f"At the saved threshold, `{Path(shift['data']).name}`: a real group's figure is the share kept as "
-                  "real, a fake group's the share caught; ROC-AUC of a fake group is against all the set's reals, "
+                  "real, a fake group's the share caught (95% interval in brackets, where measured); ROC-AUC of a "
+                  "fake group is against all the set's reals, "
                   f"also after one common re-encode ({shift['common_format']['side']} px, JPEG "
                   f"{shift['common_format']['jpeg_quality']}).", "",
                   "| group | n | as published | common format | ROC-AUC vs reals | same, common format |",
                   "|---|---|---|---|---|---|"]
         for group, row in shift["groups"].items():
             kind = "caught" if row["label"] == "fake" else "kept_real"
-            lines.append(f"| {group} | {row['n']} | {_percent(row.get(f'as_published_{kind}'))} | "
-                         f"{_percent(row.get(f'common_format_{kind}'))} | "
+            lines.append(f"| {group} | {row['n']} | {_share(row, f'as_published_{kind}')} | "
+                         f"{_share(row, f'common_format_{kind}')} | "
                          f"{_number(row.get('as_published_roc_auc_vs_all_reals'))} | "
                          f"{_number(row.get('common_format_roc_auc_vs_all_reals'))} |")
     lines += ["", "## Known failures", "", *_measured_failures(metrics, shift),

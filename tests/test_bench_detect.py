@@ -83,6 +83,8 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
         assert set(groups) == {"real/camera-small", "fake/stylegan-png"}
         assert groups["real/camera-small"]["n"] == 4 and groups["fake/stylegan-png"]["n"] == 3
         assert 0 <= groups["real/camera-small"]["as_published_kept_real"] <= 1
+        low, high = groups["real/camera-small"]["as_published_kept_real_ci95"]  # 4 faces: a wide interval
+        assert low <= groups["real/camera-small"]["as_published_kept_real"] <= high and high - low > 0.3
         assert 0 <= groups["fake/stylegan-png"]["common_format_caught"] <= 1
         assert groups["fake/stylegan-png"]["as_published_roc_auc_vs_all_reals"] is not None
         assert result["shift"]["errors"] == ["as_published: real/camera-small/broken.jpg: truncated",

@@ -87,3 +87,15 @@ def test_balanced_platt_scaling_assumes_even_odds():
     _, balanced_bias = fit_platt(labels, logits, balanced=True)
     # Re-weighting the classes to even odds moves the bias by the log of the prior ratio, log(900 / 300).
     assert balanced_bias - plain_bias == pytest.approx(np.log(3.0), abs=0.15)
+
+
+def test_share_interval_is_wilsons_and_narrows_with_the_group_size():
+    from fakelib.metrics import share_interval
+
+    assert share_interval(17, 25) == pytest.approx((0.484, 0.828), abs=1e-3)  # Wilson, z = 1.96, by hand
+    assert share_interval(0, 0) is None
+    low, high = share_interval(0, 10)
+    assert low == pytest.approx(0.0, abs=1e-12) and 0.2 < high < 0.35  # no fake caught of 10 is not "never"
+    small, large = share_interval(6, 10), share_interval(240, 400)
+    assert small[0] < 0.6 < small[1] and large[0] < 0.6 < large[1]
+    assert large[1] - large[0] < (small[1] - small[0]) / 4

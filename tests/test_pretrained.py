@@ -54,6 +54,9 @@ def test_package_writes_model_card_from_measured_numbers(trained_experiment, tmp
     assert f"Threshold: {metrics['threshold']:.3f}" in card
     assert f"| {metrics['test_roc_auc']:.3f} |" in card
     assert "| real/phone | 3 |" in card and "| fake/gan | 3 |" in card
+    gan = json.loads((out / "shift.json").read_text())["groups"]["fake/gan"]
+    low, high = gan["as_published_caught_ci95"]  # 3 faces: the card shows how little a share of 3 says
+    assert f"| fake/gan | 3 | {100 * gan['as_published_caught']:.1f}% ({100 * low:.0f}-{100 * high:.0f}) |" in card
     assert "non-commercial research" in card
     params = yaml.safe_load((out / "params.yaml").read_text())
     assert "/" not in str(params["data"]["data_dir"])  # no path of the training machine is shipped
