@@ -305,15 +305,16 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
         reals = usable & (labels == LABELS["real"])
         for group in sorted(set(groups)):
             members = usable & (groups == group)
-            is_fake = labels[members][0] == LABELS["fake"] if members.any() else False
+            n = int(members.sum())
+            is_fake = bool(n) and labels[members][0] == LABELS["fake"]
             called_fake = probabilities[members] >= predictor.threshold
-            row = result["groups"].setdefault(group, {"label": "fake" if is_fake else "real", "n": int(members.sum())})
-            hits, n = int(called_fake.sum() if is_fake else (~called_fake).sum()), int(members.sum())
+            hits = int(called_fake.sum() if is_fake else n - called_fake.sum())
+            row = result["groups"].setdefault(group, {"label": "fake" if is_fake else "real", "n": n})
             share = f"{view}_{'caught' if is_fake else 'kept_real'}"
             row[share] = hits / n if n else None
             interval = share_interval(hits, n)
             row[f"{share}_ci95"] = list(interval) if interval else None
-            row[f"{view}_mean_p_fake"] = float(probabilities[members].mean()) if members.any() else None
+            row[f"{view}_mean_p_fake"] = float(probabilities[members].mean()) if n else None
             if is_fake and reals.any():
                 pair = members | reals
                 row[f"{view}_roc_auc_vs_all_reals"] = binary_metrics(labels[pair], probabilities[pair])["roc_auc"]
