@@ -151,7 +151,9 @@ def combined_result(out: Path, cache: str | None, shift: str | None) -> dict[str
         return {"status": "error", "message": f"{type(error).__name__}: {error}", "model": "combined"}
     members = [json.loads((out / name / "metrics.json").read_text()) for name in ("default", "expert")]
     jumps = [member.get("val_loss_max_jump") for member in members if member.get("val_loss_max_jump") is not None]
-    result = {"status": "ok", "model": f"{members[0]['model']} + {combined['expert_model']} trace expert", **combined,
+    experts = f"{combined['expert_model']} trace expert" + (" + residual statistics" if combined.get("residual_file")
+                                                             else "")
+    result = {"status": "ok", "model": f"{members[0]['model']} + {experts}", **combined,
               "val_loss_max_jump": max(jumps) if jumps else None,
               "model_path": str(out / "combined" / "model.keras"),
               "wall_seconds": round(time.perf_counter() - started, 2)}

@@ -56,6 +56,15 @@ def view_for(config) -> str:
     return "native" if 0 < config.data.train_crop < config.data.image_size else "resized"
 
 
+def pooled(probabilities, cutoff: float = 0.0) -> np.ndarray:
+    """Several experts' p_fake as one: sigmoid(cutoff + the sum of each expert's log-odds above `cutoff`).
+
+    `Combination.logits` of the pooled probability adds exactly that sum (times the weight) to the robust logit:
+    each expert can only add evidence, and two experts sure of a face add up as independent evidence would."""
+    excess = sum(np.maximum(0.0, to_logit(p) - cutoff) for p in probabilities)
+    return sigmoid(cutoff + excess)
+
+
 def sigmoid(logits) -> np.ndarray:
     """1 / (1 + exp(-logits)) without overflow where a logit is far below zero (exp(-logaddexp(0, -x)))."""
     return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
@@ -149,37 +158,40 @@ def _split_probabilities(model, config, splits: tuple[str, ...], cache_root=None
     return scored
 
 
+def dataset_file(config, relpath: str) -> Path:
+    """The file behind a relpath of `config`'s data (`data.load_dataset`: with several folders, a relpath
+    carries its folder's name first)."""
+    from fakelib import paths
+    from fakelib.data import data_dirs
+
+    roots = [paths.resolve(folder, paths.ROOT) for folder in data_dirs(config.data)]
+    if len(roots) == 1:
+        return roots[0] / relpath
+    name, _, rest = relpath.partition("/")
+    return {root.name: root for root in roots}[name] / rest
+
+
 def _native_probabilities(model, config, relpaths: np.ndarray) -> np.ndarray:
     """(n,) p_fake of `model` on the native windows (`images.native_window`) of the files `relpaths` of
     `config`'s data; relpaths of several folders carry their folder's name first (`data.load_dataset`)."""
-    from fakelib import paths
-    from fakelib.data import data_dirs
     from fakelib.images import native_window, open_image, read_image_bytes
     from fakelib.models import input_size, predict_probabilities
 
-    roots = [paths.resolve(folder, paths.ROOT) for folder in data_dirs(config.data)]
-    by_name = {root.name: root for root in roots}
-
-    def file_of(relpath: str) -> Path:
-        if len(roots) == 1:
-            return roots[0] / relpath
-        name, _, rest = relpath.partition("/")
-        return by_name[name] / rest
-
     side, quality = input_size(model), config.data.equalize_quality
-    windows = [native_window(open_image(read_image_bytes(file_of(str(relpath)))), side, quality)
+    windows = [native_window(open_image(read_image_bytes(dataset_file(config, str(relpath)))), side, quality)
                for relpath in relpaths]
     return predict_probabilities(model, windows, pad=False)
 
 
 def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
-        cache_root=None, expert_view: str = "resized") -> tuple[Combination, dict]:
+        cache_root=None, expert_view: str = "resized", residual=None) -> tuple[Combination, dict]:
     """Fit the combination of a finished robust run and a trained expert on the robust run's validation split;
     returns it and its figures on the test split (the same keys as a run's metrics.json where they apply).
 
     The expert scores the same files as the robust run at its own input side (never up-sampled), in
     `expert_view` (one of `EXPERT_VIEWS`). Validation is taken as the files are (not size-matched): the test
-    split it is judged on is not matched either.
+    split it is judged on is not matched either. With `residual` (a `fakelib.residuals.ResidualModel`), its
+    evidence is pooled with the trace expert's (`pooled`) before the combination is fitted.
     """
     from fakelib import metrics as metriclib
     from fakelib.config import load_experiment
@@ -199,22 +211,37 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     for split in ("val", "test"):
         paths_r, labels, paired, p_robust = by_robust[split]
         paths_e, _, _, p_expert = by_expert[split]
-        _, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
+        common, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
         scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
+        if residual is not None:
+            from fakelib.residuals import file_features
+
+            rows = file_features([dataset_file(config, str(relpath)) for relpath in common], residual.side)
+            scored[split] += (residual.probabilities(rows),)
     draft = Combination(weight, cutoff, robust_threshold=robust_threshold, expert_image_size=input_size(expert),
                         expert_view=expert_view)
-    labels, paired, p_robust, p_expert = scored["val"]
-    fires = to_logit(p_expert) > cutoff
+    labels, paired, p_robust, p_expert = scored["val"][:4]
 
-    def share(mask: np.ndarray) -> float | None:
-        return float(fires[mask].mean()) if mask.any() else None
+    def firing(prefix: str, p: np.ndarray) -> dict:
+        """How often an expert adds evidence on validation: on the paired source's fakes and reals, and on the
+        reals of the other folders (the nearest thing to a real photo from elsewhere that validation holds: an
+        expert that fires on them will call such photos fake)."""
+        fires = to_logit(p) > cutoff
+        masks = {"fakes": paired & (labels == 1), "reals": paired & (labels == 0),
+                 "other_reals": ~paired & (labels == 0)}
+        return {f"{prefix}_fires_val_{name}": float(fires[mask].mean()) if mask.any() else None
+                for name, mask in masks.items()}
 
-    # How often the expert adds evidence on validation: on the paired source's fakes and reals, and on the reals of
-    # the other folders, which it never trained on (the nearest thing to a real photo from elsewhere that
-    # validation holds: an expert that fires on them will call such photos fake).
-    firing = {"expert_fires_val_fakes": share(paired & (labels == 1)),
-              "expert_fires_val_reals": share(paired & (labels == 0)),
-              "expert_fires_val_other_reals": share(~paired & (labels == 0))}
+    fired = firing("expert", p_expert)
+    member_figures = {}
+    if residual is not None:
+        labels_test, _, _, p_trace_test, p_residual_test = scored["test"]
+        fired = {**firing("trace", p_expert), **firing("residual", scored["val"][4]),
+                 **firing("expert", pooled(scored["val"][3:], cutoff))}
+        member_figures = {"trace_test_roc_auc": metriclib.binary_metrics(labels_test, p_trace_test)["roc_auc"],
+                          "residual_test_roc_auc": metriclib.binary_metrics(labels_test, p_residual_test)["roc_auc"]}
+        scored = {split: (*values[:3], pooled(values[3:], cutoff)) for split, values in scored.items()}
+        p_expert = scored["val"][3]
     fit_on = paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
     scale, bias = metriclib.fit_platt(labels[fit_on], draft.logits(p_robust, p_expert)[fit_on])
     combination = Combination(weight, cutoff, scale, bias, robust_threshold, draft.expert_image_size, expert_view)
@@ -230,7 +257,7 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         "confusion_matrix": test_at["confusion_matrix"],
         **metriclib.prefixed(metriclib.calibration_errors(labels, probabilities), "test", keys=("ece", "brier")),
         **metriclib.prefixed(metriclib.ece_floor(probabilities), "test_ece_floor", keys=("mean", "p95")),
-        "n_test": int(len(labels)), **firing,
+        "n_test": int(len(labels)), **fired, **member_figures,
         "expert_test_roc_auc": metriclib.binary_metrics(labels, p_expert)["roc_auc"],
         "robust_test_roc_auc": metriclib.binary_metrics(labels, p_robust)["roc_auc"],
     }
@@ -238,10 +265,13 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
 
 
 def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path, weight: float = 1.0,
-             cutoff: float = 0.0, cache_root=None) -> dict:
+             cutoff: float = 0.0, cache_root=None, residual: bool = True) -> dict:
     """A detector folder from a finished robust run and a finished expert run: the robust run's files, the expert
     as `expert.keras`, and `combination.json` (fitted on validation, with its test figures and both runs'
     training seconds) written last, so a folder without it is never taken for a finished combination.
+
+    With `residual`, a residual-statistics model (`fakelib.residuals`) is first fitted on the robust run's data
+    folders and saved as `residual.npz`; its evidence is pooled with the trace expert's (`pooled`).
 
     Raises:
         FileNotFoundError: a run is not finished (no model.keras or metrics.json).
@@ -258,9 +288,19 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
 
     expert_config = load_experiment(expert_dir / "params.yaml")
     expert_view = view_for(expert_config)  # scored as it was trained
-    combination, figures = fit(robust_dir, expert_dir / "model.keras", weight, cutoff, cache_root, expert_view)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / COMBINATION_FILE).unlink(missing_ok=True)
+    residual_model, residual_payload = None, {}
+    if residual:
+        from fakelib import residuals
+
+        (out_dir / residuals.RESIDUAL_FILE).unlink(missing_ok=True)
+        trained = residuals.train(load_experiment(robust_dir / "params.yaml"), out_dir / residuals.RESIDUAL_FILE,
+                                  cache_root)
+        residual_model = residuals.ResidualModel.load(out_dir / residuals.RESIDUAL_FILE)
+        residual_payload = {"residual_file": residuals.RESIDUAL_FILE, **trained}
+    combination, figures = fit(robust_dir, expert_dir / "model.keras", weight, cutoff, cache_root, expert_view,
+                               residual_model)
     if out_dir.resolve() != robust_dir.resolve():
         for path in robust_dir.iterdir():
             if path.is_file():
@@ -272,7 +312,9 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
                "expert_param_count": expert_metrics.get("param_count"),
                "expert_data": [Path(folder).name for folder in data_dirs(expert_config.data)],
                "expert_train_crop": expert_config.data.train_crop if expert_view == "native" else 0,
-               "train_seconds": round(sum(value or 0.0 for value in seconds), 2),
-               "robust_train_seconds": seconds[0], "expert_train_seconds": seconds[1], **figures}
+               "train_seconds": round(sum(value or 0.0 for value in seconds)
+                                      + residual_payload.get("residual_train_seconds", 0.0), 2),
+               "robust_train_seconds": seconds[0], "expert_train_seconds": seconds[1], **residual_payload,
+               **figures}
     write_json(out_dir / COMBINATION_FILE, payload, indent=2)
     return payload

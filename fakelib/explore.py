@@ -358,8 +358,12 @@ class Explorer:
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
         if expert is not None and predictor.expert_fired(expert)[0]:
-            message += (f"{'' if look_at else '.'} The trace expert found a generator's up-sampling trace in the pixels "
-                        f"(its p(fake) {float(expert[0]):.2f}), which raised the verdict.")
+            if predictor.residual is None:
+                message += (f"{'' if look_at else '.'} The trace expert found a generator's up-sampling trace in "
+                            f"the pixels (its p(fake) {float(expert[0]):.2f}), which raised the verdict.")
+            else:
+                message += (f"{'' if look_at else '.'} The trace experts found a generator's traces in the pixels' "
+                            f"noise (their pooled p(fake) {float(expert[0]):.2f}), which raised the verdict.")
         card, facts = self.about_model()
         return Verdict(True, message, filename, probability, label, float(predictor.threshold), image, result,
                        look_at, card, upload_warnings(content, facts))

@@ -30,6 +30,8 @@ class Predictor:
             combination.json when the folder holds an expert; else 0.5).
         equalize_quality: JPEG quality used to re-encode inputs in training (0 = none), from params.yaml.
         expert: the trace expert's Keras model, or None (`fakelib.expert`).
+        residual: a second expert, the residual-statistics model (`fakelib.residuals`), or None; it comes only
+            with a trace expert, and its evidence is pooled with the trace expert's (`fakelib.expert.pooled`).
         combination: how the two make one p_fake (`fakelib.expert.Combination`), or None.
         model_threshold: the threshold of `model`'s own p_fake (the robust member's; `threshold` without expert).
     """
@@ -42,6 +44,7 @@ class Predictor:
     expert: object | None = None
     combination: object | None = None
     model_threshold: float | None = None
+    residual: object | None = None
 
     def __post_init__(self) -> None:
         if self.model_threshold is None:
@@ -83,9 +86,19 @@ class Predictor:
                                         f"{expert_path.name}, which is not there: copy it back or delete "
                                         "combination.json")
             expert = load_model(expert_path)
+        residual = None
+        if combined is not None and combined.get("residual_file"):
+            from fakelib.residuals import ResidualModel
+
+            residual_path = folder / str(combined["residual_file"])
+            if not residual_path.is_file():
+                raise FileNotFoundError(f"{folder / expertlib.COMBINATION_FILE} names the residual model "
+                                        f"{residual_path.name}, which is not there: copy it back or delete "
+                                        "combination.json")
+            residual = ResidualModel.load(residual_path)
         own = combination.threshold if combination is not None else saved_threshold
         return cls(model, own if threshold is None else float(threshold), quality, model_path, expert, combination,
-                   saved_threshold)
+                   saved_threshold, residual)
 
     @property
     def image_size(self) -> int:
@@ -107,22 +120,36 @@ class Predictor:
         image = imagelib.open_image(source)
         return imagelib.model_view(image, self.image_size, self.equalize_quality)[0], self.expert_view(image)
 
-    def expert_view(self, image) -> np.ndarray:
-        """The trace expert's input for one decoded image (or a file, or its bytes), as its combination says:
-        the native centre window (`images.native_window`, unpadded, so its side may be smaller) for an expert
-        trained on native windows, else the model view at the expert's side."""
+    def expert_view(self, image):
+        """The experts' input for one decoded image (or a file, or its bytes), as the combination says: the trace
+        expert's pixels, the native centre window (`images.native_window`, unpadded, so its side may be smaller)
+        for an expert trained on native windows, else the model view at the expert's side; with a residual
+        model, the pair (those pixels, the residual statistics `residuals.features`)."""
         if not isinstance(image, Image.Image):
             image = imagelib.open_image(image)
         side = self.combination.expert_image_size
         if self.combination.expert_view == "native":
-            return imagelib.native_window(image, side, self.equalize_quality)
-        return imagelib.model_view(image, side, self.equalize_quality)[0]
+            pixels = imagelib.native_window(image, side, self.equalize_quality)
+        else:
+            pixels = imagelib.model_view(image, side, self.equalize_quality)[0]
+        if self.residual is None:
+            return pixels
+        from fakelib.residuals import features, view
 
-    def _expert_predictions(self, expert_images, batch_size: int = 64) -> np.ndarray:
+        return pixels, features(view(image, self.residual.side))
+
+    def _expert_predictions(self, expert_inputs, batch_size: int = 64) -> np.ndarray:
+        """(n,) the experts' p_fake: the trace expert's own, or with a residual model both pooled."""
+        from fakelib.expert import pooled
         from fakelib.models import predict_probabilities
 
         native = self.combination.expert_view == "native"
-        return predict_probabilities(self.expert, expert_images, batch_size, pad=not native)
+        if self.residual is None:
+            return predict_probabilities(self.expert, expert_inputs, batch_size, pad=not native)
+        pixels = [pair[0] for pair in expert_inputs]
+        trace = predict_probabilities(self.expert, pixels, batch_size, pad=not native)
+        residual = self.residual.probabilities(np.stack([pair[1] for pair in expert_inputs]))
+        return pooled([trace, residual], self.combination.cutoff).astype(np.float32)
 
     def predict_inputs(self, inputs: list[tuple[np.ndarray, np.ndarray | None]], batch_size: int = 64) -> np.ndarray:
         """(n,) probability of fake for a list of `prepare_inputs` outputs."""
@@ -195,6 +222,11 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
         if not np.array_equal(expert_view.relpaths, prepared.relpaths):
             raise ValueError(f"{data_dir}: the images readable at the expert's side differ from the model's")
         expert_images = expert_view.images
+        if predictor.residual is not None:  # the native branch's expert_view makes the pairs itself
+            from fakelib.residuals import file_features
+
+            rows = file_features([Path(data_dir) / relpath for relpath in prepared.relpaths], predictor.residual.side)
+            expert_images = list(zip(expert_images, rows))
     probabilities = predictor.predict_arrays(prepared.images, batch_size, expert_images)
     scores = binary_metrics(prepared.labels, probabilities, predictor.threshold)
     keys = ("n", "n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",

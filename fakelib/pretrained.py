@@ -28,6 +28,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 FILES = ("model.keras", "metrics.json", "params.yaml")
 # A detector folder's optional trace expert (`fakelib.expert`), packaged when the run has it.
 EXPERT_FILES = ("expert.keras", "combination.json")
+RESIDUAL_FILE = "residual.npz"  # its residual-statistics model (`fakelib.residuals`), when combination.json names it
 # Largest model file the package may carry.
 MAX_MODEL_BYTES = 10_000_000
 # Data folders whose name says the model learnt from the synthetic demo faces.
@@ -72,7 +73,8 @@ def model_card_facts(model_path: str | Path) -> dict:
     folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
     model = own.get("model") or (params.get("model") or {}).get("model")
     return {
-        "model": f"{model} + {combined.get('expert_model')} trace expert" if combined else model,
+        "model": (f"{model} + {combined.get('expert_model')} trace expert"
+                  + (" + residual statistics" if combined.get("residual_file") else "")) if combined else model,
         "data": [Path(str(folder)).name for folder in folders],
         "demo_data": bool(metrics.get("trained_on_demo", trained_on_demo(data_dir))),
         "threshold": metrics.get("threshold", 0.5),
@@ -139,6 +141,13 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     data_dir = params["data"]["data_dir"]
     folders = [data_dir] if isinstance(data_dir, str) else data_dir
     robust, robust_threshold = metrics, metrics["threshold"]
+    residual = bool(combined.get("residual_file"))
+    trace = "trace" if residual else "expert"  # with two experts, "expert_*" figures are the pooled ones
+    residual_side = 256
+    if residual and (folder / RESIDUAL_FILE).is_file():
+        from fakelib.residuals import ResidualModel
+
+        residual_side = ResidualModel.load(folder / RESIDUAL_FILE).side
     metrics = {**metrics, **combined}  # with a trace expert, the test figures and threshold are the combination's
     floor = metrics.get("test_ece_floor_mean")  # absent in runs from before the floor was measured
     lines = [
@@ -153,7 +162,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         + ", photo degradations on both classes alike.",
         f"- Training: {robust['epochs_run']} epochs, best validation epoch {robust['best_epoch']}, "
         f"{robust['train_seconds']:.0f} s on 2 CPU cores"
-        + (f" ({combined['train_seconds']:.0f} s with its trace expert)." if combined else "."),
+        + (f" ({combined['train_seconds']:.0f} s with its expert{'s' if residual else ''})." if combined else "."),
         f"- Output `p_fake`: Platt-scaled on the validation images of the folders holding both classes "
         f"({robust.get('n_calibration', robust['n_val'])} images; scale {robust['calibration_scale']:.3f}, "
         f"bias {robust['calibration_bias']:.3f}).",
@@ -165,12 +174,23 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         f"only add evidence: the combined logit is the detector's plus {combined['weight']:g} x the expert's log-odds "
         f"above {combined['cutoff']:g}, Platt-scaled again on validation (scale {combined['scale']:.3f}, bias "
         f"{combined['bias']:.3f}). On validation it adds evidence to "
-        f"{_percent(combined.get('expert_fires_val_fakes'))} of the fakes, "
-        f"{_percent(combined.get('expert_fires_val_reals'))} of the reals of its own source and "
-        f"{_percent(combined.get('expert_fires_val_other_reals'))} of the reals from the other folders"
+        f"{_percent(combined.get(f'{trace}_fires_val_fakes'))} of the fakes, "
+        f"{_percent(combined.get(f'{trace}_fires_val_reals'))} of the reals of its own source and "
+        f"{_percent(combined.get(f'{trace}_fires_val_other_reals'))} of the reals from the other folders"
         + (", which it never trained on.\n" if len(combined.get("expert_data") or folders[:1]) == 1 else ".\n")
+        + (f"- Residual statistics (`fakelib.residuals`): 1,798 histogram counts of each image's high-pass "
+           f"residuals at its own pixels (the centre square, down-sampled to {residual_side} px when larger, never "
+           f"up-sampled or padded), read by logistic regression (C {combined.get('residual_c')}, chosen on "
+           f"validation), trained on {combined.get('residual_n_train')} training images of every folder in "
+           f"{combined.get('residual_train_seconds') or 0:.0f} s. It too can only add evidence: both experts' "
+           "log-odds above the cutoff are summed before the weight. On validation it adds evidence to "
+           f"{_percent(combined.get('residual_fires_val_fakes'))} of the fakes, "
+           f"{_percent(combined.get('residual_fires_val_reals'))} of the reals of the paired source and "
+           f"{_percent(combined.get('residual_fires_val_other_reals'))} of the reals from the other folders.\n"
+           if residual else "")
         + f"- Threshold: {metrics['threshold']:.3f}, the detector's own validation threshold ({robust_threshold:.3f}, "
-        "Youden's J) carried through that calibration, so a face the expert is silent on gets the detector's verdict.",
+        "Youden's J) carried through that calibration, so a face the "
+        + ("experts are" if residual else "expert is") + " silent on gets the detector's verdict.",
         "", "## Held-out test split of the training source", "",
         "| ROC-AUC | F1 at threshold | accuracy at threshold | reals kept | fakes caught | ECE | Brier |",
         "|---|---|---|---|---|---|---|",
@@ -199,10 +219,14 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
                          f"{_number(row.get('as_published_roc_auc_vs_all_reals'))} | "
                          f"{_number(row.get('common_format_roc_auc_vs_all_reals'))} |")
     lines += ["", "## Known failures", "", *_measured_failures(metrics, shift),
-              *([f"- Its trace expert adds evidence to {_percent(combined['expert_fires_val_other_reals'])} of the "
-                 "validation reals from folders it never trained on; real photos from other sources are called fake "
+              *([f"- Its experts add evidence to {_percent(combined['expert_fires_val_other_reals'])} of the "
+                 "validation reals from the other folders; real photos from other sources are called fake "
                  "more often because of it."]
                 if (combined.get("expert_fires_val_other_reals") or 0.0) > 0.05 else []),
+              *(["- Its residual statistics learnt the training collection's processing more than a generator's: "
+                 "alone they rank generated faces from other sources below real photos (docs/results.md, round 14). "
+                 "They can only add evidence, but a real photo whose pixel noise resembles the training fakes' is "
+                 "pushed toward fake."] if residual else []),
               "- Generators unlike StyleGAN (diffusion models above all) were never seen in training; expect them "
               "to pass as real.",
               "- Heavily compressed small faces (128 px, JPEG quality 75 and below) lose most of the traces it reads.",
@@ -245,10 +269,12 @@ def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a finished run: missing {', '.join(missing)}")
     names = FILES + (EXPERT_FILES if (run_dir / "combination.json").is_file() else ())
+    if "combination.json" in names and json.loads((run_dir / "combination.json").read_text()).get("residual_file"):
+        names += (RESIDUAL_FILE,)
     missing = [name for name in names if not (run_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{run_dir} has combination.json but no {', '.join(missing)}")
-    size = sum((run_dir / name).stat().st_size for name in names if name.endswith(".keras"))
+    size = sum((run_dir / name).stat().st_size for name in names if name.endswith((".keras", ".npz")))
     if size > MAX_MODEL_BYTES:
         raise ValueError(f"the model files are {size} bytes; the package carries at most {MAX_MODEL_BYTES}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,6 +285,8 @@ def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir
         if "combination.json" not in names:  # an expert left from an earlier package would join this model
             for name in EXPERT_FILES:
                 (out_dir / name).unlink(missing_ok=True)
+        if RESIDUAL_FILE not in names:
+            (out_dir / RESIDUAL_FILE).unlink(missing_ok=True)
         _anonymize_data_dirs(staging / "params.yaml")
         shift = None
         if shift_dir:

@@ -148,7 +148,9 @@ def test_bench_detect_trains_the_trace_expert_and_reports_the_combined_detector(
     assert combined["status"] == "ok" and combined["expert_image_size"] == 48
     assert combined["expert_view"] == "native" and combined["expert_data"] == [data.name]
     assert combined["train_seconds"] == pytest.approx(
-        models["default"]["train_seconds"] + models["expert"]["train_seconds"], abs=0.02)
+        models["default"]["train_seconds"] + models["expert"]["train_seconds"] + combined["residual_train_seconds"],
+        abs=0.02)  # the residual-statistics model is fitted while the members are combined
+    assert combined["residual_file"] == "residual.npz" and (tmp_path / "out" / "combined" / "residual.npz").is_file()
     assert combined["n_test"] == models["default"]["n_test"] and combined["test_roc_auc"] is not None
     assert combined["shift"]["threshold"] == pytest.approx(combined["threshold"])
     assert set(combined["shift"]["groups"]) == {"real/camera-small", "fake/stylegan-png"}

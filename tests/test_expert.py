@@ -6,8 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
+from PIL import Image
+
 from fakelib import expert as expertlib
-from fakelib import pretrained
+from fakelib import pretrained, residuals
 from fakelib.predict import Predictor, evaluate_folder, evaluate_groups
 
 
@@ -92,7 +94,7 @@ def combined(trained_experiment, expert_run, tmp_path_factory):
 
 def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, trained_experiment, expert_run):
     out, payload = combined
-    assert {"model.keras", "metrics.json", "params.yaml", "expert.keras", "combination.json"} <= \
+    assert {"model.keras", "metrics.json", "params.yaml", "expert.keras", "combination.json", "residual.npz"} <= \
         {path.name for path in out.iterdir()}
     saved = json.loads((out / "combination.json").read_text())
     assert saved == json.loads(json.dumps(payload))
@@ -102,7 +104,16 @@ def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, traine
     assert combination.expert_image_size == 64 and combination.scale > 0
     assert saved["threshold"] == pytest.approx(combination.threshold)
     assert saved["train_seconds"] == pytest.approx(
-        robust["train_seconds"] + json.loads((expert_run / "metrics.json").read_text())["train_seconds"], abs=0.02)
+        robust["train_seconds"] + json.loads((expert_run / "metrics.json").read_text())["train_seconds"]
+        + saved["residual_train_seconds"], abs=0.02)
+    # the residual model: C chosen on validation from the grid, its evidence pooled with the trace expert's
+    assert saved["residual_file"] == "residual.npz" and saved["residual_c"] in (0.003, 0.01, 0.03, 0.1, 0.3)
+    assert set(saved["residual_val_roc_auc_by_c"]) == {"0.003", "0.01", "0.03", "0.1", "0.3"}
+    assert saved["residual_n_train"] == robust["n_train"]
+    for member in ("trace", "residual"):
+        assert 0.0 <= saved[f"{member}_fires_val_fakes"] <= 1.0 and 0.0 <= saved[f"{member}_test_roc_auc"] <= 1.0
+    # the pooled expert fires where either member does
+    assert saved["expert_fires_val_fakes"] >= max(saved["trace_fires_val_fakes"], saved["residual_fires_val_fakes"])
     assert saved["n_test"] == robust["n_test"] and 0.0 <= saved["test_roc_auc"] <= 1.0
     assert saved["n_val"] == robust["n_val"] and 0.0 <= saved["val_roc_auc"] <= 1.0
     assert 0.0 <= saved["expert_fires_val_fakes"] <= 1.0 and 0.0 <= saved["expert_fires_val_reals"] <= 1.0
@@ -121,7 +132,12 @@ def test_every_scoring_path_uses_both_members(combined, trained_experiment, expe
     robust, expert = load_model(trained_experiment / "model.keras"), load_model(expert_run / "model.keras")
     p_robust = predict_probabilities(robust, [load_view(str(path), 32)[0] for path in files])
     p_expert = predict_probabilities(expert, [load_view(str(path), 64)[0] for path in files])
-    expected = predictor.combination.probabilities(p_robust, p_expert)
+    # the residual statistics read each file's own pixels (32 px demo faces: never padded, never resampled)
+    residual = residuals.ResidualModel.load(out / "residual.npz")
+    assert predictor.residual is not None and residual.side == residuals.SIDE
+    p_residual = residual.probabilities(np.stack([residuals.features(np.asarray(Image.open(path).convert("RGB")))
+                                                  for path in files]))
+    expected = predictor.combination.probabilities(p_robust, expertlib.pooled([p_expert, p_residual]))
     rows = [predictor.predict_file(path) for path in files]
     np.testing.assert_allclose([row["p_fake"] for row in rows], expected, atol=2e-6)
     assert all(row["threshold"] == pytest.approx(payload["threshold"], abs=1e-6) for row in rows)
@@ -153,7 +169,8 @@ def native_combined(tiny_config, trained_experiment, tmp_path_factory):
                                                           train_crop=32)
     assert expertlib.view_for(config) == "native"
     run_experiment(config, expert_out, verbose=0)
-    return out, expertlib.assemble(trained_experiment, expert_out, out), expert_out
+    # without the residual model: this also covers the detectors packaged before it existed
+    return out, expertlib.assemble(trained_experiment, expert_out, out, residual=False), expert_out
 
 
 def test_an_expert_trained_on_native_windows_scores_native_windows(native_combined, trained_experiment,
@@ -165,8 +182,9 @@ def test_an_expert_trained_on_native_windows_scores_native_windows(native_combin
 
     out, payload, expert_run = native_combined
     assert payload["expert_view"] == "native" and payload["expert_image_size"] == 64
+    assert "residual_file" not in payload and not (out / "residual.npz").exists()
     predictor = Predictor.from_path(out / "model.keras")
-    assert predictor.combination.expert_view == "native"
+    assert predictor.combination.expert_view == "native" and predictor.residual is None
     # two demo faces (32 px: smaller than the expert's 64, so scored at their own side) and two larger photos
     rng = np.random.default_rng(3)
     large = [rng.integers(0, 256, (70, 81, 3), dtype=np.uint8), rng.integers(0, 256, (96, 90, 3), dtype=np.uint8)]
@@ -213,7 +231,7 @@ def test_the_explorer_shows_the_combined_verdict_and_says_when_the_expert_added_
         verdict = explorer.set_upload(path.name, path.read_bytes())
         assert verdict.ok and verdict.threshold == pytest.approx(payload["threshold"])
         assert verdict.probability == pytest.approx(predictor.predict_file(path)["p_fake"], abs=1e-5)
-        assert ("trace expert found" in verdict.message) == bool(expert_fired)
+        assert ("trace experts found" in verdict.message) == bool(expert_fired)  # two: the trace and the residual
 
 
 def test_the_package_carries_the_expert_and_says_so(combined, trained_experiment, tmp_path):
@@ -221,13 +239,17 @@ def test_the_package_carries_the_expert_and_says_so(combined, trained_experiment
     package = tmp_path / "pretrained"
     facts = pretrained.package(out, package)
     assert (package / "expert.keras").is_file() and (package / "combination.json").is_file()
+    assert (package / "residual.npz").is_file()
     card = (package / "MODEL_CARD.md").read_text()
     assert "Trace expert" in card and f"Threshold: {payload['threshold']:.3f}" in card
+    assert "Residual statistics (`fakelib.residuals`)" in card and f"C {payload['residual_c']}" in card
+    assert f"{payload['train_seconds']:.0f} s with its experts" in card and "residual statistics" in facts["model"]
     assert f"| {payload['test_roc_auc']:.3f} |" in card
     assert "trace expert" in facts["model"] and facts["threshold"] == pytest.approx(payload["threshold"])
     assert Predictor.from_path(package / "model.keras").expert is not None
     pretrained.package(trained_experiment, package)  # a plain run packaged over it leaves no stale expert behind
     assert not (package / "expert.keras").exists() and not (package / "combination.json").exists()
+    assert not (package / "residual.npz").exists()
     assert Predictor.from_path(package / "model.keras").expert is None
 
 
@@ -239,6 +261,20 @@ def test_a_missing_expert_file_is_a_one_line_error(combined, tmp_path):
     with pytest.raises(FileNotFoundError, match="names the trace expert expert.keras, which is not there"):
         Predictor.from_path(copy / "model.keras")
     with pytest.raises(FileNotFoundError, match="has combination.json but no expert.keras"):
+        pretrained.package(copy, tmp_path / "package")
+
+
+def test_a_missing_or_broken_residual_file_is_a_one_line_error(combined, tmp_path):
+    out, _ = combined
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "residual.npz").write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match="residual.npz: not a residual-statistics model"):
+        Predictor.from_path(copy / "model.keras")
+    (copy / "residual.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="names the residual model residual.npz, which is not there"):
+        Predictor.from_path(copy / "model.keras")
+    with pytest.raises(FileNotFoundError, match="has combination.json but no residual.npz"):
         pretrained.package(copy, tmp_path / "package")
 
 

@@ -1,0 +1,78 @@
+"""Residual statistics (`fakelib.residuals`): the features, the model file, the choice of C, the pooled evidence."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakelib import expert as expertlib
+from fakelib import residuals
+
+
+def _noise(side: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(128, 20, (side, side, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (37, 51, 3), (3, 3, 3), (1, 1, 3)])
+def test_features_of_any_side_are_finite_and_of_one_length(shape):
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    row = residuals.features(pixels)
+    assert row.shape == (residuals.N_FEATURES,) and row.dtype == np.float32 and np.isfinite(row).all()
+
+
+def test_a_two_times_up_sampling_trace_shows_in_the_column_grid_profile():
+    """Nearest-neighbour up-sampling by 2 makes every other horizontal first difference zero: the 8-column grid
+    profile (per channel, after the three 125-bin co-occurrences and the 2 x 2 profile) is flat without it and
+    alternates with it."""
+    plain, upsampled = _noise(128, 2), _noise(64, 1).repeat(2, 0).repeat(2, 1)
+    start = 3 * 125 + 4  # the red channel's column profile
+    profile = lambda pixels: np.exp(residuals.features(pixels)[start:start + 8]) - residuals._FLOOR
+    assert np.ptp(profile(plain)) < 0.1
+    np.testing.assert_allclose(profile(upsampled)[0::2], 0.0, atol=1e-3)  # within a 2 x 2 block: no change
+    assert (profile(upsampled)[1::2] > 1.5).all()
+
+
+def test_view_never_up_samples_and_never_pads():
+    pixels = np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    square = residuals.view(Image.fromarray(pixels), side=256)
+    np.testing.assert_array_equal(square, pixels[10:80])  # the centre square at its own pixels
+    assert residuals.view(Image.fromarray(pixels), side=35).shape == (35, 35, 3)  # down-sampled
+
+
+def test_fit_chooses_c_on_validation_and_the_saved_model_scores_the_same(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = np.arange(n) % 2
+    rows = rng.normal(0, 1, (n, residuals.N_FEATURES)).astype(np.float32)
+    rows[:, :100] += labels[:, None] * 1.0  # a hundred informative features among 1,798
+    model, scores = residuals.fit(rows[:80], labels[:80], rows[80:], labels[80:], grid=(0.001, 1.0))
+    assert set(scores) == {0.001, 1.0} and model.c == max(scores, key=scores.get)
+    assert scores[model.c] > 0.8
+    model.save(tmp_path / "r.npz")
+    loaded = residuals.ResidualModel.load(tmp_path / "r.npz")
+    np.testing.assert_allclose(loaded.probabilities(rows[80:]), model.probabilities(rows[80:]), rtol=1e-12)
+    assert loaded.c == model.c and loaded.side == residuals.SIDE
+
+
+def test_a_residual_file_of_another_version_or_shape_is_a_one_line_error(tmp_path):
+    np.savez(tmp_path / "old.npz", mean=np.zeros(3), scale=np.ones(3), coef=np.zeros(3), intercept=0.0, side=256,
+             c=0.03, n_features=3)
+    with pytest.raises(ValueError, match="it has 3 features, this fakelib reads"):
+        residuals.ResidualModel.load(tmp_path / "old.npz")
+    np.savez(tmp_path / "short.npz", mean=np.zeros(3), scale=np.ones(3), coef=np.zeros(3), intercept=0.0, side=256,
+             c=0.03, n_features=residuals.N_FEATURES)
+    with pytest.raises(ValueError, match="arrays of the wrong shape"):
+        residuals.ResidualModel.load(tmp_path / "short.npz")
+
+
+def test_pooled_experts_add_their_excess_log_odds_and_never_subtract():
+    combination = expertlib.Combination(weight=1.0, cutoff=0.0)
+    p_robust = np.array([0.3, 0.3, 0.3, 0.3])
+    trace = np.array([0.2, 0.8, 0.2, 0.8])
+    residual = np.array([0.1, 0.1, 0.9, 0.9])
+    logit = lambda p: np.log(p / (1 - p))
+    expected = logit(p_robust) + np.maximum(0, logit(trace)) + np.maximum(0, logit(residual))
+    np.testing.assert_allclose(combination.logits(p_robust, expertlib.pooled([trace, residual])), expected, rtol=1e-6)
+    # with one expert, pooling is the identity on its evidence
+    np.testing.assert_allclose(combination.logits(p_robust, expertlib.pooled([trace])),
+                               combination.logits(p_robust, trace), rtol=1e-6)
