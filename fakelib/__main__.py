@@ -300,6 +300,8 @@ def _add_combine(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight", type=float, default=1.0, help="weight of the expert's excess log-odds (default 1)")
     parser.add_argument("--cutoff", type=float, default=0.0,
                         help="expert log-odds below which it adds nothing (default 0: p_expert 0.5)")
+    parser.add_argument("--no-residual", action="store_true",
+                        help="leave out the residual-statistics expert (fakelib.residuals), fitted by default")
     parser.set_defaults(run=_combine)
 
 
@@ -309,7 +311,8 @@ def _combine(args: argparse.Namespace) -> int:
 
     if not args.weight >= 0:
         raise CliError(f"--weight {args.weight}: expected a number >= 0")
-    print(json.dumps(assemble(args.robust_run, args.expert_run, args.out, args.weight, args.cutoff)))
+    print(json.dumps(assemble(args.robust_run, args.expert_run, args.out, args.weight, args.cutoff,
+                              residual=not args.no_residual)))
     return 0
 
 

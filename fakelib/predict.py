@@ -238,7 +238,8 @@ def announce(predictor: Predictor) -> None:
     """One line on stderr (stdout stays JSON): which model and threshold the verdicts come from."""
     import sys
 
-    expert = "" if predictor.expert is None else " with its trace expert (fakelib.expert)"
+    expert = "" if predictor.expert is None else " with its trace expert (fakelib.expert)" + (
+        "" if predictor.residual is None else " and residual statistics (fakelib.residuals)")
     print(f"model {predictor.model_path}{expert}, threshold {predictor.threshold:.3f}", file=sys.stderr, flush=True)
 
 

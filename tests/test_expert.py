@@ -283,9 +283,10 @@ def test_the_combine_command_writes_a_folder_that_predict_uses_and_refuses_a_bad
     from fakelib.__main__ import main
 
     assert main(["combine", str(trained_experiment), str(expert_run), "--out", str(tmp_path / "c"),
-                 "--weight", "0.5"]) == 0
+                 "--weight", "0.5", "--no-residual"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["weight"] == 0.5 and (tmp_path / "c" / "combination.json").is_file()
+    assert "residual_file" not in printed and not (tmp_path / "c" / "residual.npz").exists()
     image = sorted((demo_dataset / "fake").glob("*"))[0]
     assert main(["predict", "--model", str(tmp_path / "c" / "model.keras"), str(image)]) == 0
     captured = capsys.readouterr()
