@@ -17,8 +17,9 @@ properties.
 
 `--models default,expert` also trains the trace expert of `fakelib.expert` (NPR at native 256 px on the first
 folder only; `--expert-set KEY=VALUE` overrides its settings) and joins the two into one detector
-(`fakelib.expert.assemble`, fitted on validation) in `OUT/combined/`, reported as model `combined` with its own
-test and shift figures; its training seconds are both members' together. The goals are then checked on it.
+(`fakelib.expert.assemble`, fitted on validation) in `OUT/combined/`, with the residual-statistics expert of
+`fakelib.residuals` fitted there on every data folder, reported as model `combined` with its own test and shift
+figures; its training seconds are all three members' together. The goals are then checked on it.
 
 Prints one JSON object on stdout (training progress goes to stderr): per model every test and validation
 metric, calibration (ECE, Brier) and convergence figures, training seconds and parameter count; the dataset
