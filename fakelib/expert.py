@@ -17,9 +17,13 @@ calibrated again (Platt scaling on the validation images of the folders holding 
 and its threshold is the robust detector's own validation threshold carried through the same map: an image the
 expert is silent on gets exactly the robust verdict, so the expert can turn "real" into "fake" and nothing else.
 
-Files: a detector folder (an experiment folder or `fakelib/pretrained/`) may hold `expert.keras` beside
-`model.keras`, and `combination.json` with the numbers above, the expert's input side and the combination's own
-test figures; `fakelib.predict.Predictor.from_path` then scores with both members everywhere (predict, evaluate,
+A second expert can join under the same rule: the residual statistics of `fakelib.residuals` (round 14), a linear
+model of the pixels' noise. `pooled` sums the two experts' log-odds above the cutoff into one expert probability,
+so neither can take evidence away.
+
+Files: a detector folder (an experiment folder or `fakelib/pretrained/`) may hold `expert.keras` (and
+`residual.npz`) beside `model.keras`, and `combination.json` with the numbers above, the expert's input side and
+the combination's own test figures; `fakelib.predict.Predictor.from_path` then scores with both members everywhere (predict, evaluate,
 explore, practice, the benchmarks). Explanations stay those of the robust member: it is the one that reads faces.
 """
 
