@@ -315,7 +315,7 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
     seconds = [json.loads((run / "metrics.json").read_text()).get("train_seconds") for run in (robust_dir, expert_dir)]
     expert_metrics = json.loads((expert_dir / "metrics.json").read_text())
     payload = {**combination.to_dict(), "expert_file": EXPERT_FILE, "expert_model": expert_metrics.get("model"),
-               "expert_param_count": expert_metrics.get("param_count"),
+               "expert_param_count": expert_metrics.get("param_count"), "expert_epochs": expert_metrics.get("epochs_run"),
                "expert_data": [Path(folder).name for folder in data_dirs(expert_config.data)],
                "expert_train_crop": expert_config.data.train_crop if expert_view == "native" else 0,
                "train_seconds": round(sum(value or 0.0 for value in seconds)

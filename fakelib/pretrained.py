@@ -170,7 +170,8 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         if not combined else
         f"- Trace expert (`fakelib.expert`): `{combined.get('expert_model')}` "
         f"({combined.get('expert_param_count') or 0:,} parameters), {_expert_training(combined, folders)} in "
-        f"{combined.get('expert_train_seconds') or 0:.0f} s; {_expert_input(combined)}. It can "
+        + (f"{combined['expert_epochs']} epochs, " if combined.get("expert_epochs") else "")
+        + f"{combined.get('expert_train_seconds') or 0:.0f} s; {_expert_input(combined)}. It can "
         f"only add evidence: the combined logit is the detector's plus {combined['weight']:g} x the expert's log-odds "
         f"above {combined['cutoff']:g}, Platt-scaled again on validation (scale {combined['scale']:.3f}, bias "
         f"{combined['bias']:.3f}). On validation it adds evidence to "
