@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fakelib import paths
+from fakelib.residuals import RESIDUAL_FILE  # a detector's residual-statistics model, when combination.json names it
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 FILES = ("model.keras", "metrics.json", "params.yaml")
 # A detector folder's optional trace expert (`fakelib.expert`), packaged when the run has it.
 EXPERT_FILES = ("expert.keras", "combination.json")
-RESIDUAL_FILE = "residual.npz"  # its residual-statistics model (`fakelib.residuals`), when combination.json names it
 # Largest model file the package may carry.
 MAX_MODEL_BYTES = 10_000_000
 # Data folders whose name says the model learnt from the synthetic demo faces.
