@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fakelib import paths
-from fakelib.residuals import RESIDUAL_FILE  # a detector's residual-statistics model, when combination.json names it
+from fakelib.residuals import N_FEATURES, RESIDUAL_FILE  # a detector's residual-statistics model, when combination.json names it
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 FILES = ("model.keras", "metrics.json", "params.yaml")
@@ -179,7 +179,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         f"{_percent(combined.get(f'{trace}_fires_val_reals'))} of the reals of its own source and "
         f"{_percent(combined.get(f'{trace}_fires_val_other_reals'))} of the reals from the other folders"
         + (", which it never trained on.\n" if len(combined.get("expert_data") or folders[:1]) == 1 else ".\n")
-        + (f"- Residual statistics (`fakelib.residuals`): 1,798 histogram counts of each image's high-pass "
+        + (f"- Residual statistics (`fakelib.residuals`): {N_FEATURES:,} histogram counts of each image's high-pass "
            f"residuals at its own pixels (the centre square, down-sampled to {residual_side} px when larger, never "
            f"up-sampled or padded), read by logistic regression (C {combined.get('residual_c')}, chosen on "
            f"validation), trained on {combined.get('residual_n_train')} training images of every folder in "

@@ -8,8 +8,12 @@ Fridrich and Kodovsky 2012). Here, per colour channel and for the grey average:
 - the mean size of the second-order (Laplacian) residual at each position of the 2 x 2 pixel grid, and of the
   first-order one at each column of the 8 x 8 grid (an up-sampling trace and a JPEG block trace), each divided
   by its mean;
-- the co-occurrences of the red-green and green-blue differences' first-order residual.
-1,798 numbers, logarithm of the frequencies, standardized, then logistic regression (scikit-learn) with its
+- the co-occurrences of the red-green and green-blue differences' first-order residual;
+- the joint histogram of the three colour channels' residuals at one pixel (a colour rich model), for the vertical
+  first-order and second-order differences (the second-order one quantized with step 2);
+- for the grey average, the co-occurrences of the two diagonal first-order differences, and of the minimum and
+  the maximum of each pixel's right and down first-order differences (SPAM's min/max residuals).
+2,423 numbers, logarithm of the frequencies, standardized, then logistic regression (scikit-learn) with its
 regularization chosen by ROC-AUC on the validation images of the folders holding both classes.
 
 It reads each image's centre square at its own pixels, down-sampled with an area filter to `SIDE` when larger
@@ -35,19 +39,33 @@ import numpy as np
 RESIDUAL_FILE = "residual.npz"
 SIDE = 256  # the side the statistics are read at: faces-dev's own, so its pixels are never resampled
 TRUNCATE = 2
-N_FEATURES = 4 * (3 * 125 + 4 + 8) + 2 * 125  # per channel and grey: 3 residual orders, 2 x 2 and 8-column grids
+# per channel and grey: 3 residual orders, 2 x 2 and 8-column grids; 2 cross-channel; 2 colour joint; diagonals,
+# min and max (docs/results.md, round 15)
+N_FEATURES = 4 * (3 * 125 + 4 + 8) + 2 * 125 + 5 * 125
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 _FLOOR = 1e-5  # added to every frequency before its logarithm: an empty bin is 1e-5, not -inf
+
+
+def _truncate(residual: np.ndarray, step: float = 1.0) -> np.ndarray:
+    """Residual / step rounded and truncated to [-TRUNCATE, TRUNCATE], shifted to a bin index 0..2 * TRUNCATE."""
+    return np.clip(np.rint(residual / step), -TRUNCATE, TRUNCATE).astype(np.int16) + TRUNCATE
 
 
 def _cooccurrence(residual: np.ndarray) -> np.ndarray:
     """(125,) counts of three consecutive truncated residuals along the last axis."""
     k = 2 * TRUNCATE + 1
-    r = np.clip(np.rint(residual), -TRUNCATE, TRUNCATE).astype(np.int16) + TRUNCATE
+    r = _truncate(residual)
     if r.shape[-1] < 3:
         return np.zeros(k ** 3)
     index = r[..., :-2] * (k * k) + r[..., 1:-1] * k + r[..., 2:]
     return np.bincount(index.ravel(), minlength=k ** 3).astype(np.float64)
+
+
+def _joint(residuals: list[np.ndarray], step: float) -> np.ndarray:
+    """(125,) counts of the three colour channels' truncated residuals at the same pixel."""
+    k = 2 * TRUNCATE + 1
+    red, green, blue = (_truncate(r, step).astype(np.int32) for r in residuals)
+    return np.bincount(((red * k + green) * k + blue).ravel(), minlength=k ** 3).astype(np.float64)
 
 
 def _frequencies(counts: np.ndarray) -> np.ndarray:
@@ -82,6 +100,15 @@ def features(square: np.ndarray) -> np.ndarray:
     for a, b in ((0, 1), (1, 2)):
         d = pixels[..., a] - pixels[..., b]
         parts.append(_frequencies(_cooccurrence(d[:, 1:] - d[:, :-1]) + _cooccurrence((d[1:] - d[:-1]).T)))
+    colour = channels[:3]
+    grey = channels[3]
+    right, down = grey[:-1, 1:] - grey[:-1, :-1], grey[1:, :-1] - grey[:-1, :-1]
+    for extreme in (np.minimum(right, down), np.maximum(right, down)):
+        parts.append(_frequencies(_cooccurrence(extreme) + _cooccurrence(extreme.T)))
+    parts.append(_frequencies(_joint([x[:-2, 1:-1] - 2 * x[1:-1, 1:-1] + x[2:, 1:-1] for x in colour], step=2.0)))
+    parts.append(_frequencies(_joint([x[1:, :-1] - x[:-1, :-1] for x in colour], step=1.0)))
+    parts.append(_frequencies(_cooccurrence(grey[1:, 1:] - grey[:-1, :-1])
+                              + _cooccurrence(grey[1:, :-1] - grey[:-1, 1:])))
     return np.log(np.concatenate(parts) + _FLOOR).astype(np.float32)
 
 

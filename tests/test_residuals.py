@@ -32,6 +32,21 @@ def test_a_two_times_up_sampling_trace_shows_in_the_column_grid_profile():
     assert (profile(upsampled)[1::2] > 1.5).all()
 
 
+
+def test_the_colour_joint_histograms_read_how_the_channels_move_together():
+    """The two colour blocks (second- and first-order vertical residuals of R, G and B at one pixel, the 4th and
+    5th of the last five 125-bin blocks) hold mass only on their diagonal (r = g = b) when the three channels are
+    the same noise, and off it when each channel has its own."""
+    grey = np.repeat(_noise(64, 3)[..., :1], 3, axis=2)
+    independent = _noise(64, 4)
+    end = residuals.N_FEATURES - 125  # the grey diagonals' block comes last
+    blocks = lambda pixels: (np.exp(residuals.features(pixels)[end - 250:end]) - residuals._FLOOR).reshape(2, 125)
+    diagonal = np.zeros(125, dtype=bool)
+    diagonal[[31 * i for i in range(5)]] = True  # (i * 5 + i) * 5 + i
+    np.testing.assert_allclose(blocks(grey)[:, ~diagonal], 0.0, atol=1e-6)
+    np.testing.assert_allclose(blocks(grey).sum(axis=1), 1.0, atol=1e-4)
+    assert (blocks(independent)[:, ~diagonal].sum(axis=1) > 0.5).all()
+
 def test_view_never_up_samples_and_never_pads():
     pixels = np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8)
     square = residuals.view(Image.fromarray(pixels), side=256)
@@ -44,7 +59,7 @@ def test_fit_chooses_c_on_validation_and_the_saved_model_scores_the_same(tmp_pat
     n = 120
     labels = np.arange(n) % 2
     rows = rng.normal(0, 1, (n, residuals.N_FEATURES)).astype(np.float32)
-    rows[:, :100] += labels[:, None] * 1.0  # a hundred informative features among 1,798
+    rows[:, :100] += labels[:, None] * 1.0  # a hundred informative features among N_FEATURES
     model, scores = residuals.fit(rows[:80], labels[:80], rows[80:], labels[80:], grid=(0.001, 1.0))
     assert set(scores) == {0.001, 1.0} and model.c == max(scores, key=scores.get)
     assert scores[model.c] > 0.8
