@@ -190,14 +190,16 @@ def _native_probabilities(model, config, relpaths: np.ndarray) -> np.ndarray:
 
 
 def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
-        cache_root=None, expert_view: str = "resized", residual=None) -> tuple[Combination, dict]:
+        cache_root=None, expert_view: str = "resized", residual=None,
+        residual_memo: dict | None = None) -> tuple[Combination, dict]:
     """Fit the combination of a finished robust run and a trained expert on the robust run's validation split;
     returns it and its figures on the test split (the same keys as a run's metrics.json where they apply).
 
     The expert scores the same files as the robust run at its own input side (never up-sampled), in
     `expert_view` (one of `EXPERT_VIEWS`). Validation is taken as the files are (not size-matched): the test
     split it is judged on is not matched either. With `residual` (a `fakelib.residuals.ResidualModel`), its
-    evidence is pooled with the trace expert's (`pooled`) before the combination is fitted.
+    evidence is pooled with the trace expert's (`pooled`) before the combination is fitted; `residual_memo`
+    holds features already computed (`residuals.file_features`).
     """
     from fakelib import metrics as metriclib
     from fakelib.config import load_experiment
@@ -222,7 +224,8 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         if residual is not None:
             from fakelib.residuals import file_features
 
-            rows = file_features([dataset_file(config, str(relpath)) for relpath in common], residual.side)
+            rows = file_features([dataset_file(config, str(relpath)) for relpath in common], residual.side,
+                                 memo=residual_memo)
             scored[split] += (residual.probabilities(rows),)
     draft = Combination(weight, cutoff, robust_threshold=robust_threshold, expert_image_size=input_size(expert),
                         expert_view=expert_view)
@@ -296,17 +299,17 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
     expert_view = view_for(expert_config)  # scored as it was trained
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / COMBINATION_FILE).unlink(missing_ok=True)
-    residual_model, residual_payload = None, {}
+    residual_model, residual_payload, memo = None, {}, {}
     if residual:
         from fakelib import residuals
 
         (out_dir / residuals.RESIDUAL_FILE).unlink(missing_ok=True)
         trained = residuals.train(load_experiment(robust_dir / "params.yaml"), out_dir / residuals.RESIDUAL_FILE,
-                                  cache_root)
+                                  cache_root, memo=memo)
         residual_model = residuals.ResidualModel.load(out_dir / residuals.RESIDUAL_FILE)
         residual_payload = {"residual_file": residuals.RESIDUAL_FILE, **trained}
     combination, figures = fit(robust_dir, expert_dir / "model.keras", weight, cutoff, cache_root, expert_view,
-                               residual_model)
+                               residual_model, memo)
     if out_dir.resolve() != robust_dir.resolve():
         for path in robust_dir.iterdir():
             if path.is_file():

@@ -125,17 +125,25 @@ def view(image, side: int = SIDE) -> np.ndarray:
     return np.asarray(square, dtype=np.uint8)
 
 
-def file_features(paths: list[Path], side: int = SIDE, threads: int = 2) -> np.ndarray:
-    """(n, N_FEATURES) features of image files (numpy releases the GIL in the heavy parts, so threads help)."""
+def file_features(paths: list[Path], side: int = SIDE, threads: int = 2, memo: dict | None = None) -> np.ndarray:
+    """(n, N_FEATURES) features of image files (numpy releases the GIL in the heavy parts, so threads help).
+
+    `memo` ({(path, side): row}, filled here) lets two calls over overlapping files compute each file once,
+    as `expert.assemble` does when it trains the residual model and then scores validation and test."""
     from fakelib import images as imagelib
+
+    memo = {} if memo is None else memo
 
     def one(path: Path) -> np.ndarray:
         return features(view(imagelib.open_image(imagelib.read_image_bytes(path)), side))
 
     if not paths:
         return np.zeros((0, N_FEATURES), dtype=np.float32)
+    missing = list(dict.fromkeys(Path(path) for path in paths if (Path(path), side) not in memo))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        return np.stack(list(pool.map(one, paths)))
+        for path, row in zip(missing, pool.map(one, missing)):
+            memo[(path, side)] = row
+    return np.stack([memo[(Path(path), side)] for path in paths])
 
 
 @dataclass(frozen=True)
@@ -207,10 +215,11 @@ def fit(train_rows: np.ndarray, train_labels: np.ndarray, val_rows: np.ndarray, 
     return best[0], scores
 
 
-def train(config, out_path: str | Path, cache_root=None, threads: int = 2) -> dict:
+def train(config, out_path: str | Path, cache_root=None, threads: int = 2, memo: dict | None = None) -> dict:
     """Fit a residual model on the training split of `config`'s data folders (all of them: reals of other
     sources teach it what is not a generator's), choose C on the validation images of the folders holding both
-    classes, save it to `out_path`; returns its figures (C, validation ROC-AUC per C, seconds)."""
+    classes, save it to `out_path`; returns its figures (C, validation ROC-AUC per C, seconds). `memo`: as in
+    `file_features`."""
     from fakelib.data import load_dataset
     from fakelib.expert import dataset_file
 
@@ -222,7 +231,8 @@ def train(config, out_path: str | Path, cache_root=None, threads: int = 2) -> di
         if split == "val" and prepared.paired is not None:
             mask &= prepared.paired
         relpaths = prepared.relpaths[mask]
-        rows[split] = file_features([dataset_file(config, str(relpath)) for relpath in relpaths], threads=threads)
+        rows[split] = file_features([dataset_file(config, str(relpath)) for relpath in relpaths], threads=threads,
+                                    memo=memo)
         labels[split] = prepared.labels[mask]
     if len(np.unique(labels["train"])) < 2:
         raise ValueError("the training split holds one class only: a residual model needs both")

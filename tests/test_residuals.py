@@ -91,3 +91,20 @@ def test_pooled_experts_add_their_excess_log_odds_and_never_subtract():
     # with one expert, pooling is the identity on its evidence
     np.testing.assert_allclose(combination.logits(p_robust, expertlib.pooled([trace])),
                                combination.logits(p_robust, trace), rtol=1e-6)
+
+
+def test_file_features_with_a_memo_read_each_file_once_and_give_the_same_rows(tmp_path, monkeypatch):
+    paths = []
+    for index in range(3):
+        paths.append(tmp_path / f"face{index}.png")
+        Image.fromarray(_noise(32, index)).save(paths[-1])
+    plain = residuals.file_features(paths)
+    calls = []
+    original = residuals.features
+    monkeypatch.setattr(residuals, "features", lambda square: calls.append(1) or original(square))
+    memo = {}
+    first = residuals.file_features(paths[:2], memo=memo)
+    again = residuals.file_features([paths[2], paths[1], paths[2]], memo=memo)
+    assert len(calls) == 3  # every file once, however often and in whatever order it is asked for
+    np.testing.assert_array_equal(first, plain[:2])
+    np.testing.assert_array_equal(again, plain[[2, 1, 2]])
