@@ -55,6 +55,14 @@ def is_demo_folder(folder: str | Path) -> bool:
     return (folder / DEMO_MARKER).is_file() or (folder / "masks").is_dir() or folder.name in DEMO_NAMES
 
 
+def _platt(combined: dict) -> str:
+    """The residual model's Platt scaling as the card says it (absent from detectors assembled before round 15)."""
+    if combined.get("residual_platt_scale") is None:
+        return ""
+    return (f", then Platt-scaled on validation: scale {combined['residual_platt_scale']:.3f}, "
+            f"bias {combined['residual_platt_bias']:.3f}")
+
+
 def trained_on_demo(data_dir: str | list[str] | tuple[str, ...]) -> bool:
     """True when every data folder of an experiment is the synthetic demo dataset."""
     folders = [data_dir] if isinstance(data_dir, str) else list(data_dir)
@@ -182,7 +190,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         + (f"- Residual statistics (`fakelib.residuals`): {N_FEATURES:,} histogram counts of each image's high-pass "
            f"residuals at its own pixels (the centre square, down-sampled to {residual_side} px when larger, never "
            f"up-sampled or padded), read by logistic regression (C {combined.get('residual_c')}, chosen on "
-           f"validation), trained on {combined.get('residual_n_train')} training images of every folder in "
+           f"validation{_platt(combined)}), trained on {combined.get('residual_n_train')} training images of every folder in "
            f"{combined.get('residual_train_seconds') or 0:.0f} s. It too can only add evidence: both experts' "
            "log-odds above the cutoff are summed before the weight. On validation it adds evidence to "
            f"{_percent(combined.get('residual_fires_val_fakes'))} of the fakes, "

@@ -12,9 +12,13 @@ Fridrich and Kodovsky 2012). Here, per colour channel and for the grey average:
 - the joint histogram of the three colour channels' residuals at one pixel (a colour rich model), for the vertical
   first-order and second-order differences (the second-order one quantized with step 2);
 - for the grey average, the co-occurrences of the two diagonal first-order differences, and of the minimum and
-  the maximum of each pixel's right and down first-order differences (SPAM's min/max residuals).
-2,423 numbers, logarithm of the frequencies, standardized, then logistic regression (scikit-learn) with its
-regularization chosen by ROC-AUC on the validation images of the folders holding both classes.
+  the maximum of each pixel's right and down first-order differences (SPAM's min/max residuals);
+- the same minimum per colour channel and the maximum for blue; for grey, the minimum and maximum of the
+  differences to the four neighbours, and the minimum of the horizontal and vertical second-order residuals.
+3,298 numbers, logarithm of the frequencies, standardized, then logistic regression (scikit-learn) with its
+regularization chosen by ROC-AUC on the validation images of the folders holding both classes, and Platt-scaled
+on those images: its evidence is pooled as log-odds with the trace expert's, so their scale must mean the same
+(round 15: unscaled, a stronger model could add less).
 
 It reads each image's centre square at its own pixels, down-sampled with an area filter to `SIDE` when larger
 (`images.square_view`, the resolution policy of every model) and never padded, so a small image's histograms
@@ -39,9 +43,9 @@ import numpy as np
 RESIDUAL_FILE = "residual.npz"
 SIDE = 256  # the side the statistics are read at: faces-dev's own, so its pixels are never resampled
 TRUNCATE = 2
-# per channel and grey: 3 residual orders, 2 x 2 and 8-column grids; 2 cross-channel; 2 colour joint; diagonals,
-# min and max (docs/results.md, round 15)
-N_FEATURES = 4 * (3 * 125 + 4 + 8) + 2 * 125 + 5 * 125
+# per channel and grey: 3 residual orders, 2 x 2 and 8-column grids; 2 cross-channel; grey min and max, 2 colour
+# joint, diagonals; per-channel min, blue max, grey min/max of four neighbours, second-order min (round 15)
+N_FEATURES = 4 * (3 * 125 + 4 + 8) + 2 * 125 + 5 * 125 + 7 * 125
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 _FLOOR = 1e-5  # added to every frequency before its logarithm: an empty bin is 1e-5, not -inf
 
@@ -66,6 +70,16 @@ def _joint(residuals: list[np.ndarray], step: float) -> np.ndarray:
     k = 2 * TRUNCATE + 1
     red, green, blue = (_truncate(r, step).astype(np.int32) for r in residuals)
     return np.bincount(((red * k + green) * k + blue).ravel(), minlength=k ** 3).astype(np.float64)
+
+
+def _right_down(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's first-order differences to its right and lower neighbours (same shape)."""
+    return x[:-1, 1:] - x[:-1, :-1], x[1:, :-1] - x[:-1, :-1]
+
+
+def _both_ways(residual: np.ndarray) -> np.ndarray:
+    """(125,) frequencies of three consecutive truncated residuals along rows and along columns, pooled."""
+    return _frequencies(_cooccurrence(residual) + _cooccurrence(residual.T))
 
 
 def _frequencies(counts: np.ndarray) -> np.ndarray:
@@ -102,13 +116,21 @@ def features(square: np.ndarray) -> np.ndarray:
         parts.append(_frequencies(_cooccurrence(d[:, 1:] - d[:, :-1]) + _cooccurrence((d[1:] - d[:-1]).T)))
     colour = channels[:3]
     grey = channels[3]
-    right, down = grey[:-1, 1:] - grey[:-1, :-1], grey[1:, :-1] - grey[:-1, :-1]
-    for extreme in (np.minimum(right, down), np.maximum(right, down)):
-        parts.append(_frequencies(_cooccurrence(extreme) + _cooccurrence(extreme.T)))
+    for extreme in (np.minimum(*_right_down(grey)), np.maximum(*_right_down(grey))):
+        parts.append(_both_ways(extreme))
     parts.append(_frequencies(_joint([x[:-2, 1:-1] - 2 * x[1:-1, 1:-1] + x[2:, 1:-1] for x in colour], step=2.0)))
     parts.append(_frequencies(_joint([x[1:, :-1] - x[:-1, :-1] for x in colour], step=1.0)))
     parts.append(_frequencies(_cooccurrence(grey[1:, 1:] - grey[:-1, :-1])
                               + _cooccurrence(grey[1:, :-1] - grey[:-1, 1:])))
+    parts.extend(_both_ways(np.minimum(*_right_down(x))) for x in colour)
+    parts.append(_both_ways(np.maximum(*_right_down(colour[2]))))
+    centre = grey[1:-1, 1:-1]
+    neighbours = np.stack([grey[1:-1, :-2], grey[1:-1, 2:], grey[:-2, 1:-1], grey[2:, 1:-1]]) - centre
+    parts.append(_both_ways(neighbours.min(axis=0)))
+    parts.append(_both_ways(neighbours.max(axis=0)))
+    across = grey[1:-1, :-2] - 2 * centre + grey[1:-1, 2:]
+    along = grey[:-2, 1:-1] - 2 * centre + grey[2:, 1:-1]
+    parts.append(_both_ways(np.minimum(across, along) / 2))
     return np.log(np.concatenate(parts) + _FLOOR).astype(np.float32)
 
 
@@ -148,7 +170,7 @@ def file_features(paths: list[Path], side: int = SIDE, threads: int = 2, memo: d
 
 @dataclass(frozen=True)
 class ResidualModel:
-    """Standardization plus logistic regression on `features`; `probabilities` is its p_fake."""
+    """Standardization plus logistic regression on `features`, then Platt scaling; `probabilities` is its p_fake."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -156,10 +178,14 @@ class ResidualModel:
     intercept: float
     side: int = SIDE
     c: float = 0.03
+    platt_scale: float = 1.0
+    platt_bias: float = 0.0
 
     def logits(self, rows: np.ndarray) -> np.ndarray:
+        """(n,) calibrated log-odds of feature rows."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, N_FEATURES)
-        return ((rows - self.mean) / self.scale) @ self.coef + self.intercept
+        raw = ((rows - self.mean) / self.scale) @ self.coef + self.intercept
+        return self.platt_scale * raw + self.platt_bias
 
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
         """(n,) p_fake of feature rows (`features`)."""
@@ -173,7 +199,8 @@ class ResidualModel:
 
         buffer = io.BytesIO()
         np.savez(buffer, mean=self.mean, scale=self.scale, coef=self.coef, intercept=np.float64(self.intercept),
-                 side=np.int64(self.side), c=np.float64(self.c), n_features=np.int64(N_FEATURES))
+                 side=np.int64(self.side), c=np.float64(self.c), platt_scale=np.float64(self.platt_scale),
+                 platt_bias=np.float64(self.platt_bias), n_features=np.int64(N_FEATURES))
         write_bytes(path, buffer.getvalue())
 
     @classmethod
@@ -184,7 +211,8 @@ class ResidualModel:
                 if int(saved["n_features"]) != N_FEATURES:
                     raise ValueError(f"it has {int(saved['n_features'])} features, this fakelib reads {N_FEATURES}")
                 model = cls(saved["mean"], saved["scale"], saved["coef"], float(saved["intercept"]),
-                            int(saved["side"]), float(saved["c"]))
+                            int(saved["side"]), float(saved["c"]), float(saved["platt_scale"]),
+                            float(saved["platt_bias"]))
         except (OSError, KeyError, ValueError) as error:
             raise ValueError(f"{path}: not a residual-statistics model ({error})") from None
         if not (model.mean.shape == model.scale.shape == model.coef.shape == (N_FEATURES,)):
@@ -195,8 +223,13 @@ class ResidualModel:
 def fit(train_rows: np.ndarray, train_labels: np.ndarray, val_rows: np.ndarray, val_labels: np.ndarray,
         grid=C_GRID, side: int = SIDE) -> tuple[ResidualModel, dict]:
     """Logistic regression on standardized rows, its inverse regularization C chosen from `grid` by validation
-    ROC-AUC (`val_*`: the images of the folders holding both classes). Returns the model and {C: ROC-AUC}."""
+    ROC-AUC (`val_*`: the images of the folders holding both classes), then Platt-scaled on the same validation
+    rows (`metrics.fit_platt`; the identity when they hold one class). Returns the model and {C: ROC-AUC}."""
+    from dataclasses import replace
+
     from sklearn.linear_model import LogisticRegression
+
+    from fakelib.metrics import fit_platt
     from sklearn.metrics import roc_auc_score
 
     mean = train_rows.mean(axis=0).astype(np.float64)
@@ -210,9 +243,10 @@ def fit(train_rows: np.ndarray, train_labels: np.ndarray, val_rows: np.ndarray, 
                               side, float(c))
         both = len(np.unique(val_labels)) == 2
         scores[c] = float(roc_auc_score(val_labels, model.logits(val_rows))) if both else float("nan")
-        if best is None or scores[c] > scores[best[0].c]:
-            best = (model, c)
-    return best[0], scores
+        if best is None or scores[c] > scores[best.c]:
+            best = model
+    platt_scale, platt_bias = fit_platt(val_labels, best.logits(val_rows))
+    return replace(best, platt_scale=float(platt_scale), platt_bias=float(platt_bias)), scores
 
 
 def train(config, out_path: str | Path, cache_root=None, threads: int = 2, memo: dict | None = None) -> dict:
@@ -238,6 +272,7 @@ def train(config, out_path: str | Path, cache_root=None, threads: int = 2, memo:
         raise ValueError("the training split holds one class only: a residual model needs both")
     model, scores = fit(rows["train"], labels["train"], rows["val"], labels["val"])
     model.save(out_path)
-    return {"residual_c": model.c, "residual_val_roc_auc_by_c": {str(c): score for c, score in scores.items()},
+    return {"residual_c": model.c, "residual_platt_scale": model.platt_scale, "residual_platt_bias": model.platt_bias,
+            "residual_val_roc_auc_by_c": {str(c): score for c, score in scores.items()},
             "residual_n_train": int(len(labels["train"])),
             "residual_train_seconds": round(time.perf_counter() - start, 2)}

@@ -110,6 +110,8 @@ def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, traine
     assert saved["residual_file"] == "residual.npz" and saved["residual_c"] in (0.003, 0.01, 0.03, 0.1, 0.3)
     assert set(saved["residual_val_roc_auc_by_c"]) == {"0.003", "0.01", "0.03", "0.1", "0.3"}
     assert saved["residual_n_train"] == robust["n_train"]
+    residual = residuals.ResidualModel.load(out / "residual.npz")  # Platt-scaled on validation, and says so
+    assert (saved["residual_platt_scale"], saved["residual_platt_bias"]) == (residual.platt_scale, residual.platt_bias)
     assert saved["expert_epochs"] == json.loads((expert_run / "metrics.json").read_text())["epochs_run"]
     for member in ("trace", "residual"):
         assert 0.0 <= saved[f"{member}_fires_val_fakes"] <= 1.0 and 0.0 <= saved[f"{member}_test_roc_auc"] <= 1.0
@@ -244,6 +246,7 @@ def test_the_package_carries_the_expert_and_says_so(combined, trained_experiment
     card = (package / "MODEL_CARD.md").read_text()
     assert "Trace expert" in card and f"Threshold: {payload['threshold']:.3f}" in card
     assert "Residual statistics (`fakelib.residuals`)" in card and f"C {payload['residual_c']}" in card
+    assert f"Platt-scaled on validation: scale {payload['residual_platt_scale']:.3f}" in card
     assert f"{payload['train_seconds']:.0f} s with its experts" in card
     assert f"in {payload['expert_epochs']} epochs, {payload['expert_train_seconds']:.0f} s" in card and "residual statistics" in facts["model"]
     assert f"| {payload['test_roc_auc']:.3f} |" in card

@@ -1,5 +1,7 @@
 """Residual statistics (`fakelib.residuals`): the features, the model file, the choice of C, the pooled evidence."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -34,12 +36,12 @@ def test_a_two_times_up_sampling_trace_shows_in_the_column_grid_profile():
 
 
 def test_the_colour_joint_histograms_read_how_the_channels_move_together():
-    """The two colour blocks (second- and first-order vertical residuals of R, G and B at one pixel, the 4th and
-    5th of the last five 125-bin blocks) hold mass only on their diagonal (r = g = b) when the three channels are
+    """The two colour blocks (second- and first-order vertical residuals of R, G and B at one pixel, followed by
+    the grey diagonals' block and seven min/max blocks) hold mass only on their diagonal (r = g = b) when the three channels are
     the same noise, and off it when each channel has its own."""
     grey = np.repeat(_noise(64, 3)[..., :1], 3, axis=2)
     independent = _noise(64, 4)
-    end = residuals.N_FEATURES - 125  # the grey diagonals' block comes last
+    end = residuals.N_FEATURES - 8 * 125
     blocks = lambda pixels: (np.exp(residuals.features(pixels)[end - 250:end]) - residuals._FLOOR).reshape(2, 125)
     diagonal = np.zeros(125, dtype=bool)
     diagonal[[31 * i for i in range(5)]] = True  # (i * 5 + i) * 5 + i
@@ -67,6 +69,23 @@ def test_fit_chooses_c_on_validation_and_the_saved_model_scores_the_same(tmp_pat
     loaded = residuals.ResidualModel.load(tmp_path / "r.npz")
     np.testing.assert_allclose(loaded.probabilities(rows[80:]), model.probabilities(rows[80:]), rtol=1e-12)
     assert loaded.c == model.c and loaded.side == residuals.SIDE
+    assert (loaded.platt_scale, loaded.platt_bias) == (model.platt_scale, model.platt_bias)
+
+
+def test_fit_platt_scales_the_chosen_model_on_validation():
+    """The regression's raw log-odds are over-confident on held-out rows (it fits 80 rows with thousands of
+    features); Platt scaling on validation shrinks them, so the validation log loss falls."""
+    rng = np.random.default_rng(1)
+    n = 200
+    labels = np.arange(n) % 2
+    rows = rng.normal(0, 1, (n, residuals.N_FEATURES)).astype(np.float32)
+    rows[:, :100] += labels[:, None] * 0.3
+    model, _ = residuals.fit(rows[:80], labels[:80], rows[80:], labels[80:], grid=(1.0,))
+    raw = replace(model, platt_scale=1.0, platt_bias=0.0)
+    loss = lambda m: -np.mean(np.log(np.where(labels[80:] == 1, m.probabilities(rows[80:]),
+                                              1 - m.probabilities(rows[80:]))))
+    assert 0 < model.platt_scale < 1 and loss(model) < loss(raw)
+    np.testing.assert_array_equal(np.argsort(model.logits(rows[80:])), np.argsort(raw.logits(rows[80:])))
 
 
 def test_a_residual_file_of_another_version_or_shape_is_a_one_line_error(tmp_path):
@@ -75,9 +94,14 @@ def test_a_residual_file_of_another_version_or_shape_is_a_one_line_error(tmp_pat
     with pytest.raises(ValueError, match="it has 3 features, this fakelib reads"):
         residuals.ResidualModel.load(tmp_path / "old.npz")
     np.savez(tmp_path / "short.npz", mean=np.zeros(3), scale=np.ones(3), coef=np.zeros(3), intercept=0.0, side=256,
-             c=0.03, n_features=residuals.N_FEATURES)
+             c=0.03, platt_scale=1.0, platt_bias=0.0, n_features=residuals.N_FEATURES)
     with pytest.raises(ValueError, match="arrays of the wrong shape"):
         residuals.ResidualModel.load(tmp_path / "short.npz")
+    n = residuals.N_FEATURES  # a file without its Platt scaling (round 14 saved none)
+    np.savez(tmp_path / "uncalibrated.npz", mean=np.zeros(n), scale=np.ones(n), coef=np.zeros(n), intercept=0.0,
+             side=256, c=0.03, n_features=n)
+    with pytest.raises(ValueError, match="uncalibrated.npz: not a residual-statistics model"):
+        residuals.ResidualModel.load(tmp_path / "uncalibrated.npz")
 
 
 def test_pooled_experts_add_their_excess_log_odds_and_never_subtract():
