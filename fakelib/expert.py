@@ -15,7 +15,8 @@ robust detector's logit; one with it is pushed toward "fake" by the expert's exc
 Platt-calibrated, so `weight` 1 adds the expert's log-odds as independent evidence would. The combination is then
 calibrated again (Platt scaling on the validation images of the folders holding both classes, as for one model),
 and its threshold is the robust detector's own validation threshold carried through the same map: an image the
-expert is silent on gets exactly the robust verdict, so the expert can turn "real" into "fake" and nothing else.
+expert is silent on gets exactly the robust verdict, so the expert can turn "real" into "fake" and nothing else
+(unless the carried threshold falls outside [0.05, 0.95], where it is clipped like every saved threshold).
 
 A second expert can join under the same rule: the residual statistics of `fakelib.residuals` (round 14), a linear
 model of the pixels' noise. `pooled` sums the two experts' log-odds above the cutoff into one expert probability,
@@ -105,8 +106,13 @@ class Combination:
     @property
     def threshold(self) -> float:
         """The robust detector's threshold carried through the calibration: where the expert is silent, the
-        combined verdict is the robust one."""
-        return float(sigmoid(self.scale * to_logit(self.robust_threshold) + self.bias))
+        combined verdict is the robust one. Clipped to `metrics.THRESHOLD_RANGE` like every saved threshold (a
+        carried threshold below 0.05 would call a face fake at p_fake 0.04); only then can a silent expert's
+        verdict differ from the robust one, towards "real"."""
+        from fakelib.metrics import THRESHOLD_RANGE
+
+        carried = float(sigmoid(self.scale * to_logit(self.robust_threshold) + self.bias))
+        return float(np.clip(carried, *THRESHOLD_RANGE))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "threshold": self.threshold}

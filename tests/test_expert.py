@@ -28,6 +28,15 @@ def test_an_expert_at_or_below_its_cutoff_leaves_the_detectors_verdict():
     np.testing.assert_allclose(combined, 1 / (1 + np.exp(-(0.8 * _logit(p_robust) - 0.4))), rtol=1e-6)
 
 
+@pytest.mark.parametrize("bias, expected", [(-4.0, 0.05), (4.0, 0.95)])
+def test_a_carried_threshold_outside_the_usable_range_is_clipped_into_it(bias, expected):
+    """Strong experts make the combination's calibration confident, and the robust threshold can land below 0.05
+    once carried through it (round 15: 0.047); it is clipped, saved and shown as every threshold is."""
+    combination = expertlib.Combination(weight=1.0, cutoff=0.0, scale=1.0, bias=bias, robust_threshold=0.3)
+    assert combination.threshold == pytest.approx(expected)
+    assert combination.to_dict()["threshold"] == pytest.approx(expected)
+
+
 def test_an_expert_sure_of_a_trace_adds_its_excess_log_odds_and_never_subtracts():
     combination = expertlib.Combination(weight=2.0, cutoff=0.0)
     p_robust = np.array([0.2, 0.2, 0.9])
