@@ -302,6 +302,8 @@ def _add_combine(sub: argparse._SubParsersAction) -> None:
                         help="expert log-odds below which it adds nothing (default 0: p_expert 0.5)")
     parser.add_argument("--no-residual", action="store_true",
                         help="leave out the residual-statistics expert (fakelib.residuals), fitted by default")
+    parser.add_argument("--eye-run", metavar="EYE_RUN",
+                        help="finished run trained on eye squares (python -m fakelib eyes): a third evidence-only expert")
     parser.set_defaults(run=_combine)
 
 
@@ -312,7 +314,7 @@ def _combine(args: argparse.Namespace) -> int:
     if not args.weight >= 0:
         raise CliError(f"--weight {args.weight}: expected a number >= 0")
     print(json.dumps(assemble(args.robust_run, args.expert_run, args.out, args.weight, args.cutoff,
-                              residual=not args.no_residual)))
+                              residual=not args.no_residual, eye_dir=args.eye_run)))
     return 0
 
 

@@ -197,7 +197,7 @@ def _native_probabilities(model, config, relpaths: np.ndarray) -> np.ndarray:
 
 def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
         cache_root=None, expert_view: str = "resized", residual=None,
-        residual_memo: dict | None = None) -> tuple[Combination, dict]:
+        residual_memo: dict | None = None, eye=None) -> tuple[Combination, dict]:
     """Fit the combination of a finished robust run and a trained expert on the robust run's validation split;
     returns it and its figures on the test split (the same keys as a run's metrics.json where they apply).
 
@@ -205,7 +205,10 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     `expert_view` (one of `EXPERT_VIEWS`). Validation is taken as the files are (not size-matched): the test
     split it is judged on is not matched either. With `residual` (a `fakelib.residuals.ResidualModel`), its
     evidence is pooled with the trace expert's (`pooled`) before the combination is fitted; `residual_memo`
-    holds features already computed (`residuals.file_features`).
+    holds features already computed (`residuals.file_features`). With `eye` (an uncalibrated
+    `fakelib.eyes.EyeMember`), the eye model scores each file's eye square, is Platt-scaled on the validation
+    images of the folders holding both classes (where a face was found) and pooled too; its scaling is returned
+    in the figures (`eye_platt_scale`, `eye_platt_bias`).
     """
     from fakelib import metrics as metriclib
     from fakelib.config import load_experiment
@@ -221,7 +224,7 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
                      for split, (relpaths, labels, paired, _) in by_robust.items()}
     else:
         by_expert = _split_probabilities(expert, config, ("val", "test"), cache_root)
-    scored = {}
+    scored, eye_raw = {}, {}
     for split in ("val", "test"):
         paths_r, labels, paired, p_robust = by_robust[split]
         paths_e, _, _, p_expert = by_expert[split]
@@ -233,6 +236,26 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
             rows = file_features([dataset_file(config, str(relpath)) for relpath in common], residual.side,
                                  memo=residual_memo)
             scored[split] += (residual.probabilities(rows),)
+        if eye is not None:
+            from fakelib.eyes import eye_input
+            from fakelib.images import open_image, read_image_bytes
+
+            squares = [eye_input(open_image(read_image_bytes(dataset_file(config, str(relpath)))))
+                       for relpath in common]
+            eye_raw[split] = eye.raw_probabilities(squares)
+    eye_figures = {}
+    if eye is not None:
+        from dataclasses import replace
+
+        labels, paired = scored["val"][:2]
+        found = paired & ~np.isnan(eye_raw["val"])
+        eye_scale, eye_bias = metriclib.fit_platt(labels[found], to_logit(eye_raw["val"][found]))
+        eye = replace(eye, scale=float(eye_scale), bias=float(eye_bias))
+        for split in ("val", "test"):
+            scored[split] += (eye.calibrated(eye_raw[split]),)
+        eye_figures = {"eye_platt_scale": eye.scale, "eye_platt_bias": eye.bias,
+                       "eye_found_val": float(np.mean(~np.isnan(eye_raw["val"]))),
+                       "eye_found_test": float(np.mean(~np.isnan(eye_raw["test"])))}
     draft = Combination(weight, cutoff, robust_threshold=robust_threshold, expert_image_size=input_size(expert),
                         expert_view=expert_view)
     labels, paired, p_robust, p_expert = scored["val"][:4]
@@ -249,12 +272,14 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
 
     fired = firing("expert", p_expert)
     member_figures = {}
-    if residual is not None:
-        labels_test, _, _, p_trace_test, p_residual_test = scored["test"]
-        fired = {**firing("trace", p_expert), **firing("residual", scored["val"][4]),
+    names = ["trace"] + (["residual"] if residual is not None else []) + (["eye"] if eye is not None else [])
+    if len(names) > 1:
+        labels_test = scored["test"][0]
+        fired = {**{key: value for index, name in enumerate(names)
+                    for key, value in firing(name, scored["val"][3 + index]).items()},
                  **firing("expert", pooled(scored["val"][3:], cutoff))}
-        member_figures = {"trace_test_roc_auc": metriclib.binary_metrics(labels_test, p_trace_test)["roc_auc"],
-                          "residual_test_roc_auc": metriclib.binary_metrics(labels_test, p_residual_test)["roc_auc"]}
+        member_figures = {f"{name}_test_roc_auc": metriclib.binary_metrics(labels_test, scored["test"][3 + index])[
+            "roc_auc"] for index, name in enumerate(names)}
         scored = {split: (*values[:3], pooled(values[3:], cutoff)) for split, values in scored.items()}
         p_expert = scored["val"][3]
     fit_on = paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
@@ -272,7 +297,7 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         "confusion_matrix": test_at["confusion_matrix"],
         **metriclib.prefixed(metriclib.calibration_errors(labels, probabilities), "test", keys=("ece", "brier")),
         **metriclib.prefixed(metriclib.ece_floor(probabilities), "test_ece_floor", keys=("mean", "p95")),
-        "n_test": int(len(labels)), **fired, **member_figures,
+        "n_test": int(len(labels)), **fired, **member_figures, **eye_figures,
         "expert_test_roc_auc": metriclib.binary_metrics(labels, p_expert)["roc_auc"],
         "robust_test_roc_auc": metriclib.binary_metrics(labels, p_robust)["roc_auc"],
     }
@@ -280,13 +305,15 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
 
 
 def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path, weight: float = 1.0,
-             cutoff: float = 0.0, cache_root=None, residual: bool = True) -> dict:
+             cutoff: float = 0.0, cache_root=None, residual: bool = True, eye_dir: str | Path | None = None) -> dict:
     """A detector folder from a finished robust run and a finished expert run: the robust run's files, the expert
     as `expert.keras`, and `combination.json` (fitted on validation, with its test figures and both runs'
     training seconds) written last, so a folder without it is never taken for a finished combination.
 
     With `residual`, a residual-statistics model (`fakelib.residuals`) is first fitted on the robust run's data
-    folders and saved as `residual.npz`; its evidence is pooled with the trace expert's (`pooled`).
+    folders and saved as `residual.npz`; its evidence is pooled with the trace expert's (`pooled`). With
+    `eye_dir` (a finished run trained on eye squares, `python -m fakelib eyes`), its model joins as a third
+    evidence-only member (`fakelib.eyes.EyeMember`), saved as `eye.keras`.
 
     Raises:
         FileNotFoundError: a run is not finished (no model.keras or metrics.json).
@@ -294,7 +321,8 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
     from fakelib.atomic import write_json
 
     robust_dir, expert_dir, out_dir = Path(robust_dir), Path(expert_dir), Path(out_dir)
-    for run in (robust_dir, expert_dir):
+    eye_dir = None if eye_dir is None else Path(eye_dir)
+    for run in (robust_dir, expert_dir) + (() if eye_dir is None else (eye_dir,)):
         missing = [name for name in ("model.keras", "metrics.json", "params.yaml") if not (run / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{run} is not a finished run: missing {', '.join(missing)}")
@@ -314,13 +342,28 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
                                   cache_root, memo=memo)
         residual_model = residuals.ResidualModel.load(out_dir / residuals.RESIDUAL_FILE)
         residual_payload = {"residual_file": residuals.RESIDUAL_FILE, **trained}
+    from fakelib.eyes import EYE_FILE, EyeMember
+
+    (out_dir / EYE_FILE).unlink(missing_ok=True)
+    eye, eye_payload = None, {}
+    if eye_dir is not None:
+        from fakelib.models import load_model
+
+        eye_config, eye_metrics = load_experiment(eye_dir / "params.yaml"), json.loads(
+            (eye_dir / "metrics.json").read_text())
+        eye = EyeMember(load_model(eye_dir / "model.keras"), equalize_quality=eye_config.data.equalize_quality)
+        eye_payload = {"eye_file": EYE_FILE, "eye_equalize_quality": eye.equalize_quality,
+                       "eye_train_seconds": eye_metrics.get("train_seconds"), "eye_epochs": eye_metrics.get("epochs_run"),
+                       "eye_param_count": eye_metrics.get("param_count")}
     combination, figures = fit(robust_dir, expert_dir / "model.keras", weight, cutoff, cache_root, expert_view,
-                               residual_model, memo)
+                               residual_model, memo, eye)
     if out_dir.resolve() != robust_dir.resolve():
         for path in robust_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, out_dir / path.name)
     shutil.copy2(expert_dir / "model.keras", out_dir / EXPERT_FILE)
+    if eye_dir is not None:
+        shutil.copy2(eye_dir / "model.keras", out_dir / eye_payload["eye_file"])
     seconds = [json.loads((run / "metrics.json").read_text()).get("train_seconds") for run in (robust_dir, expert_dir)]
     expert_metrics = json.loads((expert_dir / "metrics.json").read_text())
     payload = {**combination.to_dict(), "expert_file": EXPERT_FILE, "expert_model": expert_metrics.get("model"),
@@ -328,8 +371,10 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
                "expert_data": [Path(folder).name for folder in data_dirs(expert_config.data)],
                "expert_train_crop": expert_config.data.train_crop if expert_view == "native" else 0,
                "train_seconds": round(sum(value or 0.0 for value in seconds)
-                                      + residual_payload.get("residual_train_seconds", 0.0), 2),
+                                      + residual_payload.get("residual_train_seconds", 0.0)
+                                      + (eye_payload.get("eye_train_seconds") or 0.0), 2),
                "robust_train_seconds": seconds[0], "expert_train_seconds": seconds[1], **residual_payload,
+               **eye_payload,
                **figures}
     write_json(out_dir / COMBINATION_FILE, payload, indent=2)
     return payload

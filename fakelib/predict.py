@@ -20,6 +20,17 @@ COMMON_SIDE = 128
 COMMON_QUALITY = 85
 
 
+@dataclass(frozen=True)
+class ExpertInputs:
+    """One image as the evidence-only experts read it (`Predictor.expert_view`): the trace expert's pixels, the
+    residual statistics (`residuals.features`; None without a residual model) and the eye square (`eyes.eye_input`;
+    None without an eye member, or where no face was found)."""
+
+    pixels: np.ndarray
+    features: np.ndarray | None = None
+    eye: np.ndarray | None = None
+
+
 @dataclass
 class Predictor:
     """A loaded model plus what its experiment folder says about using it.
@@ -32,6 +43,7 @@ class Predictor:
         expert: the trace expert's Keras model, or None (`fakelib.expert`).
         residual: a second expert, the residual-statistics model (`fakelib.residuals`), or None; it comes only
             with a trace expert, and its evidence is pooled with the trace expert's (`fakelib.expert.pooled`).
+        eye: a third expert, the eye-region model (`fakelib.eyes.EyeMember`), or None; pooled like the residual.
         combination: how the two make one p_fake (`fakelib.expert.Combination`), or None.
         model_threshold: the threshold of `model`'s own p_fake (the robust member's; `threshold` without expert).
     """
@@ -45,6 +57,7 @@ class Predictor:
     combination: object | None = None
     model_threshold: float | None = None
     residual: object | None = None
+    eye: object | None = None
 
     def __post_init__(self) -> None:
         if self.model_threshold is None:
@@ -96,9 +109,14 @@ class Predictor:
                                         f"{residual_path.name}, which is not there: copy it back or delete "
                                         "combination.json")
             residual = ResidualModel.load(residual_path)
+        eye = None
+        if combined is not None and combined.get("eye_file"):
+            from fakelib.eyes import EyeMember
+
+            eye = EyeMember.from_combination(folder, combined)
         own = combination.threshold if combination is not None else saved_threshold
         return cls(model, own if threshold is None else float(threshold), quality, model_path, expert, combination,
-                   saved_threshold, residual)
+                   saved_threshold, residual, eye)
 
     @property
     def image_size(self) -> int:
@@ -112,7 +130,7 @@ class Predictor:
         view, _ = imagelib.load_view(source, self.image_size, equalize_quality=self.equalize_quality)
         return view
 
-    def prepare_inputs(self, source: str | Path | bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    def prepare_inputs(self, source: str | Path | bytes) -> tuple[np.ndarray, ExpertInputs | None]:
         """(the model's input, the trace expert's input or None) for one image, decoded once; each at its own
         side, never up-sampled."""
         if self.expert is None:
@@ -120,11 +138,11 @@ class Predictor:
         image = imagelib.open_image(source)
         return imagelib.model_view(image, self.image_size, self.equalize_quality)[0], self.expert_view(image)
 
-    def expert_view(self, image):
-        """The experts' input for one decoded image (or a file, or its bytes), as the combination says: the trace
-        expert's pixels, the native centre window (`images.native_window`, unpadded, so its side may be smaller)
-        for an expert trained on native windows, else the model view at the expert's side; with a residual
-        model, the pair (those pixels, the residual statistics `residuals.features`)."""
+    def expert_view(self, image) -> ExpertInputs:
+        """The experts' inputs for one decoded image (or a file, or its bytes), as the combination says: the trace
+        expert's pixels (the native centre window, `images.native_window`, unpadded, for an expert trained on
+        native windows, else the model view at the expert's side), the residual statistics with a residual model,
+        the eye square with an eye member."""
         if not isinstance(image, Image.Image):
             image = imagelib.open_image(image)
         side = self.combination.expert_image_size
@@ -132,32 +150,44 @@ class Predictor:
             pixels = imagelib.native_window(image, side, self.equalize_quality)
         else:
             pixels = imagelib.model_view(image, side, self.equalize_quality)[0]
+        return ExpertInputs(pixels, self._residual_features(image), self._eye_square(image))
+
+    def _residual_features(self, image: Image.Image) -> np.ndarray | None:
         if self.residual is None:
-            return pixels
+            return None
         from fakelib.residuals import features, view
 
-        return pixels, features(view(image, self.residual.side))
+        return features(view(image, self.residual.side))
 
-    def _expert_predictions(self, expert_inputs, batch_size: int = 64) -> np.ndarray:
-        """(n,) the experts' p_fake: the trace expert's own, or with a residual model both pooled."""
+    def _eye_square(self, image: Image.Image) -> np.ndarray | None:
+        if self.eye is None:
+            return None
+        from fakelib.eyes import eye_input
+
+        return eye_input(image)
+
+    def _expert_predictions(self, expert_inputs: list[ExpertInputs], batch_size: int = 64) -> np.ndarray:
+        """(n,) the experts' p_fake: the trace expert's own, or with a residual model and/or an eye member, all
+        pooled (`expert.pooled`)."""
         from fakelib.expert import pooled
         from fakelib.models import predict_probabilities
 
         native = self.combination.expert_view == "native"
-        if self.residual is None:
-            return predict_probabilities(self.expert, expert_inputs, batch_size, pad=not native)
-        pixels = [pair[0] for pair in expert_inputs]
-        trace = predict_probabilities(self.expert, pixels, batch_size, pad=not native)
-        residual = self.residual.probabilities(np.stack([pair[1] for pair in expert_inputs]))
-        return pooled([trace, residual], self.combination.cutoff).astype(np.float32)
+        members = [predict_probabilities(self.expert, [inputs.pixels for inputs in expert_inputs], batch_size,
+                                         pad=not native)]
+        if self.residual is not None:
+            members.append(self.residual.probabilities(np.stack([inputs.features for inputs in expert_inputs])))
+        if self.eye is not None:
+            members.append(self.eye.probabilities([inputs.eye for inputs in expert_inputs], batch_size))
+        return members[0] if len(members) == 1 else pooled(members, self.combination.cutoff).astype(np.float32)
 
-    def predict_inputs(self, inputs: list[tuple[np.ndarray, np.ndarray | None]], batch_size: int = 64) -> np.ndarray:
+    def predict_inputs(self, inputs: list[tuple[np.ndarray, ExpertInputs | None]], batch_size: int = 64) -> np.ndarray:
         """(n,) probability of fake for a list of `prepare_inputs` outputs."""
         return self.predict_arrays([view for view, _ in inputs], batch_size,
                                    None if self.expert is None else [expert for _, expert in inputs])
 
     def predict_arrays(self, images: np.ndarray | list[np.ndarray], batch_size: int = 64,
-                       expert_images: np.ndarray | list[np.ndarray] | None = None) -> np.ndarray:
+                       expert_images: list[ExpertInputs] | None = None) -> np.ndarray:
         """(n,) probability of fake for (n, size, size, 3) inputs, or a list of `prepare` outputs, in batches.
 
         With an expert, `expert_images` are the same images at the expert's side (`prepare_inputs`).
@@ -180,7 +210,7 @@ class Predictor:
             return np.asarray(probabilities)
         return self.combination.probabilities(probabilities, expert_probabilities).astype(np.float32)
 
-    def expert_probabilities(self, expert_images: list[np.ndarray | None]) -> np.ndarray | None:
+    def expert_probabilities(self, expert_images: list[ExpertInputs | None]) -> np.ndarray | None:
         """(n,) the trace expert's own p_fake for its inputs (`prepare_inputs`), or None without an expert.
 
         The explorer and the practice page take the model's probabilities from an explanation's forward pass and
@@ -214,19 +244,25 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
 
     prepared = load_folder_images(data_dir, predictor.image_size, predictor.equalize_quality)
     expert_images = None
+    files = [Path(data_dir) / relpath for relpath in prepared.relpaths]
     if predictor.expert is not None and predictor.combination.expert_view == "native":
-        expert_images = [predictor.expert_view(imagelib.read_image_bytes(Path(data_dir) / relpath))
-                         for relpath in prepared.relpaths]
+        expert_images = [predictor.expert_view(imagelib.read_image_bytes(path)) for path in files]
     elif predictor.expert is not None:
         expert_view = load_folder_images(data_dir, predictor.combination.expert_image_size, predictor.equalize_quality)
         if not np.array_equal(expert_view.relpaths, prepared.relpaths):
             raise ValueError(f"{data_dir}: the images readable at the expert's side differ from the model's")
-        expert_images = expert_view.images
-        if predictor.residual is not None:  # the native branch's expert_view makes the pairs itself
+        rows = [None] * len(files)
+        if predictor.residual is not None:
             from fakelib.residuals import file_features
 
-            rows = file_features([Path(data_dir) / relpath for relpath in prepared.relpaths], predictor.residual.side)
-            expert_images = list(zip(expert_images, rows))
+            rows = file_features(files, predictor.residual.side)
+        squares = [None] * len(files)
+        if predictor.eye is not None:
+            from fakelib.eyes import eye_input
+
+            squares = [eye_input(imagelib.open_image(imagelib.read_image_bytes(path))) for path in files]
+        expert_images = [ExpertInputs(pixels, row, square)
+                         for pixels, row, square in zip(expert_view.images, rows, squares)]
     probabilities = predictor.predict_arrays(prepared.images, batch_size, expert_images)
     scores = binary_metrics(prepared.labels, probabilities, predictor.threshold)
     keys = ("n", "n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
@@ -238,8 +274,10 @@ def announce(predictor: Predictor) -> None:
     """One line on stderr (stdout stays JSON): which model and threshold the verdicts come from."""
     import sys
 
-    expert = "" if predictor.expert is None else " with its trace expert (fakelib.expert)" + (
-        "" if predictor.residual is None else " and residual statistics (fakelib.residuals)")
+    others = [name for name, member in (("residual statistics (fakelib.residuals)", predictor.residual),
+                                        ("an eye-region model (fakelib.eyes)", predictor.eye)) if member is not None]
+    expert = "" if predictor.expert is None else " with its trace expert (fakelib.expert)" + "".join(
+        f" and {name}" for name in others)
     print(f"model {predictor.model_path}{expert}, threshold {predictor.threshold:.3f}", file=sys.stderr, flush=True)
 
 

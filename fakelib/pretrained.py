@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fakelib import paths
+from fakelib.eyes import EYE_FILE  # a detector's eye-region member, when combination.json names it
 from fakelib.residuals import N_FEATURES, RESIDUAL_FILE  # a detector's residual-statistics model, when combination.json names it
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -197,6 +198,16 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
            f"{_percent(combined.get('residual_fires_val_reals'))} of the reals of the paired source and "
            f"{_percent(combined.get('residual_fires_val_other_reals'))} of the reals from the other folders.\n"
            if residual else "")
+        + (f"- Eye-region model (`fakelib.eyes`): a `cnn` ({combined.get('eye_param_count') or 0:,} parameters) of "
+           f"each face's eye square at its native pixels (FaceMesh landmarks), trained in "
+           f"{combined.get('eye_epochs')} epochs, {combined.get('eye_train_seconds') or 0:.0f} s, and Platt-scaled "
+           f"on validation (scale {combined.get('eye_platt_scale', 1.0):.3f}, bias "
+           f"{combined.get('eye_platt_bias', 0.0):.3f}). It too can only add evidence, pooled with the others; a "
+           f"face without landmarks gets none (eyes found in {_percent(combined.get('eye_found_val'))} of the "
+           f"validation images). On validation it adds evidence to {_percent(combined.get('eye_fires_val_fakes'))} "
+           f"of the fakes, {_percent(combined.get('eye_fires_val_reals'))} of the reals of the paired source and "
+           f"{_percent(combined.get('eye_fires_val_other_reals'))} of the reals from the other folders.\n"
+           if combined.get("eye_file") else "")
         + f"- Threshold: {metrics['threshold']:.3f}, the detector's own validation threshold ({robust_threshold:.3f}, "
         "Youden's J) carried through that calibration, so a face the "
         + ("experts are" if residual else "expert is") + " silent on gets the detector's verdict.",
@@ -278,8 +289,8 @@ def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a finished run: missing {', '.join(missing)}")
     names = FILES + (EXPERT_FILES if (run_dir / "combination.json").is_file() else ())
-    if "combination.json" in names and json.loads((run_dir / "combination.json").read_text()).get("residual_file"):
-        names += (RESIDUAL_FILE,)
+    combined = json.loads((run_dir / "combination.json").read_text()) if "combination.json" in names else {}
+    names += tuple(str(combined[key]) for key in ("residual_file", "eye_file") if combined.get(key))
     missing = [name for name in names if not (run_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{run_dir} has combination.json but no {', '.join(missing)}")
@@ -294,8 +305,9 @@ def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir
         if "combination.json" not in names:  # an expert left from an earlier package would join this model
             for name in EXPERT_FILES:
                 (out_dir / name).unlink(missing_ok=True)
-        if RESIDUAL_FILE not in names:
-            (out_dir / RESIDUAL_FILE).unlink(missing_ok=True)
+        for member in (RESIDUAL_FILE, EYE_FILE):  # a member left from an earlier package would join this model
+            if member not in names:
+                (out_dir / member).unlink(missing_ok=True)
         _anonymize_data_dirs(staging / "params.yaml")
         shift = None
         if shift_dir:
