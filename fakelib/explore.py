@@ -358,12 +358,16 @@ class Explorer:
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
         if expert is not None and predictor.expert_fired(expert)[0]:
-            if predictor.residual is None:
+            if predictor.residual is None and predictor.eye is None:
                 message += (f"{'' if look_at else '.'} The trace expert found a generator's up-sampling trace in "
                             f"the pixels (its p(fake) {float(expert[0]):.2f}), which raised the verdict.")
-            else:
+            elif predictor.eye is None:
                 message += (f"{'' if look_at else '.'} The trace experts found a generator's traces in the pixels' "
                             f"noise (their pooled p(fake) {float(expert[0]):.2f}), which raised the verdict.")
+            else:
+                message += (f"{'' if look_at else '.'} The experts found a generator's traces in the pixels' noise "
+                            f"or in the eye region (their pooled p(fake) {float(expert[0]):.2f}), which raised "
+                            "the verdict.")
         card, facts = self.about_model()
         return Verdict(True, message, filename, probability, label, float(predictor.threshold), image, result,
                        look_at, card, upload_warnings(content, facts))

@@ -37,6 +37,9 @@ from fakelib.layout import LABELS, dataset_files
 EYE_FILE = "eye.keras"  # an eye member's model inside a detector folder (`expert.assemble(..., eye_dir=...)`)
 SCALE = 1.6  # side of the square in inter-ocular distances: both eyes, the lids and the brows' lower edge
 MIN_SIDE = 16
+# The eye model as an evidence-only member (round 12's budget-sized one, 316 s on 2 cores): the base CNN at half
+# width, 24 epochs, at 104 px, the side of faces-dev's eye squares, so they keep their native pixels.
+EYE_OVERRIDES = {"image_size": 104, "conv_filters": [8, 16, 32, 64, 128, 256], "epochs": 24}
 REPORT_FILE = "eyes_report.json"
 CLASS_NAMES = {value: key for key, value in LABELS.items()}
 
@@ -119,6 +122,13 @@ class EyeMember:
         raw = np.asarray(raw, dtype=np.float64)
         calibrated = sigmoid(self.scale * to_logit(np.nan_to_num(raw, nan=0.5)) + self.bias)
         return np.where(np.isnan(raw), 0.5, calibrated)
+
+
+def eye_config(config, eye_folders: list[str | Path], overrides: dict | None = None):
+    """The eye member's configuration: `config` with `EYE_OVERRIDES` (then `overrides`) on eye-square folders."""
+    folders = [str(folder) for folder in eye_folders]
+    return config.replace(**{**EYE_OVERRIDES, **(overrides or {})},
+                          data_dir=folders[0] if len(folders) == 1 else folders)
 
 
 def crop_folder(source: str | Path, destination: str | Path, val_ratio: float = 0.15,

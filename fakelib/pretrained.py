@@ -83,7 +83,8 @@ def model_card_facts(model_path: str | Path) -> dict:
     model = own.get("model") or (params.get("model") or {}).get("model")
     return {
         "model": (f"{model} + {combined.get('expert_model')} trace expert"
-                  + (" + residual statistics" if combined.get("residual_file") else "")) if combined else model,
+                  + (" + residual statistics" if combined.get("residual_file") else "")
+                  + (" + eye-region model" if combined.get("eye_file") else "")) if combined else model,
         "data": [Path(str(folder)).name for folder in folders],
         "demo_data": bool(metrics.get("trained_on_demo", trained_on_demo(data_dir))),
         "threshold": metrics.get("threshold", 0.5),
@@ -338,10 +339,12 @@ def _anonymize_data_dirs(params_path: Path) -> None:
 
 def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_run: str | Path | None = None,
                      shift: str | Path | None = None, params_path: str | Path | None = None,
-                     expert: bool = True, expert_overrides: dict | None = None) -> dict:
+                     expert: bool = True, expert_overrides: dict | None = None, eye: bool = False,
+                     eye_overrides: dict | None = None) -> dict:
     """Train the base configuration of params.yaml on `data` (and, with `expert`, the trace expert of
-    `fakelib.expert` on the first folder, combined on validation; `expert_overrides` changes its settings), or
-    take the finished run `from_run`, and package it into `out_dir`; the packaged facts.
+    `fakelib.expert` on the first folder, combined on validation; `expert_overrides` changes its settings; with
+    `eye` too, an eye-region member, `fakelib.eyes.eye_config`, on the eye squares of every folder), or take the
+    finished run `from_run`, and package it into `out_dir`; the packaged facts.
 
     Raises:
         ValueError: neither `data` nor `from_run` given.
@@ -362,6 +365,15 @@ def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_
             from fakelib.expert import assemble, expert_config
 
             run_experiment(expert_config(config).replace(**(expert_overrides or {})), run_dir / "expert", verbose=2)
-            assemble(run_dir / "robust", run_dir / "expert", run_dir / "combined")
+            eye_dir = None
+            if eye:
+                from fakelib.eyes import crop_folder, eye_config
+
+                eye_folders = [run_dir / "eyes" / f"{index}-{Path(folder).name}" for index, folder in enumerate(folders)]
+                for folder, eye_folder in zip(folders, eye_folders):
+                    crop_folder(folder, eye_folder)
+                eye_dir = run_dir / "eye"
+                run_experiment(eye_config(config, eye_folders, eye_overrides), eye_dir, verbose=2)
+            assemble(run_dir / "robust", run_dir / "expert", run_dir / "combined", eye_dir=eye_dir)
         run_dir = run_dir / ("combined" if expert else "robust")
     return package(run_dir, Path(out_dir), shift)

@@ -109,3 +109,32 @@ def test_rebuild_trains_the_detector_and_its_trace_expert_and_packages_both(demo
     assert Predictor.from_path(out / "model.keras").expert is not None
     plain = pretrained.build_pretrained(tmp_path / "plain", [demo_dataset], params_path=params, expert=False)
     assert plain["model"] == "cnn" and not (tmp_path / "plain" / "expert.keras").exists()
+
+
+@pytest.mark.slow
+def test_rebuild_with_eye_trains_an_eye_member_on_every_folders_eye_squares(demo_dataset, tmp_path, monkeypatch):
+    """FaceMesh finds no face in 32 px demo faces: fixed landmarks (eyes at 15% and 85% of the width, so the
+    square is 36 px, above the 32 px the data loader reads) stand in, for the crops of training and for scoring
+    alike."""
+    from fakelib import landmarks
+
+    points = np.full((468, 2), 0.5, dtype=np.float32)
+    for contour, x in zip(landmarks.EYES, (0.15, 0.85)):
+        points[list(contour)] = (x, 0.45)
+    monkeypatch.setattr(landmarks, "available", lambda: True)
+    monkeypatch.setattr(landmarks, "landmarks", lambda image, cache_dir=None: points)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "data": {"image_size": 32}, "model": {"conv_filters": [4, 8], "dense_units": [4]},
+        "train": {"epochs": 1, "batch_size": 16, "patience": 0, "threads": 2}}))
+    out = tmp_path / "pretrained"
+    facts = pretrained.build_pretrained(out, [demo_dataset], params_path=params,
+                                        expert_overrides={"image_size": 48, "conv_filters": [4, 8], "epochs": 1},
+                                        eye=True, eye_overrides={"image_size": 32, "conv_filters": [4, 8], "epochs": 1})
+    combination = json.loads((out / "combination.json").read_text())
+    assert combination["eye_file"] == "eye.keras" and (out / "eye.keras").is_file()
+    assert combination["eye_found_val"] == 1.0 and combination["eye_epochs"] == 1
+    assert "Eye-region model" in (out / "MODEL_CARD.md").read_text() and facts["model"].endswith("+ eye-region model")
+    predictor = Predictor.from_path(out / "model.keras")
+    assert predictor.eye is not None
+    assert predictor.expert_view(sorted((demo_dataset / "fake").glob("*"))[0].read_bytes()).eye.shape == (36, 36, 3)
