@@ -59,7 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter of both models (YAML value), may repeat")
     parser.add_argument("--models", default="default,spectrum",
-                        help="comma-separated subset of default,spectrum,expert")
+                        help="comma-separated subset of default,spectrum,expert,eye (eye: a model of the eye squares "
+                             "of every --data folder, cut into OUT/eyes/, joining the combined detector; needs expert)")
+    parser.add_argument("--eye-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter of the eye-region model only (YAML value), may repeat")
     parser.add_argument("--expert-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter of the trace expert only (YAML value), may repeat")
     parser.add_argument("--cache", default=None, help="prepared-data cache folder (default: data/cache)")
@@ -75,6 +78,7 @@ def configurations(args: argparse.Namespace) -> dict[str, Any]:
 
     from fakelib.config import load_params
     from fakelib.expert import expert_config
+    from fakelib.eyes import eye_config
 
     def parsed(items: list[str], option: str) -> dict[str, Any]:
         out = {}
@@ -89,12 +93,36 @@ def configurations(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {"data_dir": folders[0] if len(folders) == 1 else folders, **parsed(args.set, "--set")}
     base = load_params(args.params).base.replace(**overrides)
     available = {"default": base, "spectrum": base.replace(**{**SPECTRUM_OVERRIDES, **overrides}),
-                 "expert": expert_config(base).replace(**parsed(args.expert_set, "--expert-set"))}
+                 "expert": expert_config(base).replace(**parsed(args.expert_set, "--expert-set")),
+                 "eye": eye_config(base, eye_folders(args), parsed(args.eye_set, "--eye-set"))}
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in names if name not in available]
     if unknown or not names:
         raise ValueError(f"--models {args.models!r}: expected a comma-separated subset of {', '.join(available)}")
+    if "eye" in names and not {"default", "expert"} <= set(names):
+        raise ValueError(f"--models {args.models!r}: the eye-region model joins the default and its trace expert; "
+                         "add default,expert")
     return {name: available[name] for name in names}
+
+
+def eye_folders(args: argparse.Namespace) -> list[Path]:
+    """Where the eye squares of each --data folder go: OUT/eyes/<index>-<folder name>."""
+    return [Path(args.out) / "eyes" / f"{index}-{Path(folder).name}" for index, folder in enumerate(args.data)]
+
+
+def cut_eyes(args: argparse.Namespace) -> dict[str, Any]:
+    """The eye squares of every --data folder (`fakelib.eyes.crop_folder`); a folder already cut is kept with
+    --reuse. Returns the seconds taken and the files left out (no face found, unreadable) per folder."""
+    from fakelib.eyes import REPORT_FILE, crop_folder
+
+    started, skipped = time.perf_counter(), {}
+    for folder, target in zip(args.data, eye_folders(args)):
+        if args.reuse and (target / REPORT_FILE).is_file():
+            report = json.loads((target / REPORT_FILE).read_text())
+        else:
+            report = crop_folder(folder, target)
+        skipped[Path(folder).name] = report["n_skipped"]
+    return {"eye_crop_seconds": round(time.perf_counter() - started, 2), "eye_skipped": skipped}
 
 
 def finished_run(config, output_dir: Path) -> dict[str, Any] | None:
@@ -140,20 +168,23 @@ def dataset_sizes(output_dir: Path) -> dict[str, Any]:
             "n_images": report["n_images"], "n_skipped": report["n_skipped"]}
 
 
-def combined_result(out: Path, cache: str | None, shift: str | None) -> dict[str, Any]:
-    """The default and the trace expert joined into one detector in `out/combined` (`fakelib.expert.assemble`):
-    its test figures, both members' training seconds together, and its shift groups."""
+def combined_result(out: Path, cache: str | None, shift: str | None, eye: bool = False) -> dict[str, Any]:
+    """The default and the trace expert (and with `eye` the eye-region model) joined into one detector in
+    `out/combined` (`fakelib.expert.assemble`): its test figures, the members' training seconds together, and its
+    shift groups."""
     from fakelib.expert import assemble
 
     started = time.perf_counter()
     try:
-        combined = assemble(out / "default", out / "expert", out / "combined", cache_root=cache)
+        combined = assemble(out / "default", out / "expert", out / "combined", cache_root=cache,
+                            eye_dir=out / "eye" if eye else None)
     except Exception as error:  # the members' own figures stay in the result
         return {"status": "error", "message": f"{type(error).__name__}: {error}", "model": "combined"}
     members = [json.loads((out / name / "metrics.json").read_text()) for name in ("default", "expert")]
     jumps = [member.get("val_loss_max_jump") for member in members if member.get("val_loss_max_jump") is not None]
     experts = f"{combined['expert_model']} trace expert" + (" + residual statistics" if combined.get("residual_file")
-                                                             else "")
+                                                             else "") + (
+        " + eye-region model" if combined.get("eye_file") else "")
     result = {"status": "ok", "model": f"{members[0]['model']} + {experts}", **combined,
               "val_loss_max_jump": max(jumps) if jumps else None,
               "model_path": str(out / "combined" / "model.keras"),
@@ -218,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     configs = configurations(args)
     configure_threads(next(iter(configs.values())).train.threads)
     out = Path(args.out)
-    results = {name: train_one(config, out / name, args.cache, args.shift, args.reuse)
+    eyes = cut_eyes(args) if "eye" in configs else None
+    # the eye model reads eye squares, not whole faces: faces-shift is scored through the combined detector only
+    results = {name: train_one(config, out / name, args.cache, None if name == "eye" else args.shift, args.reuse)
                for name, config in configs.items()}
+    if eyes is not None:
+        results["eye"].update(eyes)
     if all(results.get(name, {}).get("status") == "ok" for name in ("default", "expert")):
-        results["combined"] = combined_result(out, args.cache, args.shift)
+        eye = results.get("eye", {}).get("status") == "ok"
+        results["combined"] = combined_result(out, args.cache, args.shift, eye)
     finished = [name for name, result in results.items() if result["status"] == "ok"]
     summary = {
         "data_dir": [str(Path(folder).resolve()) for folder in args.data],

@@ -156,3 +156,40 @@ def test_bench_detect_trains_the_trace_expert_and_reports_the_combined_detector(
     assert set(combined["shift"]["groups"]) == {"real/camera-small", "fake/stylegan-png"}
     assert (tmp_path / "out" / "combined" / "expert.keras").is_file()
     assert report["comparison"]["goal_met"]["train_seconds"] == (combined["train_seconds"] <= 1800)
+
+
+@pytest.mark.slow
+def test_bench_detect_cuts_eye_squares_trains_the_eye_model_and_joins_it(tmp_path, capsys, monkeypatch):
+    """FaceMesh finds no face in noise: fixed landmarks (eyes at 15% and 85% of the width) stand in."""
+    from fakelib import landmarks
+
+    points = np.full((468, 2), 0.5, dtype=np.float32)
+    for contour, x in zip(landmarks.EYES, (0.15, 0.85)):
+        points[list(contour)] = (x, 0.45)
+    monkeypatch.setattr(landmarks, "available", lambda: True)
+    monkeypatch.setattr(landmarks, "landmarks", lambda image, cache_dir=None: points)
+    data = write_faces_dev_like(tmp_path / "faces")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "data": {"image_size": 32}, "model": {"model": "cnn", "conv_filters": [4, 8], "dense_units": [4]},
+        "train": {"epochs": 1, "batch_size": 8, "patience": 0, "threads": 2}}))
+    shift = write_shift_like(tmp_path / "shift")
+    bench = load_bench()
+    with pytest.raises(ValueError, match="add default,expert"):
+        bench.configurations(bench.parse_args(["--data", str(data), "--out", str(tmp_path / "x"), "--models", "eye"]))
+    code = bench.main([
+        "--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params),
+        "--cache", str(tmp_path / "cache"), "--models", "default,expert,eye", "--shift", str(shift),
+        "--expert-set", "image_size=48", "--expert-set", "conv_filters=[4, 8]", "--expert-set", "epochs=1",
+        "--eye-set", "image_size=32", "--eye-set", "conv_filters=[4, 8]", "--eye-set", "epochs=1"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    models = report["models"]
+    eye, combined = models["eye"], models["combined"]
+    assert eye["config"]["data_dir"] == str(tmp_path / "out" / "eyes" / "0-faces") and "shift" not in eye
+    assert eye["eye_skipped"] == {"faces": 0} and eye["eye_crop_seconds"] >= 0
+    assert combined["eye_file"] == "eye.keras" and combined["model"].endswith("+ eye-region model")
+    assert combined["train_seconds"] == pytest.approx(
+        models["default"]["train_seconds"] + models["expert"]["train_seconds"] + eye["train_seconds"]
+        + combined["residual_train_seconds"], abs=0.02)
+    assert combined["shift"]["threshold"] == pytest.approx(combined["threshold"])
