@@ -139,3 +139,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "explain_demo_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+def write_tiny_params(path: Path, model: str | None = None, batch_size: int = 16) -> Path:
+    """A params.yaml whose base trains in seconds on 32 px images (one epoch, 4-8 filters)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "data": {"image_size": 32},
+        "model": {**({"model": model} if model else {}), "conv_filters": [4, 8], "dense_units": [4]},
+        "train": {"epochs": 1, "batch_size": batch_size, "patience": 0, "threads": 2}}))
+    return path
+
+
+@pytest.fixture
+def fixed_landmarks(monkeypatch):
+    """FaceMesh finds no face in tiny generated images: fixed landmarks stand in (eyes at 15% and 85% of the
+    width and 45% of the height, so a 32 px image's eye square is 36 px), for cutting and scoring alike."""
+    from fakelib import landmarks
+
+    points = np.full((468, 2), 0.5, dtype=np.float32)
+    for contour, x in zip(landmarks.EYES, (0.15, 0.85)):
+        points[list(contour)] = (x, 0.45)
+    monkeypatch.setattr(landmarks, "available", lambda: True)
+    monkeypatch.setattr(landmarks, "landmarks", lambda image, cache_dir=None: points)
+    return points
+
+
+def check_folder_scores(predictor, files: list[Path], expected: np.ndarray, folder: Path, n_fake: int) -> dict:
+    """Copy `files` (the first `n_fake` fakes) into folder/<real|fake>/demo/ and check that `evaluate_groups` and
+    `evaluate_folder` give the mean `expected` p_fake per class; returns evaluate_folder's row."""
+    import shutil
+
+    from fakelib.predict import evaluate_folder, evaluate_groups
+
+    for path in files:
+        target = folder / path.parent.name / "demo" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    groups = evaluate_groups(predictor, folder, common=False)["groups"]
+    assert groups["fake/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[:n_fake].mean(), abs=1e-5)
+    assert groups["real/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[n_fake:].mean(), abs=1e-5)
+    row = evaluate_folder(predictor, folder)
+    assert row["n"] == len(files)
+    return row

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import load_benchmark
+from conftest import load_benchmark, write_tiny_params
 from PIL import Image
 
 from fakelib.models import load_model
@@ -159,20 +159,9 @@ def test_bench_detect_trains_the_trace_expert_and_reports_the_combined_detector(
 
 
 @pytest.mark.slow
-def test_bench_detect_cuts_eye_squares_trains_the_eye_model_and_joins_it(tmp_path, capsys, monkeypatch):
-    """FaceMesh finds no face in noise: fixed landmarks (eyes at 15% and 85% of the width) stand in."""
-    from fakelib import landmarks
-
-    points = np.full((468, 2), 0.5, dtype=np.float32)
-    for contour, x in zip(landmarks.EYES, (0.15, 0.85)):
-        points[list(contour)] = (x, 0.45)
-    monkeypatch.setattr(landmarks, "available", lambda: True)
-    monkeypatch.setattr(landmarks, "landmarks", lambda image, cache_dir=None: points)
+def test_bench_detect_cuts_eye_squares_trains_the_eye_model_and_joins_it(tmp_path, capsys, fixed_landmarks):
     data = write_faces_dev_like(tmp_path / "faces")
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "data": {"image_size": 32}, "model": {"model": "cnn", "conv_filters": [4, 8], "dense_units": [4]},
-        "train": {"epochs": 1, "batch_size": 8, "patience": 0, "threads": 2}}))
+    params = write_tiny_params(tmp_path / "params.yaml", model="cnn", batch_size=8)
     shift = write_shift_like(tmp_path / "shift")
     bench = load_bench()
     with pytest.raises(ValueError, match="add default,expert"):

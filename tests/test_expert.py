@@ -12,6 +12,8 @@ from fakelib import expert as expertlib
 from fakelib import pretrained, residuals
 from fakelib.predict import Predictor, evaluate_folder, evaluate_groups
 
+from conftest import check_folder_scores
+
 
 def _logit(p):
     return np.log(p / (1 - p))
@@ -159,16 +161,8 @@ def test_every_scoring_path_uses_both_members(combined, trained_experiment, expe
                                atol=1e-6)
     with pytest.raises(ValueError, match="trace expert"):
         predictor.predict_arrays([predictor.prepare(files[0].read_bytes())])
-    shift = out.parent / "shift"
-    for path in files:
-        target = shift / path.parent.name / "demo" / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    groups = evaluate_groups(predictor, shift, common=False)["groups"]
-    assert groups["fake/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[:4].mean(), abs=1e-5)
-    assert groups["real/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[4:].mean(), abs=1e-5)
-    row = evaluate_folder(predictor, shift)
-    assert row["n"] == 8 and row["threshold"] == pytest.approx(payload["threshold"])
+    row = check_folder_scores(predictor, files, expected, out.parent / "shift", n_fake=4)
+    assert row["threshold"] == pytest.approx(payload["threshold"])
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ from PIL import Image
 from fakelib import expert as expertlib
 from fakelib import eyes, landmarks, pretrained, residuals
 from fakelib.__main__ import main
-from fakelib.predict import Predictor, evaluate_folder, evaluate_groups
+from fakelib.predict import Predictor
+
+from conftest import check_folder_scores
 
 EYE_INPUT = eyes.eye_input  # the real one, before a fixture stands the centre crop in for it
 
@@ -112,15 +114,7 @@ def test_every_scoring_path_pools_the_eye_member(with_eye, trained_experiment, e
     np.testing.assert_allclose([row["p_fake"] for row in rows], expected, atol=2e-6)
     views = [predictor.prepare_inputs(path.read_bytes())[1] for path in files]  # the explorer's and practice's path
     np.testing.assert_allclose(predictor.combine(p_robust, predictor.expert_probabilities(views)), expected, atol=1e-6)
-    folder = out.parent / "eye_folder"
-    for path in files:
-        target = folder / path.parent.name / "demo" / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    groups = evaluate_groups(predictor, folder, common=False)["groups"]
-    assert groups["fake/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[:5].mean(), abs=1e-5)
-    assert groups["real/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[5:].mean(), abs=1e-5)
-    assert evaluate_folder(predictor, folder)["n"] == 10
+    check_folder_scores(predictor, files, expected, out.parent / "eye_folder", n_fake=5)
     announce(predictor)
     assert "and an eye-region model (fakelib.eyes)" in capsys.readouterr().err
 

@@ -13,6 +13,8 @@ from PIL import Image
 from fakelib import pretrained
 from fakelib.predict import Predictor
 
+from conftest import write_tiny_params
+
 
 def _touch_model(folder):
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,10 +95,7 @@ def test_the_shipped_model_loads_with_its_card_and_scores_a_small_image(tmp_path
 
 @pytest.mark.slow
 def test_rebuild_trains_the_detector_and_its_trace_expert_and_packages_both(demo_dataset, tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "data": {"image_size": 32}, "model": {"conv_filters": [4, 8], "dense_units": [4]},
-        "train": {"epochs": 1, "batch_size": 16, "patience": 0, "threads": 2}}))
+    params = write_tiny_params(tmp_path / "params.yaml")
     out = tmp_path / "pretrained"
     facts = pretrained.build_pretrained(out, [demo_dataset], params_path=params,
                                         expert_overrides={"image_size": 48, "conv_filters": [4, 8], "epochs": 1,
@@ -112,21 +111,10 @@ def test_rebuild_trains_the_detector_and_its_trace_expert_and_packages_both(demo
 
 
 @pytest.mark.slow
-def test_rebuild_with_eye_trains_an_eye_member_on_every_folders_eye_squares(demo_dataset, tmp_path, monkeypatch):
-    """FaceMesh finds no face in 32 px demo faces: fixed landmarks (eyes at 15% and 85% of the width, so the
-    square is 36 px, above the 32 px the data loader reads) stand in, for the crops of training and for scoring
-    alike."""
-    from fakelib import landmarks
-
-    points = np.full((468, 2), 0.5, dtype=np.float32)
-    for contour, x in zip(landmarks.EYES, (0.15, 0.85)):
-        points[list(contour)] = (x, 0.45)
-    monkeypatch.setattr(landmarks, "available", lambda: True)
-    monkeypatch.setattr(landmarks, "landmarks", lambda image, cache_dir=None: points)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "data": {"image_size": 32}, "model": {"conv_filters": [4, 8], "dense_units": [4]},
-        "train": {"epochs": 1, "batch_size": 16, "patience": 0, "threads": 2}}))
+def test_rebuild_with_eye_trains_an_eye_member_on_every_folders_eye_squares(demo_dataset, tmp_path,
+                                                                              fixed_landmarks):
+    """The eye squares are 36 px (`fixed_landmarks`), above the 32 px the data loader reads."""
+    params = write_tiny_params(tmp_path / "params.yaml")
     out = tmp_path / "pretrained"
     facts = pretrained.build_pretrained(out, [demo_dataset], params_path=params,
                                         expert_overrides={"image_size": 48, "conv_filters": [4, 8], "epochs": 1},
