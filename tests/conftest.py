@@ -183,3 +183,13 @@ def check_folder_scores(predictor, files: list[Path], expected: np.ndarray, fold
     row = evaluate_folder(predictor, folder)
     assert row["n"] == len(files)
     return row
+
+
+def copy_without(folder: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of a detector folder without its file `name`; returns the copy's model.keras."""
+    import shutil
+
+    copy = tmp_path / f"without-{name}"
+    shutil.copytree(folder, copy)
+    (copy / name).unlink()
+    return copy / "model.keras"

@@ -12,7 +12,7 @@ from fakelib import expert as expertlib
 from fakelib import pretrained, residuals
 from fakelib.predict import Predictor, evaluate_folder, evaluate_groups
 
-from conftest import check_folder_scores
+from conftest import check_folder_scores, copy_without
 
 
 def _logit(p):
@@ -262,14 +262,11 @@ def test_the_package_carries_the_expert_and_says_so(combined, trained_experiment
 
 
 def test_a_missing_expert_file_is_a_one_line_error(combined, tmp_path):
-    out, _ = combined
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    (copy / "expert.keras").unlink()
+    model = copy_without(combined[0], tmp_path, "expert.keras")
     with pytest.raises(FileNotFoundError, match="names the trace expert expert.keras, which is not there"):
-        Predictor.from_path(copy / "model.keras")
+        Predictor.from_path(model)
     with pytest.raises(FileNotFoundError, match="has combination.json but no expert.keras"):
-        pretrained.package(copy, tmp_path / "package")
+        pretrained.package(model.parent, tmp_path / "package")
 
 
 def test_a_missing_or_broken_residual_file_is_a_one_line_error(combined, tmp_path):

@@ -7,7 +7,6 @@ landmarks."""
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from fakelib import eyes, landmarks, pretrained, residuals
 from fakelib.__main__ import main
 from fakelib.predict import Predictor
 
-from conftest import check_folder_scores
+from conftest import check_folder_scores, copy_without
 
 EYE_INPUT = eyes.eye_input  # the real one, before a fixture stands the centre crop in for it
 
@@ -135,12 +134,9 @@ def test_the_package_carries_the_eye_member_and_drops_a_stale_one(with_eye, trai
 
 
 def test_a_missing_eye_model_is_a_one_line_error(with_eye, tmp_path):
-    out, _ = with_eye
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    (copy / "eye.keras").unlink()
+    model = copy_without(with_eye[0], tmp_path, "eye.keras")
     with pytest.raises(FileNotFoundError, match="names the eye model eye.keras, which is not there"):
-        Predictor.from_path(copy / "model.keras")
+        Predictor.from_path(model)
 
 
 def test_combine_takes_an_eye_run(eye_stand_in, trained_experiment, expert_run, eye_run, tmp_path, capsys):
