@@ -39,6 +39,7 @@ import numpy as np
 
 EXPERT_FILE = "expert.keras"
 COMBINATION_FILE = "combination.json"
+EYE_FILE = "eye.keras"  # an eye-region member's model (`fakelib.eyes.EyeMember`), when combination.json names it
 # The trace expert as trained by `pretrained` and `bench_detect.py --models default,expert`: NPR at native 256 px,
 # the base's six conv blocks at half their width (0.4 M parameters, 1.7 MB, so both members fit the package's
 # 10 MB), on the first data folder only (the one holding both classes). Chosen on validation (docs/results.md,
@@ -342,11 +343,10 @@ def assemble(robust_dir: str | Path, expert_dir: str | Path, out_dir: str | Path
                                   cache_root, memo=memo)
         residual_model = residuals.ResidualModel.load(out_dir / residuals.RESIDUAL_FILE)
         residual_payload = {"residual_file": residuals.RESIDUAL_FILE, **trained}
-    from fakelib.eyes import EYE_FILE, EyeMember
-
     (out_dir / EYE_FILE).unlink(missing_ok=True)
     eye, eye_payload = None, {}
     if eye_dir is not None:
+        from fakelib.eyes import EyeMember
         from fakelib.models import load_model
 
         eye_config, eye_metrics = load_experiment(eye_dir / "params.yaml"), json.loads(

@@ -34,7 +34,6 @@ from fakelib import landmarks as landmarklib
 from fakelib.data import hash_split, read_manifest_splits
 from fakelib.layout import LABELS, dataset_files
 
-EYE_FILE = "eye.keras"  # an eye member's model inside a detector folder (`expert.assemble(..., eye_dir=...)`)
 SCALE = 1.6  # side of the square in inter-ocular distances: both eyes, the lids and the brows' lower edge
 MIN_SIDE = 16
 # The eye model as an evidence-only member (round 12's budget-sized one, 316 s on 2 cores): the base CNN at half

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fakelib import paths
-from fakelib.eyes import EYE_FILE  # a detector's eye-region member, when combination.json names it
+from fakelib.expert import EYE_FILE  # a detector's eye-region member, when combination.json names it
 from fakelib.residuals import N_FEATURES, RESIDUAL_FILE  # a detector's residual-statistics model, when combination.json names it
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
