@@ -116,14 +116,15 @@ def features(square: np.ndarray) -> np.ndarray:
         parts.append(_frequencies(_cooccurrence(d[:, 1:] - d[:, :-1]) + _cooccurrence((d[1:] - d[:-1]).T)))
     colour = channels[:3]
     grey = channels[3]
-    for extreme in (np.minimum(*_right_down(grey)), np.maximum(*_right_down(grey))):
-        parts.append(_both_ways(extreme))
+    steps = [_right_down(x) for x in channels]  # (right, down) first differences of R, G, B and grey
+    parts.append(_both_ways(np.minimum(*steps[3])))
+    parts.append(_both_ways(np.maximum(*steps[3])))
     parts.append(_frequencies(_joint([x[:-2, 1:-1] - 2 * x[1:-1, 1:-1] + x[2:, 1:-1] for x in colour], step=2.0)))
-    parts.append(_frequencies(_joint([x[1:, :-1] - x[:-1, :-1] for x in colour], step=1.0)))
+    parts.append(_frequencies(_joint([down for _, down in steps[:3]], step=1.0)))
     parts.append(_frequencies(_cooccurrence(grey[1:, 1:] - grey[:-1, :-1])
                               + _cooccurrence(grey[1:, :-1] - grey[:-1, 1:])))
-    parts.extend(_both_ways(np.minimum(*_right_down(x))) for x in colour)
-    parts.append(_both_ways(np.maximum(*_right_down(colour[2]))))
+    parts.extend(_both_ways(np.minimum(*step)) for step in steps[:3])
+    parts.append(_both_ways(np.maximum(*steps[2])))
     centre = grey[1:-1, 1:-1]
     neighbours = np.stack([grey[1:-1, :-2], grey[1:-1, 2:], grey[:-2, 1:-1], grey[2:, 1:-1]]) - centre
     parts.append(_both_ways(neighbours.min(axis=0)))
