@@ -80,6 +80,11 @@ class PreparedData:
         sides = self.sides if self.sides is not None else np.full(len(self.labels), self.image_size)
         return sides[self.splits == split]
 
+    def split_groups(self, split: str) -> np.ndarray:
+        """(n_split,) str: each image's source group (`groups_of`), what a threshold must keep the reals of
+        (`metrics.choose_threshold`)."""
+        return groups_of(self.relpaths[self.splits == split], several=self.paired is not None)
+
     def paired_mask(self, split: str) -> np.ndarray:
         """(n_split,) bool: which images of one split come from a folder holding both classes."""
         paired = self.paired if self.paired is not None else np.ones(len(self.labels), dtype=bool)
@@ -88,6 +93,21 @@ class PreparedData:
     @property
     def image_size(self) -> int:
         return int(self.images.shape[1])
+
+
+def groups_of(relpaths, several: bool) -> np.ndarray:
+    """(n,) str: each image's group, its class folder and the first folder below it (`layout.group_of`), after
+    its data folder's name when the dataset joins `several` (relpaths of `_join` carry it first): `real/lfw` of
+    one folder, `faces-extra-real/real/lfw` of several."""
+    from fakelib.layout import group_of
+
+    def one(relpath: str) -> str:
+        if not several:
+            return group_of(relpath)
+        folder, rest = relpath.split("/", 1)
+        return f"{folder}/{group_of(rest)}"
+
+    return np.array([one(str(relpath)) for relpath in relpaths])
 
 
 def read_manifest_splits(root: Path) -> dict[str, str]:

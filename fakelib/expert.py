@@ -14,9 +14,11 @@ A face without a trace the expert is sure of (`logit(p_expert) <= cutoff`, by de
 robust detector's logit; one with it is pushed toward "fake" by the expert's excess log-odds. Both members are
 Platt-calibrated, so `weight` 1 adds the expert's log-odds as independent evidence would. The combination is then
 calibrated again (Platt scaling on the validation images of the folders holding both classes, as for one model),
-and its threshold is the robust detector's own validation threshold carried through the same map: an image the
-expert is silent on gets exactly the robust verdict, so the expert can turn "real" into "fake" and nothing else
-(unless the carried threshold falls outside [0.05, 0.95], where it is clipped like every saved threshold).
+and its threshold is chosen on the combined validation probabilities like every saved threshold
+(`metrics.choose_threshold`: Youden's J against the worst group of reals). Until round 16 it was the robust
+detector's threshold carried through the calibration, so that a face the experts are silent on got exactly the
+robust verdict; but that threshold did not see the experts' false alarms, and chosen on all validation reals it
+kept only 67% of the training source's test reals (docs/results.md, round 16).
 
 A second expert can join under the same rule: the residual statistics of `fakelib.residuals` (round 14), a linear
 model of the pixels' noise. `pooled` sums the two experts' log-odds above the cutoff into one expert probability,
@@ -95,6 +97,7 @@ class Combination:
     robust_threshold: float = 0.5
     expert_image_size: int = 256
     expert_view: str = "resized"  # one of EXPERT_VIEWS: how the expert's input is made from an image
+    threshold: float = 0.5  # of the combined p_fake, chosen on validation (`metrics.choose_threshold`)
 
     def logits(self, p_robust, p_expert) -> np.ndarray:
         """The combined (uncalibrated) logit: the expert's excess log-odds above `cutoff` added, never subtracted."""
@@ -104,26 +107,15 @@ class Combination:
         """(n,) calibrated p_fake of the combination."""
         return sigmoid(self.scale * self.logits(p_robust, p_expert) + self.bias)
 
-    @property
-    def threshold(self) -> float:
-        """The robust detector's threshold carried through the calibration: where the expert is silent, the
-        combined verdict is the robust one. Clipped to `metrics.THRESHOLD_RANGE` like every saved threshold (a
-        carried threshold below 0.05 would call a face fake at p_fake 0.04); only then can a silent expert's
-        verdict differ from the robust one, towards "real"."""
-        from fakelib.metrics import THRESHOLD_RANGE
-
-        carried = float(sigmoid(self.scale * to_logit(self.robust_threshold) + self.bias))
-        return float(np.clip(carried, *THRESHOLD_RANGE))
-
     def to_dict(self) -> dict:
-        return {**asdict(self), "threshold": self.threshold}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, payload: dict) -> Combination:
         """Raises ValueError (one line) for a combination.json that lacks a field or holds a non-number."""
         try:
             combination = cls(**{name: float(payload[name]) for name in ("weight", "cutoff", "scale", "bias",
-                                                                          "robust_threshold")},
+                                                                          "robust_threshold", "threshold")},
                               expert_image_size=int(payload["expert_image_size"]),
                               expert_view=str(payload.get("expert_view", "resized")))  # files before round 10
         except (KeyError, TypeError, ValueError) as error:
@@ -132,8 +124,10 @@ class Combination:
         if combination.expert_view not in EXPERT_VIEWS:
             raise ValueError(f"{COMBINATION_FILE}: expert_view {combination.expert_view!r} is not one of "
                              f"{', '.join(EXPERT_VIEWS)}")
-        if not (combination.scale > 0 and combination.weight >= 0 and 0 < combination.robust_threshold < 1):
-            raise ValueError(f"{COMBINATION_FILE}: scale must be > 0, weight >= 0 and robust_threshold in (0, 1)")
+        if not (combination.scale > 0 and combination.weight >= 0 and 0 < combination.robust_threshold < 1
+                and 0 < combination.threshold < 1):
+            raise ValueError(f"{COMBINATION_FILE}: scale must be > 0, weight >= 0, robust_threshold and threshold in "
+                             "(0, 1)")
         return combination
 
 
@@ -211,8 +205,11 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     images of the folders holding both classes (where a face was found) and pooled too; its scaling is returned
     in the figures (`eye_platt_scale`, `eye_platt_bias`).
     """
+    from dataclasses import replace
+
     from fakelib import metrics as metriclib
     from fakelib.config import load_experiment
+    from fakelib.data import data_dirs, groups_of
     from fakelib.models import input_size, load_model
 
     robust_dir = Path(robust_dir)
@@ -230,6 +227,8 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         paths_r, labels, paired, p_robust = by_robust[split]
         paths_e, _, _, p_expert = by_expert[split]
         common, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
+        if split == "val":
+            val_groups = groups_of(common, several=len(data_dirs(config.data)) > 1)
         scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
         if residual is not None:
             from fakelib.residuals import file_features
@@ -246,8 +245,6 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
             eye_raw[split] = eye.raw_probabilities(squares)
     eye_figures = {}
     if eye is not None:
-        from dataclasses import replace
-
         labels, paired = scored["val"][:2]
         found = paired & ~np.isnan(eye_raw["val"])
         eye_scale, eye_bias = metriclib.fit_platt(labels[found], to_logit(eye_raw["val"][found]))
@@ -286,7 +283,9 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     fit_on = paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
     scale, bias = metriclib.fit_platt(labels[fit_on], draft.logits(p_robust, p_expert)[fit_on])
     combination = Combination(weight, cutoff, scale, bias, robust_threshold, draft.expert_image_size, expert_view)
-    val = metriclib.binary_metrics(labels, combination.probabilities(p_robust, p_expert), combination.threshold)
+    val_probabilities = combination.probabilities(p_robust, p_expert)
+    combination = replace(combination, threshold=metriclib.choose_threshold(labels, val_probabilities, val_groups))
+    val = metriclib.binary_metrics(labels, val_probabilities, combination.threshold)
     labels, _, p_robust, p_expert = scored["test"]
     probabilities = combination.probabilities(p_robust, p_expert)
     test = metriclib.binary_metrics(labels, probabilities)

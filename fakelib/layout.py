@@ -50,3 +50,9 @@ def dataset_files(root: Path, require_both: bool = True) -> list[tuple[str, int]
     """Every image file under `real/` and `fake/` as (relpath, label), sorted by relpath (see `class_folders`)."""
     return sorted((path.relative_to(root).as_posix(), LABELS[name])
                   for name, folder in class_folders(root, require_both).items() for path in images_under(folder))
+
+
+def group_of(relpath: str) -> str:
+    """The group of a file: its class folder and the first folder below it (`fake/stylegan2/x.jpg` -> `fake/stylegan2`)."""
+    parts = Path(relpath).parts
+    return "/".join(parts[:2]) if len(parts) > 2 else parts[0]

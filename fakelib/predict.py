@@ -318,12 +318,6 @@ def print_predictions(images: Sequence[str | Path], model_path: str | Path | Non
 # ------------------------------------------------------------------------------------- per-group (shift) scoring
 
 
-def group_of(relpath: str) -> str:
-    """The group of a file: its class folder and the first folder below it (`fake/stylegan2/x.jpg` -> `fake/stylegan2`)."""
-    parts = Path(relpath).parts
-    return "/".join(parts[:2]) if len(parts) > 2 else parts[0]
-
-
 def common_format(data: bytes, side: int = COMMON_SIDE, quality: int = COMMON_QUALITY) -> bytes:
     """One common resize and re-encode for every file: centre square resized to `side` px, JPEG at `quality`.
 
@@ -363,7 +357,7 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
     interval (`<share>_ci95`, [low, high]): a group of 25 faces cannot tell 60% from 75%. Each fake group also gets
     its ROC-AUC against all the folder's reals; with `common`, the same after `common_format` of every file.
     """
-    from fakelib.layout import LABELS, dataset_files
+    from fakelib.layout import LABELS, dataset_files, group_of
     from fakelib.metrics import binary_metrics, share_interval
 
     root = Path(data_dir)

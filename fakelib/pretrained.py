@@ -30,6 +30,10 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 FILES = ("model.keras", "metrics.json", "params.yaml")
 # A detector folder's optional trace expert (`fakelib.expert`), packaged when the run has it.
 EXPERT_FILES = ("expert.keras", "combination.json")
+# How every saved threshold is chosen (`metrics.choose_threshold`), in the card's words.
+THRESHOLD_RULE = ("chosen on validation by Youden's J against the worst group of real photos (each source's reals "
+                  "must be kept, not their average) and kept within [0.05, 0.95].")
+
 # Largest model file the package may carry.
 MAX_MODEL_BYTES = 10_000_000
 # Data folders whose name says the model learnt from the synthetic demo faces.
@@ -176,7 +180,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         f"- Output `p_fake`: Platt-scaled on the validation images of the folders holding both classes "
         f"({robust.get('n_calibration', robust['n_val'])} images; scale {robust['calibration_scale']:.3f}, "
         f"bias {robust['calibration_bias']:.3f}).",
-        f"- Threshold: {metrics['threshold']:.3f}, chosen on validation by Youden's J and kept within [0.05, 0.95]."
+        f"- Threshold: {metrics['threshold']:.3f}, {THRESHOLD_RULE}"
         if not combined else
         f"- Trace expert (`fakelib.expert`): `{combined.get('expert_model')}` "
         f"({combined.get('expert_param_count') or 0:,} parameters), {_expert_training(combined, folders)} in "
@@ -209,9 +213,8 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
            f"of the fakes, {_percent(combined.get('eye_fires_val_reals'))} of the reals of the paired source and "
            f"{_percent(combined.get('eye_fires_val_other_reals'))} of the reals from the other folders.\n"
            if combined.get("eye_file") else "")
-        + f"- Threshold: {metrics['threshold']:.3f}, the detector's own validation threshold ({robust_threshold:.3f}, "
-        "Youden's J) carried through that calibration, so a face the "
-        + ("experts are" if residual else "expert is") + " silent on gets the detector's verdict.",
+        + f"- Threshold: {metrics['threshold']:.3f}, {THRESHOLD_RULE} It is the combined detector's own "
+        f"(the detector's alone is {robust_threshold:.3f}).",
         "", "## Held-out test split of the training source", "",
         "| ROC-AUC | F1 at threshold | accuracy at threshold | reals kept | fakes caught | ECE | Brier |",
         "|---|---|---|---|---|---|---|",

@@ -222,6 +222,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     prepared = load_dataset(config.data, cache_root)
     write_json(output_dir / "data_report.json", prepared.report)
     splits, sides, calibration = _splits(prepared, config)
+    groups = prepared.split_groups("val")
     for split, (_, labels) in splits.items():
         if len(np.unique(labels)) < 2:
             raise ValueError(f"the {split} split needs both real and fake images; it has {len(labels)} image(s) "
@@ -236,7 +237,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     history = model.fit(train_data, epochs=config.train.epochs, verbose=verbose, shuffle=False,
                         callbacks=_callbacks(config, output_dir, validation, train_data))
     train_seconds = time.perf_counter() - started
-    return _finish(output_dir, config, splits, calibration, history.history, train_seconds)
+    return _finish(output_dir, config, splits, calibration, history.history, train_seconds, groups)
 
 
 def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict, tuple[np.ndarray, np.ndarray]]:
@@ -248,7 +249,7 @@ def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict, tuple[np.nd
     (all of validation where none does): an extra folder of one class only is easy to tell apart by its source,
     and its easy images would pull every probability toward that class on the faces that matter (on faces-dev's
     test split, test ECE 0.071 fitted on all validation against 0.055 on faces-dev's own validation). The
-    threshold is still chosen on all of validation.
+    threshold is chosen on all of validation, against its worst group of reals (`metrics.choose_threshold`).
     """
     from fakelib.augment import match_split
 
@@ -266,7 +267,7 @@ def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict, tuple[np.nd
 
 
 def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, calibration: tuple, history: dict,
-            train_seconds: float) -> dict:
+            train_seconds: float, val_groups: np.ndarray | None = None) -> dict:
     """Calibrate the best checkpoint on validation, score it, and write model, figures and metrics.json (last)."""
     from fakelib.models import load_model
 
@@ -274,7 +275,7 @@ def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, calibratio
     best = load_model(output_dir / "model.keras")
     calibrate(best, *calibration, batch)
     best.save(output_dir / "model.keras")
-    metrics, predictions = _evaluate(best, splits, batch, config, history, train_seconds)
+    metrics, predictions = _evaluate(best, splits, batch, config, history, train_seconds, val_groups)
     metrics["n_calibration"] = int(len(calibration[1]))
     _figures(output_dir, metrics, predictions)
     write_json(output_dir / "metrics.json", metrics)
@@ -304,7 +305,7 @@ def recalibrate(output_dir: str | Path, cache_root: str | Path | None = None) ->
     prepared = load_dataset(config.data, cache_root)
     splits, _, calibration = _splits(prepared, config)
     history = pd.read_csv(output_dir / "history.csv").to_dict("list")
-    return _finish(output_dir, config, splits, calibration, history, train_seconds)
+    return _finish(output_dir, config, splits, calibration, history, train_seconds, prepared.split_groups("val"))
 
 
 def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> tuple[float, float]:
@@ -323,9 +324,10 @@ def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 6
 
 
 def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, history: dict,
-              train_seconds: float) -> tuple[dict, dict]:
+              train_seconds: float, val_groups: np.ndarray | None = None) -> tuple[dict, dict]:
     """Flat metrics (validation scores, test at 0.5 and at the validation-chosen threshold, run facts),
-    and the (labels, probabilities) of validation and test for the figures."""
+    and the (labels, probabilities) of validation and test for the figures; `val_groups` are the validation
+    images' sources for the threshold (`metrics.choose_threshold`)."""
     from fakelib import metrics as metriclib
     from fakelib.models import calibration, predict_probabilities
     from fakelib.pretrained import trained_on_demo
@@ -334,7 +336,7 @@ def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, hi
     test_images, test_labels = splits["test"]
     val_probabilities = predict_probabilities(model, val_images, batch_size)
     test_probabilities = predict_probabilities(model, test_images, batch_size)
-    threshold = metriclib.choose_threshold(val_labels, val_probabilities)
+    threshold = metriclib.choose_threshold(val_labels, val_probabilities, val_groups)
     val = metriclib.binary_metrics(val_labels, val_probabilities)
     test = metriclib.binary_metrics(test_labels, test_probabilities)
     test_at = metriclib.binary_metrics(test_labels, test_probabilities, threshold)

@@ -353,6 +353,16 @@ def test_several_folders_are_one_dataset(messy_dataset, tmp_path):
     # Only the folder holding both classes counts as paired (where probabilities are calibrated).
     assert prepared.paired[:-5].all() and not prepared.paired[-5:].any()
     assert alone.paired is None and alone.paired_mask("train").all()
+    # each image's group, the source a threshold keeps the reals of: folder name first when there are several
+    groups = prepared.split_groups("train")
+    train_relpaths = prepared.relpaths[prepared.splits == "train"]
+    assert all(group == "extra/real" if relpath.startswith("extra/") else group.startswith(f"{messy_dataset.name}/")
+               for group, relpath in zip(groups, train_relpaths))
+    assert "extra/real" in set(groups) and f"{messy_dataset.name}/REAL/batch1" in set(groups)  # its subfolder
+    assert not any(group.startswith(f"{messy_dataset.name}/") for group in alone.split_groups("train"))
+    np.testing.assert_array_equal(datalib.groups_of(["real/lfw/a.jpg", "fake/b.png"], several=False),
+                                  ["real/lfw", "fake"])
+    np.testing.assert_array_equal(datalib.groups_of(["extra/real/lfw/a.jpg"], several=True), ["extra/real/lfw"])
     with pytest.raises(ValueError, match="no usable fake"):
         datalib.load_dataset(DataConfig(data_dir=[str(extra), str(extra)], image_size=48),
                              cache_root=tmp_path / "cache")

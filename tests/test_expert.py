@@ -3,6 +3,8 @@
 import json
 import shutil
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,24 +21,14 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
-def test_an_expert_at_or_below_its_cutoff_leaves_the_detectors_verdict():
+def test_an_expert_at_or_below_its_cutoff_leaves_the_detectors_logit():
     rng = np.random.default_rng(0)
     combination = expertlib.Combination(weight=1.5, cutoff=0.3, scale=0.8, bias=-0.4, robust_threshold=0.37)
     p_robust = rng.uniform(0.01, 0.99, 500)
     p_expert = 1 / (1 + np.exp(-rng.uniform(-6, 0.3, 500)))  # logit at most the cutoff
     np.testing.assert_allclose(combination.logits(p_robust, p_expert), _logit(p_robust), rtol=1e-6)
     combined = combination.probabilities(p_robust, p_expert)
-    assert ((combined >= combination.threshold) == (p_robust >= 0.37)).all()
     np.testing.assert_allclose(combined, 1 / (1 + np.exp(-(0.8 * _logit(p_robust) - 0.4))), rtol=1e-6)
-
-
-@pytest.mark.parametrize("bias, expected", [(-4.0, 0.05), (4.0, 0.95)])
-def test_a_carried_threshold_outside_the_usable_range_is_clipped_into_it(bias, expected):
-    """Strong experts make the combination's calibration confident, and the robust threshold can land below 0.05
-    once carried through it (round 15: 0.047); it is clipped, saved and shown as every threshold is."""
-    combination = expertlib.Combination(weight=1.0, cutoff=0.0, scale=1.0, bias=bias, robust_threshold=0.3)
-    assert combination.threshold == pytest.approx(expected)
-    assert combination.to_dict()["threshold"] == pytest.approx(expected)
 
 
 def test_an_expert_sure_of_a_trace_adds_its_excess_log_odds_and_never_subtracts():
@@ -52,8 +44,12 @@ def test_an_expert_sure_of_a_trace_adds_its_excess_log_odds_and_never_subtracts(
     ({"weight": 1}, "not a valid combination"),
     ({"weight": "x", "cutoff": 0, "scale": 1, "bias": 0, "robust_threshold": 0.5, "expert_image_size": 64},
      "not a valid combination"),
-    ({"weight": 1, "cutoff": 0, "scale": -1, "bias": 0, "robust_threshold": 0.5, "expert_image_size": 64},
-     "scale must be > 0"),
+    ({"weight": 1, "cutoff": 0, "scale": -1, "bias": 0, "robust_threshold": 0.5, "threshold": 0.5,
+      "expert_image_size": 64}, "scale must be > 0"),
+    ({"weight": 1, "cutoff": 0, "scale": 1, "bias": 0, "robust_threshold": 0.5, "threshold": 1.5,
+      "expert_image_size": 64}, "threshold in"),
+    ({"weight": 1, "cutoff": 0, "scale": 1, "bias": 0, "robust_threshold": 0.5, "expert_image_size": 64},
+     "not a valid combination"),  # no threshold
 ])
 def test_a_broken_combination_is_a_one_line_error(payload, message):
     with pytest.raises(ValueError, match=message):
@@ -61,7 +57,8 @@ def test_a_broken_combination_is_a_one_line_error(payload, message):
 
 
 def test_a_combination_names_its_expert_view_and_older_files_mean_the_resized_one():
-    payload = {"weight": 1, "cutoff": 0, "scale": 1, "bias": 0, "robust_threshold": 0.5, "expert_image_size": 64}
+    payload = {"weight": 1, "cutoff": 0, "scale": 1, "bias": 0, "robust_threshold": 0.5, "threshold": 0.4,
+               "expert_image_size": 64}
     assert expertlib.Combination.from_dict(payload).expert_view == "resized"  # written before expert views existed
     assert expertlib.Combination.from_dict({**payload, "expert_view": "native"}).expert_view == "native"
     with pytest.raises(ValueError, match="expert_view 'crops' is not one of resized, native"):
@@ -114,6 +111,20 @@ def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, traine
     assert combination.robust_threshold == pytest.approx(robust["threshold"])
     assert combination.expert_image_size == 64 and combination.scale > 0
     assert saved["threshold"] == pytest.approx(combination.threshold)
+    # the threshold is the combined detector's own, chosen on its validation p_fake (metrics.choose_threshold)
+    from fakelib.config import load_experiment
+    from fakelib.data import load_dataset
+    from fakelib.metrics import choose_threshold
+    from fakelib.predict import score_files
+
+    config = load_experiment(trained_experiment / "params.yaml")
+    prepared = load_dataset(config.data)
+    val = prepared.splits == "val"
+    p_val, errors = score_files(Predictor.from_path(out / "model.keras"), Path(config.data.data_dir),
+                                list(prepared.relpaths[val]))
+    assert not errors
+    expected = choose_threshold(prepared.labels[val], p_val, prepared.split_groups("val"))
+    assert combination.threshold == pytest.approx(expected, abs=1e-4)
     assert saved["train_seconds"] == pytest.approx(
         robust["train_seconds"] + json.loads((expert_run / "metrics.json").read_text())["train_seconds"]
         + saved["residual_train_seconds"], abs=0.02)

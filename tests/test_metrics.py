@@ -42,6 +42,41 @@ def test_threshold_separates_shifted_scores():
     assert choose_threshold(np.zeros(5), np.linspace(0, 1, 5)) == 0.5
 
 
+def test_without_groups_the_threshold_maximizes_youdens_j():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        labels = rng.integers(0, 2, 200)
+        probabilities = np.round(rng.random(200) * (1 + labels) / 2, 2)  # ties, as saturated scores give
+        fpr, tpr, _ = roc_curve(labels, probabilities)
+        threshold = choose_threshold(labels, probabilities)
+        j = (probabilities[labels == 1] >= threshold).mean() - (probabilities[labels == 0] >= threshold).mean()
+        assert j == pytest.approx((tpr - fpr).max())
+        assert choose_threshold(labels, probabilities, np.full(200, "real/one")) == threshold
+
+
+def test_the_threshold_keeps_the_reals_of_its_worst_group():
+    """Easy reals of an extra folder must not buy a threshold that calls the hard source's reals fake: pooled,
+    the 300 easy reals make 30% of the hard group's false alarms look like 7.5% (the shipped detector's 67% of
+    its own test reals kept, round 16)."""
+    hard = np.linspace(0.05, 0.55, 100)  # the fakes' own source: 30 of 100 above 0.4
+    easy = np.linspace(0.0, 0.1, 300)
+    fakes = np.linspace(0.35, 0.95, 100)
+    labels = np.array([0] * 400 + [1] * 100)
+    probabilities = np.concatenate([hard, easy, fakes])
+    groups = np.array(["dev/real"] * 100 + ["extra/real/lfw"] * 300 + ["dev/fake"] * 100)
+    pooled = choose_threshold(labels, probabilities)
+    worst = choose_threshold(labels, probabilities, groups)
+    assert pooled < 0.4 < worst
+    kept = {name: (hard < t).mean() for name, t in (("pooled", pooled), ("worst", worst))}
+    assert kept["worst"] > kept["pooled"] + 0.2
+    # a group too small to measure its false alarms counts only in the pooled rate
+    tiny = groups.copy()
+    tiny[:100] = [f"dev/real/{index % 4}" for index in range(100)]  # four groups of 25 (< MIN_GROUP_REALS)
+    assert choose_threshold(labels, probabilities, tiny) == pooled
+
+
 def test_platt_scaling_recovers_a_known_miscalibration():
     from fakelib.metrics import fit_platt
 
