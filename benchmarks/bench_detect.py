@@ -15,6 +15,11 @@ share caught, each fake group's ROC-AUC against all of DIR's reals, and the same
 re-encode of every file (`fakelib.predict.common_format`), which checks that the score is not read from file
 properties.
 
+Every model (the eye model aside) is also scored on the first folder's test split as the files are and as web
+copies (`fakelib.predict.web_copy`: the centre square shrunk to 112-200 px, JPEG at quality 70-95, drawn per
+file), under `web_test`: the training source's own faces without their generator's trace, a check that needs no
+outside collection.
+
 `--models default,expert` also trains the trace expert of `fakelib.expert` (NPR at native 256 px on the first
 folder only; `--expert-set KEY=VALUE` overrides its settings) and joins the two into one detector
 (`fakelib.expert.assemble`, fitted on validation) in `OUT/combined/`, with the residual-statistics expert of
@@ -196,6 +201,17 @@ def combined_result(out: Path, cache: str | None, shift: str | None, eye: bool =
     return result
 
 
+def add_web_tests(results: dict[str, dict[str, Any]], data_dir: str) -> None:
+    """Each finished whole-face model's figures on the first data folder's test split as the files are and as web
+    copies (`fakelib.predict.evaluate_web_test`), under `web_test`: a generator's trace is gone from the copies, so
+    this measures on the training source itself how much a detector relies on it."""
+    from fakelib.predict import Predictor, evaluate_web_test
+
+    for name, result in results.items():
+        if name != "eye" and result.get("status") == "ok":
+            result["web_test"] = evaluate_web_test(Predictor.from_path(result["model_path"]), data_dir)
+
+
 def comparison(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The default (the combined detector when there is one) against the spectrum baseline and the goal."""
     default, spectrum = results.get("default", {}), results.get("spectrum", {})
@@ -259,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         eye = results.get("eye", {}).get("status") == "ok"
         results["combined"] = combined_result(out, args.cache, args.shift, eye)
     finished = [name for name, result in results.items() if result["status"] == "ok"]
+    add_web_tests(results, args.data[0])
     summary = {
         "data_dir": [str(Path(folder).resolve()) for folder in args.data],
         "shift_dir": str(Path(args.shift).resolve()) if args.shift else None,

@@ -89,6 +89,12 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
         assert groups["fake/stylegan-png"]["as_published_roc_auc_vs_all_reals"] is not None
         assert result["shift"]["errors"] == ["as_published: real/camera-small/broken.jpg: truncated",
                                              "common_format: real/camera-small/broken.jpg: truncated"]
+        # the test split again, as the files are (the same figures as the run's own) and as web copies
+        web = result["web_test"]
+        assert web["as_files"]["n"] == web["web"]["n"] == 12 and not web["errors"]
+        assert web["as_files"]["roc_auc"] == pytest.approx(result["test_roc_auc"], abs=1e-6)
+        assert web["threshold"] == pytest.approx(result["threshold"])
+        assert web["web"]["real_rate"] is not None and web["web"]["ece"] is not None
     # --reuse reports the finished run instead of training it again; a changed configuration is trained anew.
     bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params), "--models", "default",
                 "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.5", "--reuse"])
@@ -110,6 +116,29 @@ def write_shift_like(root: Path) -> Path:
             Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / group / f"{index}{suffix}")
     (root / "real/camera-small/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return root
+
+
+def test_a_web_copy_is_drawn_once_per_file_shrinks_and_never_up_samples():
+    import io
+
+    from fakelib.predict import WEB_SIDES, web_copy
+
+    rng = np.random.default_rng(2)
+    sides = set()
+    for index in range(12):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (300, 256, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        data = buffer.getvalue()
+        copy = web_copy(data)
+        assert copy == web_copy(data)  # the same file gets the same copy on every run
+        image = Image.open(io.BytesIO(copy))
+        assert image.format == "JPEG" and image.size[0] == image.size[1]
+        assert WEB_SIDES[0] <= image.size[0] <= WEB_SIDES[1]
+        sides.add(image.size[0])
+    assert len(sides) > 6  # drawn, not fixed
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    assert Image.open(io.BytesIO(web_copy(buffer.getvalue()))).size == (90, 90)  # smaller: its own side
 
 
 def test_unknown_model_name_is_rejected(tmp_path):
