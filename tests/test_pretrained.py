@@ -66,6 +66,13 @@ def test_package_writes_model_card_from_measured_numbers(trained_experiment, tmp
     predictor = Predictor.from_path(out / "model.keras")
     assert predictor.threshold == pytest.approx(metrics["threshold"])
     assert json.loads((out / "shift.json").read_text())["groups"]["fake/gan"]["n"] == 3
+    # the test split again as the files are (the run's own figures) and as web copies, in the card
+    web = json.loads((out / "web_test.json").read_text())
+    assert web["data"] == Path(str(params["data"]["data_dir"])).name and not web["errors"]
+    assert web["as_files"]["roc_auc"] == pytest.approx(metrics["test_roc_auc"], abs=1e-6)
+    assert web["as_files"]["n"] == web["web"]["n"] == metrics["n_test"]
+    assert "## Its own test faces after a website's processing" in card
+    assert f"| web copies | {web['web']['n']} | {web['web']['roc_auc']:.3f} |" in card
 
 
 def test_package_refuses_an_unfinished_run(tmp_path):
