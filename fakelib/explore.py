@@ -172,11 +172,14 @@ class TrainingFacts:
         formats: PIL format names of the training files ("JPEG", "PNG", "WEBP"); empty when unknown (the
             training folders are not on this machine).
         equalize_quality: JPEG quality every input was re-encoded at (0: none); with it, formats do not matter.
+        web_caught: the share of its test fakes it caught once a website's processing removed their trace
+            (`web_test.json` beside a packaged model, `pretrained._web_test`), or None.
     """
 
     input_side: int
     formats: frozenset[str] = frozenset()
     equalize_quality: int = 0
+    web_caught: float | None = None
 
 
 def training_facts(model_path: str | Path, input_side: int) -> TrainingFacts:
@@ -187,7 +190,11 @@ def training_facts(model_path: str | Path, input_side: int) -> TrainingFacts:
     data_dirs = report.get("data_dir") or params.get("data_dir") or []
     data_dirs = [data_dirs] if isinstance(data_dirs, str) else list(data_dirs)
     formats = frozenset().union(*[_formats_in(paths.resolve(str(item))) for item in data_dirs])
-    return TrainingFacts(int(input_side), formats, int(params.get("equalize_quality") or 0))
+    from fakelib.pretrained import WEB_TEST_FILE
+
+    web_caught = (_read_json(folder / WEB_TEST_FILE).get("web") or {}).get("fake_rate")
+    return TrainingFacts(int(input_side), formats, int(params.get("equalize_quality") or 0),
+                         float(web_caught) if isinstance(web_caught, (int, float)) else None)
 
 
 def _read_json(path: Path) -> dict:
@@ -369,6 +376,12 @@ class Explorer:
                             f"or in the eye region (their pooled p(fake) {float(expert[0]):.2f}), which raised "
                             "the verdict.")
         card, facts = self.about_model()
+        web_caught = facts.web_caught
+        if expert is not None and label == "real" and not predictor.expert_fired(expert)[0] \
+                and web_caught is not None and web_caught < 0.8:
+            message += (". The experts found no generator trace, so this verdict rests on the face alone: on web "
+                        "copies of its own test faces (shrunk and re-encoded, which removes such traces) this "
+                        f"detector caught only {web_caught:.0%} of the fakes.")
         return Verdict(True, message, filename, probability, label, float(predictor.threshold), image, result,
                        look_at, card, upload_warnings(content, facts))
 

@@ -251,6 +251,31 @@ def test_the_explorer_shows_the_combined_verdict_and_says_when_the_expert_added_
         assert ("trace experts found" in verdict.message) == bool(expert_fired)  # two: the trace and the residual
 
 
+def test_a_real_verdict_without_a_trace_says_how_often_web_copies_of_fakes_pass(combined, demo_dataset, tmp_path):
+    """Where the experts are silent, a "real" verdict rests on the face alone; the explorer says what that is worth
+    on the detector's own test fakes once a website removed their trace (web_test.json beside the model)."""
+    from fakelib import explore
+
+    out, _ = combined
+    folder = tmp_path / "detector"
+    shutil.copytree(out, folder)
+    predictor = Predictor.from_path(folder / "model.keras")
+    files = sorted((demo_dataset / "real").glob("*")) + sorted((demo_dataset / "fake").glob("*"))
+    inputs = [predictor.prepare_inputs(path.read_bytes()) for path in files]
+    p_fake = predictor.predict_inputs(inputs)
+    fired = predictor.expert_fired(predictor.expert_probabilities([expert for _, expert in inputs]))
+    silent_real = next(path for path, p, hit in zip(files, p_fake, fired) if p < predictor.threshold and not hit)
+    fired_or_fake = next(path for path, p, hit in zip(files, p_fake, fired) if p >= predictor.threshold or hit)
+    for caught, says in ((0.42, True), (0.85, False)):
+        (folder / pretrained.WEB_TEST_FILE).write_text(json.dumps({"web": {"fake_rate": caught}}))
+        explorer = explore.Explorer({"detector": str(folder / "model.keras")}, method="gradcam")
+        verdict = explorer.set_upload(silent_real.name, silent_real.read_bytes())
+        assert verdict.label == "real"
+        assert ("this detector caught only 42% of the fakes" in verdict.message) == says
+        other = explorer.set_upload(fired_or_fake.name, fired_or_fake.read_bytes())
+        assert "rests on the face alone" not in other.message
+
+
 def test_the_package_carries_the_expert_and_says_so(combined, trained_experiment, tmp_path):
     out, payload = combined
     package = tmp_path / "pretrained"
