@@ -8,7 +8,7 @@ and a 256 px one each see the view they were trained on). The ensemble's logit i
 for each weight w of the grid. Everything is chosen on validation, as `fakelib.train` chooses it for one model:
 the weight with the best validation ROC-AUC (ties: the one nearest 0.5); Platt scaling on the validation images
 of the first `--data` folder (the one holding both classes); the threshold by Youden's J on all validation
-images. The split of each file comes from its folder's `manifest.csv` (`split` column); files without one are
+images against their worst group of reals (`metrics.choose_threshold`). The split of each file comes from its folder's `manifest.csv` (`split` column); files without one are
 left out. Test is every folder's `test` split.
 
 `--shift DIR` (evaluation only: nothing is chosen on it) scores the chosen ensemble on each group of DIR with
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tensorflow_environment()  # before TensorFlow loads: oneDNN on where TensorFlow leaves it off
     args = parse_args(argv)
+    from fakelib.data import groups_of
     from fakelib.metrics import binary_metrics, calibration_errors, choose_threshold, ece_floor, fit_platt
     from fakelib.predict import Predictor, evaluate_groups
 
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         logits, usable = member_logits(members, split_rows)
         labels = np.array([row[2] for row in split_rows])
         first = np.array([row[3] == 0 for row in split_rows], dtype=bool)
-        scored[split] = (logits[:, usable], labels[usable], first[usable])
+        groups = groups_of([f"{row[0].name}/{row[1]}" for row in split_rows], several=True)
+        scored[split] = (logits[:, usable], labels[usable], first[usable], groups[usable])
 
     def combined(split: str, weight: float) -> np.ndarray:
         return Ensemble(members, weight).mix(*scored[split][0])
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     val_logits, val_labels, val_first = combined("val", weight), scored["val"][1], scored["val"][2]
     scale, bias = fit_platt(val_labels[val_first], val_logits[val_first])
     ensemble = Ensemble(members, weight, scale, bias)
-    ensemble.threshold = choose_threshold(val_labels, ensemble.calibrate(val_logits))
+    ensemble.threshold = choose_threshold(val_labels, ensemble.calibrate(val_logits), scored["val"][3])
     test_probabilities, test_labels = ensemble.calibrate(combined("test", weight)), scored["test"][1]
     test = binary_metrics(test_labels, test_probabilities, ensemble.threshold)
     result: dict[str, Any] = {
