@@ -341,6 +341,8 @@ def package(run_dir: str | Path, out_dir: str | Path = PRETRAINED_DIR, shift_dir
             shift = evaluate_groups(Predictor.from_path(staging / "model.keras"), shift_dir)
             shift["data"] = Path(shift["data"]).name  # the folder's name, not a path of this machine
             (staging / "shift.json").write_text(json.dumps(shift, indent=2))
+        else:  # a shift.json left from an earlier package would describe another model
+            (out_dir / "shift.json").unlink(missing_ok=True)
         web = _web_test(run_dir, staging / "model.keras")
         if web:
             (staging / WEB_TEST_FILE).write_text(json.dumps(web, indent=2))

@@ -291,7 +291,9 @@ def test_the_package_carries_the_expert_and_says_so(combined, trained_experiment
     assert f"| {payload['test_roc_auc']:.3f} |" in card
     assert "trace expert" in facts["model"] and facts["threshold"] == pytest.approx(payload["threshold"])
     assert Predictor.from_path(package / "model.keras").expert is not None
+    (package / "shift.json").write_text("{}")  # as an earlier package with --shift would have left it
     pretrained.package(trained_experiment, package)  # a plain run packaged over it leaves no stale expert behind
+    assert not (package / "shift.json").exists()
     assert not (package / "expert.keras").exists() and not (package / "combination.json").exists()
     assert not (package / "residual.npz").exists()
     assert Predictor.from_path(package / "model.keras").expert is None
