@@ -15,10 +15,10 @@ share caught, each fake group's ROC-AUC against all of DIR's reals, and the same
 re-encode of every file (`fakelib.predict.common_format`), which checks that the score is not read from file
 properties.
 
-Every model (the eye model aside) is also scored on the first folder's test split as the files are and as web
-copies (`fakelib.predict.web_copy`: the centre square shrunk to 112-200 px, JPEG at quality 70-95, drawn per
-file), under `web_test`: the training source's own faces without their generator's trace, a check that needs no
-outside collection.
+Every model (the eye model aside) is also scored on the first folder's validation and test splits as the files
+are and as web copies (`fakelib.predict.web_copy`: the centre square shrunk to 112-200 px, JPEG at quality 70-95,
+drawn per file), under `web_val` and `web_test`: the training source's own faces without their generator's trace,
+a check that needs no outside collection (choose on `web_val`; `web_test` stays held out).
 
 `--models default,expert` also trains the trace expert of `fakelib.expert` (NPR at native 256 px on the first
 folder only; `--expert-set KEY=VALUE` overrides its settings) and joins the two into one detector
@@ -202,14 +202,17 @@ def combined_result(out: Path, cache: str | None, shift: str | None, eye: bool =
 
 
 def add_web_tests(results: dict[str, dict[str, Any]], data_dir: str) -> None:
-    """Each finished whole-face model's figures on the first data folder's test split as the files are and as web
-    copies (`fakelib.predict.evaluate_web_test`), under `web_test`: a generator's trace is gone from the copies, so
-    this measures on the training source itself how much a detector relies on it."""
+    """Each finished whole-face model's figures on the first data folder's validation and test splits as the files
+    are and as web copies (`fakelib.predict.evaluate_web_test`), under `web_val` and `web_test`: a generator's
+    trace is gone from the copies, so this measures on the training source itself how much a detector relies on
+    it. Choose on `web_val`; `web_test` stays held out."""
     from fakelib.predict import Predictor, evaluate_web_test
 
     for name, result in results.items():
         if name != "eye" and result.get("status") == "ok":
-            result["web_test"] = evaluate_web_test(Predictor.from_path(result["model_path"]), data_dir)
+            predictor = Predictor.from_path(result["model_path"])
+            for split in ("val", "test"):
+                result[f"web_{split}"] = evaluate_web_test(predictor, data_dir, split)
 
 
 def comparison(results: dict[str, dict[str, Any]]) -> dict[str, Any]:

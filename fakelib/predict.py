@@ -349,10 +349,12 @@ def web_copy(data: bytes) -> bytes:
     return imagelib.encode_jpeg(imagelib.fit_square(image, min(side, *image.size)), quality)
 
 
-def evaluate_web_test(predictor: Predictor, data_dir: str | Path) -> dict:
-    """The detector on the test split of `data_dir` (its manifest.csv) as the files are and as `web_copy`s, at the
-    saved threshold: per view, ROC-AUC, F1, the shares of reals kept and fakes caught, and the calibration
-    error. A folder without a test split in its manifest gets {"error": ...}."""
+def evaluate_web_test(predictor: Predictor, data_dir: str | Path, split: str = "test") -> dict:
+    """The detector on one split of `data_dir` (its manifest.csv; the test split by default) as the files are and
+    as `web_copy`s, at the saved threshold: per view, ROC-AUC, F1, the shares of reals kept and fakes caught, and
+    the calibration error. A folder without that split in its manifest gets {"error": ...}.
+
+    The validation split's figures are the ones to choose a model or a rule on; the test split's stay held out."""
     from fakelib.data import read_manifest_splits
     from fakelib.layout import dataset_files
     from fakelib.metrics import binary_metrics, calibration_errors
@@ -360,11 +362,11 @@ def evaluate_web_test(predictor: Predictor, data_dir: str | Path) -> dict:
     root = Path(data_dir)
     splits = read_manifest_splits(root)
     files = [(relpath, label) for relpath, label in dataset_files(root, require_both=False)
-             if splits.get(relpath) == "test"]
+             if splits.get(relpath) == split]
     if not files:
-        return {"data": str(root), "error": "no test split in manifest.csv"}
+        return {"data": str(root), "error": f"no {split} split in manifest.csv"}
     relpaths, labels = [relpath for relpath, _ in files], np.array([label for _, label in files])
-    result: dict = {"data": str(root), "threshold": predictor.threshold, "web_sides": list(WEB_SIDES),
+    result: dict = {"data": str(root), "split": split, "threshold": predictor.threshold, "web_sides": list(WEB_SIDES),
                     "web_quality": list(WEB_QUALITY), "errors": []}
     for view, transform in (("as_files", None), ("web", web_copy)):
         probabilities, errors = score_files(predictor, root, relpaths, transform)

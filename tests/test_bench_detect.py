@@ -95,6 +95,7 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
         assert web["as_files"]["roc_auc"] == pytest.approx(result["test_roc_auc"], abs=1e-6)
         assert web["threshold"] == pytest.approx(result["threshold"])
         assert web["web"]["real_rate"] is not None and web["web"]["ece"] is not None
+        assert result["web_val"]["split"] == "val" and result["web_val"]["web"]["n"] == 12  # 6 real + 6 fake
     # --reuse reports the finished run instead of training it again; a changed configuration is trained anew.
     bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--params", str(params), "--models", "default",
                 "--cache", str(tmp_path / "cache"), "--set", "jpeg_prob=0.5", "--reuse"])
