@@ -366,8 +366,8 @@ def evaluate_web_test(predictor: Predictor, data_dir: str | Path, split: str = "
     if not files:
         return {"data": str(root), "error": f"no {split} split in manifest.csv"}
     relpaths, labels = [relpath for relpath, _ in files], np.array([label for _, label in files])
-    result: dict = {"data": str(root), "split": split, "threshold": predictor.threshold, "web_sides": list(WEB_SIDES),
-                    "web_quality": list(WEB_QUALITY), "errors": []}
+    result: dict = {"data": str(root), "split": split, "threshold": predictor.threshold,
+                    "web_sides": list(WEB_SIDES), "web_quality": list(WEB_QUALITY), "errors": []}
     for view, transform in (("as_files", None), ("web", web_copy)):
         probabilities, errors = score_files(predictor, root, relpaths, transform)
         result["errors"] += [f"{view}: {error}" for error in errors]
