@@ -150,7 +150,8 @@ def expert_config(config):
 
 
 def _split_probabilities(model, config, splits: tuple[str, ...], cache_root=None) -> dict[str, tuple]:
-    """{split: (relpaths, labels, paired, p_fake)} of `config`'s data, loaded once at `model`'s input side."""
+    """{split: (relpaths, labels, paired, p_fake, groups)} of `config`'s data, loaded once at `model`'s input
+    side; groups are the images' sources (`data.PreparedData.split_groups`)."""
     import dataclasses
 
     from fakelib.data import load_dataset
@@ -161,7 +162,7 @@ def _split_probabilities(model, config, splits: tuple[str, ...], cache_root=None
     for split in splits:
         images, labels = prepared.subset(split)
         scored[split] = (prepared.relpaths[prepared.splits == split], labels, prepared.paired_mask(split),
-                         predict_probabilities(model, images))
+                         predict_probabilities(model, images), prepared.split_groups(split))
     return scored
 
 
@@ -209,7 +210,6 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
 
     from fakelib import metrics as metriclib
     from fakelib.config import load_experiment
-    from fakelib.data import data_dirs, groups_of
     from fakelib.models import input_size, load_model
 
     robust_dir = Path(robust_dir)
@@ -218,17 +218,17 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     robust, expert = load_model(robust_dir / "model.keras"), load_model(expert_model)
     by_robust = _split_probabilities(robust, config, ("val", "test"), cache_root)
     if expert_view == "native":
-        by_expert = {split: (relpaths, labels, paired, _native_probabilities(expert, config, relpaths))
-                     for split, (relpaths, labels, paired, _) in by_robust.items()}
+        by_expert = {split: (relpaths, labels, paired, _native_probabilities(expert, config, relpaths), groups)
+                     for split, (relpaths, labels, paired, _, groups) in by_robust.items()}
     else:
         by_expert = _split_probabilities(expert, config, ("val", "test"), cache_root)
     scored, eye_raw = {}, {}
     for split in ("val", "test"):
-        paths_r, labels, paired, p_robust = by_robust[split]
-        paths_e, _, _, p_expert = by_expert[split]
+        paths_r, labels, paired, p_robust, groups = by_robust[split]
+        paths_e, _, _, p_expert, _ = by_expert[split]
         common, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
         if split == "val":
-            val_groups = groups_of(common, several=len(data_dirs(config.data)) > 1)
+            val_groups = groups[index_r]
         scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
         if residual is not None:
             from fakelib.residuals import file_features

@@ -364,7 +364,8 @@ class Explorer:
         message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {predictor.threshold:.2f})"
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
-        if expert is not None and predictor.expert_fired(expert)[0]:
+        fired = expert is not None and bool(predictor.expert_fired(expert)[0])
+        if fired:
             if predictor.residual is None and predictor.eye is None:
                 message += (f"{'' if look_at else '.'} The trace expert found a generator's up-sampling trace in "
                             f"the pixels (its p(fake) {float(expert[0]):.2f}), which raised the verdict.")
@@ -377,8 +378,7 @@ class Explorer:
                             "the verdict.")
         card, facts = self.about_model()
         web_caught = facts.web_caught
-        if expert is not None and label == "real" and not predictor.expert_fired(expert)[0] \
-                and web_caught is not None and web_caught < 0.8:
+        if expert is not None and not fired and label == "real" and web_caught is not None and web_caught < 0.8:
             message += (". The experts found no generator trace, so this verdict rests on the face alone: on web "
                         "copies of its own test faces (shrunk and re-encoded, which removes such traces) this "
                         f"detector caught only {web_caught:.0%} of the fakes.")

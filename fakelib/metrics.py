@@ -42,7 +42,7 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, groups: np.n
     if labels.min(initial=1) == labels.max(initial=0) or len(np.unique(labels)) < 2:
         return 0.5
     candidates = np.unique(probabilities)[::-1]  # descending: "fake" at p >= t
-    fakes = np.sort(probabilities[labels == 1])
+    fakes = probabilities[labels == 1]
     reals = probabilities[labels == 0]
 
     def called_fake(scores: np.ndarray) -> np.ndarray:
