@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class Ensemble:
     """Two Predictors behind the interface that `fakelib.predict.score_files` and `evaluate_groups` use:
     `prepare_inputs` gives each member its own inputs, `predict_inputs` the calibrated p_fake of the weighted
-    logit."""
+    logit, `input_thresholds` its threshold."""
 
     members: tuple
     weight: float
@@ -77,6 +77,10 @@ class Ensemble:
         a, b = (to_logit(member.predict_inputs([item[index] for item in inputs], batch_size))
                 for index, member in enumerate(self.members))
         return self.calibrate(self.mix(a, b))
+
+    def input_thresholds(self, inputs: list[tuple]) -> np.ndarray:
+        """(n,) the ensemble's one threshold for every input (it has no small-image regime)."""
+        return np.full(len(inputs), self.threshold)
 
 
 def split_files(folders: list[Path]) -> dict[str, list[tuple[Path, str, int, int]]]:
@@ -103,7 +107,7 @@ def member_logits(members: tuple, rows: list[tuple[Path, str, int, int]]) -> tup
     for folder in dict.fromkeys(row[0] for row in rows):
         positions = [position for position, row in enumerate(rows) if row[0] == folder]
         for index, member in enumerate(members):
-            probabilities, _ = score_files(member, folder, [rows[position][1] for position in positions])
+            probabilities, _, _ = score_files(member, folder, [rows[position][1] for position in positions])
             logits[index, positions] = to_logit(probabilities)
     return logits, ~np.isnan(logits).any(axis=0)
 

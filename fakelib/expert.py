@@ -20,6 +20,16 @@ detector's threshold carried through the calibration, so that a face the experts
 robust verdict; but that threshold did not see the experts' false alarms, and chosen on all validation reals it
 kept only 67% of the training source's test reals (docs/results.md, round 16).
 
+Two regimes (round 17). The combination's calibration learns, on the training source's files, that experts who
+are silent mean "real" (its bias is about -2 log-odds): there every generated face still carries its trace. An
+image smaller than the expert's input side was shrunk (or made small) by its publisher, and no trace survives
+that, so there the experts' silence says nothing. A detector whose validation has both classes at or above the
+expert's side therefore calibrates a smaller image apart (`small_scale`, `small_bias`), fitted on a web copy of
+each such validation image (`predict.web_copy`: shrunk to 44-78% of the expert's side, re-encoded as JPEG), and
+judges it at its own threshold (`small_threshold`, chosen with the same rule on those copies and on validation's
+own small images). The members and the evidence-only rule are the same in both regimes; the side of an image's
+centre square chooses the regime (`Combination.small`), and nothing else about the file is read.
+
 A second expert can join under the same rule: the residual statistics of `fakelib.residuals` (round 14), a linear
 model of the pixels' noise. `pooled` sums the two experts' log-odds above the cutoff into one expert probability,
 so neither can take evidence away.
@@ -98,14 +108,46 @@ class Combination:
     expert_image_size: int = 256
     expert_view: str = "resized"  # one of EXPERT_VIEWS: how the expert's input is made from an image
     threshold: float = 0.5  # of the combined p_fake, chosen on validation (`metrics.choose_threshold`)
+    # The small-image regime (round 17; None without one): the calibration and threshold of an image whose centre
+    # square is smaller than the expert's input side (see the module docstring)
+    small_scale: float | None = None
+    small_bias: float | None = None
+    small_threshold: float | None = None
+
+    @property
+    def has_small_regime(self) -> bool:
+        return self.small_scale is not None
+
+    def small(self, sides) -> np.ndarray:
+        """(n,) bool: the images in the small-image regime (centre square of `sides` px below the expert's input
+        side); none without that regime."""
+        sides = np.asarray(sides)
+        return (sides < self.expert_image_size) if self.has_small_regime else np.zeros(sides.shape, dtype=bool)
 
     def logits(self, p_robust, p_expert) -> np.ndarray:
         """The combined (uncalibrated) logit: the expert's excess log-odds above `cutoff` added, never subtracted."""
         return to_logit(p_robust) + self.weight * np.maximum(0.0, to_logit(p_expert) - self.cutoff)
 
-    def probabilities(self, p_robust, p_expert) -> np.ndarray:
-        """(n,) calibrated p_fake of the combination."""
-        return sigmoid(self.scale * self.logits(p_robust, p_expert) + self.bias)
+    def probabilities(self, p_robust, p_expert, sides=None) -> np.ndarray:
+        """(n,) calibrated p_fake of the combination; `sides` (each image's centre-square side) choose the regime.
+
+        Raises:
+            ValueError: the combination has a small-image regime and `sides` is missing.
+        """
+        logits = self.logits(p_robust, p_expert)
+        if not self.has_small_regime:
+            return sigmoid(self.scale * logits + self.bias)
+        if sides is None:
+            raise ValueError("this detector calibrates small images apart: give each image's side")
+        small = self.small(sides)
+        return sigmoid(np.where(small, self.small_scale, self.scale) * logits
+                       + np.where(small, self.small_bias, self.bias))
+
+    def thresholds(self, sides) -> np.ndarray:
+        """(n,) the threshold each image is judged at: `small_threshold` in the small-image regime, else
+        `threshold`."""
+        small = self.small(sides)
+        return np.where(small, self.small_threshold if self.has_small_regime else 0.0, self.threshold)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,11 +155,14 @@ class Combination:
     @classmethod
     def from_dict(cls, payload: dict) -> Combination:
         """Raises ValueError (one line) for a combination.json that lacks a field or holds a non-number."""
+        small_names = ("small_scale", "small_bias", "small_threshold")
         try:
+            small = {name: float(payload[name]) for name in small_names if payload.get(name) is not None}
             combination = cls(**{name: float(payload[name]) for name in ("weight", "cutoff", "scale", "bias",
                                                                           "robust_threshold", "threshold")},
                               expert_image_size=int(payload["expert_image_size"]),
-                              expert_view=str(payload.get("expert_view", "resized")))  # files before round 10
+                              expert_view=str(payload.get("expert_view", "resized")),  # files before round 10
+                              **small)  # files before round 17 have no small-image regime
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{COMBINATION_FILE} is not a valid combination ({type(error).__name__}: {error})") \
                 from None
@@ -128,6 +173,10 @@ class Combination:
                 and 0 < combination.threshold < 1):
             raise ValueError(f"{COMBINATION_FILE}: scale must be > 0, weight >= 0, robust_threshold and threshold in "
                              "(0, 1)")
+        if small and (len(small) < len(small_names) or not (small["small_scale"] > 0
+                                                             and 0 < small["small_threshold"] < 1)):
+            raise ValueError(f"{COMBINATION_FILE}: a small-image regime needs small_scale > 0, small_bias and "
+                             "small_threshold in (0, 1)")
         return combination
 
 
@@ -191,6 +240,26 @@ def _native_probabilities(model, config, relpaths: np.ndarray) -> np.ndarray:
     return predict_probabilities(model, windows, pad=False)
 
 
+def small_copy_sides(expert_side: int) -> tuple[int, int]:
+    """The sides of the web copies the small-image regime is fitted on: `predict.WEB_SIDES` (112-200 px) for a
+    256 px expert, the same shares of another expert's side (always below it)."""
+    from fakelib.predict import WEB_SIDES
+
+    return tuple(max(1, round(expert_side * side / 256)) for side in WEB_SIDES)
+
+
+def _web_copy_probabilities(scorer, config, relpaths: np.ndarray, sides: tuple[int, int]
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) the robust member's and (n,) the experts' p_fake on web copies (`predict.web_copy` at `sides`) of the
+    files `relpaths` of `config`'s data, scored by `scorer`, a `predict.Predictor` holding the members."""
+    from fakelib.images import read_image_bytes
+    from fakelib.predict import web_copy
+
+    inputs = [scorer.prepare_inputs(web_copy(read_image_bytes(dataset_file(config, str(relpath))), sides))
+              for relpath in relpaths]
+    return scorer.member_probabilities(inputs)
+
+
 def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
         cache_root=None, expert_view: str = "resized", residual=None,
         residual_memo: dict | None = None, eye=None) -> tuple[Combination, dict]:
@@ -210,6 +279,7 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
 
     from fakelib import metrics as metriclib
     from fakelib.config import load_experiment
+    from fakelib.images import square_side
     from fakelib.models import input_size, load_model
 
     robust_dir = Path(robust_dir)
@@ -222,11 +292,13 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
                      for split, (relpaths, labels, paired, _, groups) in by_robust.items()}
     else:
         by_expert = _split_probabilities(expert, config, ("val", "test"), cache_root)
-    scored, eye_raw = {}, {}
+    scored, eye_raw, relpaths, sides = {}, {}, {}, {}
     for split in ("val", "test"):
         paths_r, labels, paired, p_robust, groups = by_robust[split]
         paths_e, _, _, p_expert, _ = by_expert[split]
         common, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
+        relpaths[split] = common
+        sides[split] = np.array([square_side(dataset_file(config, str(relpath))) for relpath in common], dtype=int)
         if split == "val":
             val_groups = groups[index_r]
         scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
@@ -280,16 +352,46 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
             "roc_auc"] for index, name in enumerate(names)}
         scored = {split: (*values[:3], pooled(values[3:], cutoff)) for split, values in scored.items()}
         p_expert = scored["val"][3]
-    fit_on = paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
+    # two regimes where validation has both classes of the paired source at or above the expert's side
+    native = sides["val"] >= draft.expert_image_size
+    regimes = len(np.unique(labels[paired & native])) == 2
+    fit_on = paired & native if regimes else paired if len(np.unique(labels[paired])) == 2 else np.ones_like(paired)
     scale, bias = metriclib.fit_platt(labels[fit_on], draft.logits(p_robust, p_expert)[fit_on])
     combination = Combination(weight, cutoff, scale, bias, robust_threshold, draft.expert_image_size, expert_view)
-    val_probabilities = combination.probabilities(p_robust, p_expert)
-    combination = replace(combination, threshold=metriclib.choose_threshold(labels, val_probabilities, val_groups))
-    val = metriclib.binary_metrics(labels, val_probabilities, combination.threshold)
+    small_figures = {}
+    if regimes:
+        from fakelib.predict import Predictor
+
+        scorer = Predictor(robust, equalize_quality=config.data.equalize_quality, expert=expert, combination=draft,
+                           residual=residual, eye=eye)
+        copies = paired & native
+        p_robust_web, p_expert_web = _web_copy_probabilities(scorer, config, relpaths["val"][copies],
+                                                             small_copy_sides(draft.expert_image_size))
+        small_scale, small_bias = metriclib.fit_platt(labels[copies], combination.logits(p_robust_web, p_expert_web))
+        combination = replace(combination, small_scale=float(small_scale), small_bias=float(small_bias),
+                              small_threshold=0.5)
+        # the small regime's threshold: on the web copies and on validation's own small images, each its group
+        web_sides = np.zeros(int(copies.sum()), dtype=int)  # any side below the expert's: the small regime
+        small_labels = np.concatenate([labels[copies], labels[~native]])
+        small_p = np.concatenate([combination.probabilities(p_robust_web, p_expert_web, web_sides),
+                                  combination.probabilities(p_robust[~native], p_expert[~native], sides["val"][~native])])
+        small_groups = np.concatenate([[f"{group}-web" for group in val_groups[copies]], val_groups[~native]])
+        combination = replace(combination, small_threshold=metriclib.choose_threshold(small_labels, small_p,
+                                                                                      small_groups))
+        small = metriclib.binary_metrics(small_labels, small_p, combination.small_threshold)
+        small_figures = {"small_n_val": small["n"], "small_n_val_web_copies": int(copies.sum()),
+                         **metriclib.prefixed(small, "small_val", keys=("roc_auc", "f1", "real_rate", "fake_rate")),
+                         "small_val_ece": metriclib.calibration_errors(small_labels, small_p)["ece"],
+                         "small_copy_sides": list(small_copy_sides(draft.expert_image_size))}
+    val_probabilities = combination.probabilities(p_robust, p_expert, sides["val"])
+    threshold_on = native if regimes else np.ones_like(native)
+    combination = replace(combination, threshold=metriclib.choose_threshold(
+        labels[threshold_on], val_probabilities[threshold_on], val_groups[threshold_on]))
+    val = metriclib.binary_metrics(labels, val_probabilities, combination.thresholds(sides["val"]))
     labels, _, p_robust, p_expert = scored["test"]
-    probabilities = combination.probabilities(p_robust, p_expert)
+    probabilities = combination.probabilities(p_robust, p_expert, sides["test"])
     test = metriclib.binary_metrics(labels, probabilities)
-    test_at = metriclib.binary_metrics(labels, probabilities, combination.threshold)
+    test_at = metriclib.binary_metrics(labels, probabilities, combination.thresholds(sides["test"]))
     figures = {
         **metriclib.prefixed(val, "val", keys=("roc_auc", "average_precision", "f1")), "n_val": val["n"],
         **metriclib.prefixed(test, "test", keys=("roc_auc", "average_precision")),
@@ -297,7 +399,7 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         "confusion_matrix": test_at["confusion_matrix"],
         **metriclib.prefixed(metriclib.calibration_errors(labels, probabilities), "test", keys=("ece", "brier")),
         **metriclib.prefixed(metriclib.ece_floor(probabilities), "test_ece_floor", keys=("mean", "p95")),
-        "n_test": int(len(labels)), **fired, **member_figures, **eye_figures,
+        "n_test": int(len(labels)), **fired, **member_figures, **eye_figures, **small_figures,
         "expert_test_roc_auc": metriclib.binary_metrics(labels, p_expert)["roc_auc"],
         "robust_test_roc_auc": metriclib.binary_metrics(labels, p_robust)["roc_auc"],
     }

@@ -356,12 +356,16 @@ class Explorer:
                                   f"{FRIENDLY_FORMATS}.", filename)
         result = explain.compute_cams(predictor.model, image[None], self.method)
         expert = predictor.expert_probabilities([expert_view])
-        probability = float(predictor.combine(result.probabilities, expert)[0])
-        label = "fake" if probability >= predictor.threshold else "real"
+        sides = None if expert_view is None else [expert_view.side]
+        probability = float(predictor.combine(result.probabilities, expert, sides)[0])
+        threshold = predictor.threshold if sides is None else float(predictor.thresholds(sides)[0])
+        label = "fake" if probability >= threshold else "real"
         # the face's own regions from its landmarks (the template where no face is found): uploads are not aligned
         look_at = top_regions(result.heatmaps, labels=landmarks.region_maps(image[None]).labels[0]) \
             if label == "fake" else []
-        message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {predictor.threshold:.2f})"
+        message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {threshold:.2f}"
+        message += (f", the one for images under {predictor.combination.expert_image_size} px, whose generator's "
+                    "trace cannot survive)" if threshold != predictor.threshold else ")")
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
         fired = expert is not None and bool(predictor.expert_fired(expert)[0])
@@ -382,7 +386,7 @@ class Explorer:
             message += (". The experts found no generator trace, so this verdict rests on the face alone: on web "
                         "copies of its own test faces (shrunk and re-encoded, which removes such traces) this "
                         f"detector caught only {web_caught:.0%} of the fakes.")
-        return Verdict(True, message, filename, probability, label, float(predictor.threshold), image, result,
+        return Verdict(True, message, filename, probability, label, threshold, image, result,
                        look_at, card, upload_warnings(content, facts))
 
     def picture(self) -> bytes | None:

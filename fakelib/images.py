@@ -110,6 +110,12 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, min_siz
     return rgb
 
 
+def square_side(path: str | Path) -> int:
+    """The side of an image file's centre square (its shorter side), read from its header without decoding."""
+    with Image.open(path) as image:
+        return min(image.size)
+
+
 def fit_square(image: Image.Image, size: int) -> Image.Image:
     """Centre-crop to a square, then resize to `size` x `size` (area filter when shrinking)."""
     width, height = image.size

@@ -132,13 +132,22 @@ def share_interval(hits: int, n: int, confidence: float = 0.95) -> tuple[float, 
     return float(interval.low), float(interval.high)
 
 
+def _threshold_value(threshold) -> float | list[float]:
+    """A threshold as reported: the number, or the sorted distinct values of per-face thresholds (one if all agree)."""
+    if np.ndim(threshold) == 0:
+        return float(threshold)
+    values = np.unique(np.asarray(threshold, dtype=np.float64))
+    return float(values[0]) if values.size == 1 else [float(value) for value in values]
+
+
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict:
     """Accuracy, precision, recall, F1, ROC-AUC, average precision, per-class rates and confusion matrix.
 
     Args:
         labels: (n,) 0 = real, 1 = fake.
         probabilities: (n,) predicted probability of fake.
-        threshold: a face is called fake when its probability is >= threshold.
+        threshold: a face is called fake when its probability is >= threshold; one number, or one per face (a
+            detector with a small-image regime, `expert.Combination`), then reported as the sorted distinct values.
 
     Returns:
         A JSON-ready dict; metrics needing both classes are None when only one is present.
@@ -150,7 +159,7 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: flo
     matrix = skm.confusion_matrix(labels, predicted, labels=[0, 1])
     both = n_real > 0 and n_fake > 0
     result = {
-        "n": int(labels.size), "n_real": n_real, "n_fake": n_fake, "threshold": float(threshold),
+        "n": int(labels.size), "n_real": n_real, "n_fake": n_fake, "threshold": _threshold_value(threshold),
         "accuracy": _finite(skm.accuracy_score(labels, predicted)) if labels.size else None,
         "precision": None, "recall": None, "f1": None, "roc_auc": None, "average_precision": None,
         "real_rate": _finite(matrix[0, 0] / n_real) if n_real else None,   # reals called real (specificity)

@@ -39,12 +39,14 @@ class Reveal:
         image: (size, size, 3) uint8 as the model saw it (None when the file could not be read).
         heatmap: (size, size) in [0, 1], the mean of the layers' maps (None when unreadable).
         region_mask: (size, size) bool, the region the model points to (None when unreadable).
+        threshold: the threshold the face was judged at (`predict.Predictor.thresholds`; None when unreadable).
     """
 
     row: dict
     image: np.ndarray | None = None
     heatmap: np.ndarray | None = None
     region_mask: np.ndarray | None = None
+    threshold: float | None = None
 
 
 def read_log(path: Path) -> list[dict]:
@@ -165,18 +167,22 @@ class PracticeSession:
         except (imagelib.ImageError, OSError) as error:  # changed or removed since it was shown: not scored
             return Reveal(self._log(relpath, "", look, None, status=f"unreadable: {error}"))
         cams = explain.compute_cams(self.predictor.model, image[None], self.method)
+        sides = None if expert_view is None else [expert_view.side]
         probability = float(self.predictor.combine(cams.probabilities,
-                                                   self.predictor.expert_probabilities([expert_view]))[0])
+                                                   self.predictor.expert_probabilities([expert_view]), sides)[0])
+        threshold = self.predictor.threshold if sides is None else float(self.predictor.thresholds(sides)[0])
         heatmap = explain.normalize(np.mean(list(cams.heatmaps.values()), axis=0))[0]
         maps = landmarks.region_maps(image[None])
         top = int(contrast.top_regions(contrast.image_lifts(heatmap[None], maps.labels))[0])
         looked_at = _region_at(maps.labels[0], look)
-        row = self._log(relpath, guess, look, looked_at, probability=probability,
+        row = self._log(relpath, guess, look, looked_at, probability=probability, threshold=threshold,
                         region=regions.REGIONS[top] if top >= 0 else "", status=maps.statuses[0])
-        return Reveal(row, image, heatmap, maps.labels[0] == top if top >= 0 else None)
+        return Reveal(row, image, heatmap, maps.labels[0] == top if top >= 0 else None, threshold)
 
-    def _log(self, relpath, guess, look, looked_at, probability=None, region="", status="") -> dict:
-        verdict = "" if probability is None else ("fake" if probability >= self.predictor.threshold else "real")
+    def _log(self, relpath, guess, look, looked_at, probability=None, region="", status="",
+             threshold: float | None = None) -> dict:
+        threshold = self.predictor.threshold if threshold is None else threshold
+        verdict = "" if probability is None else ("fake" if probability >= threshold else "real")
         row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "image": relpath, "truth": self.truth(relpath),
                "guess": guess, "correct": guess == self.truth(relpath),
                "look_x": "" if look is None else round(look[0], 4), "look_y": "" if look is None else round(look[1], 4),
@@ -204,12 +210,14 @@ def _region_at(labels: np.ndarray, look: tuple[float, float] | None) -> str | No
 
 
 def reveal_html(reveal: Reveal, threshold: float) -> str:
-    """The answer after a guess: right or wrong, the truth, the model's verdict and probability, its region."""
+    """The answer after a guess: right or wrong, the truth, the model's verdict and probability (at the threshold
+    the face was judged at, else `threshold`), its region."""
     import html as html_module
 
     row = reveal.row
     if row["p_fake"] == "":
         return f"<p>{html_module.escape(row['status'])}</p>"
+    threshold = threshold if reveal.threshold is None else reveal.threshold
     outcome = "Right" if row["correct"] else "Wrong"
     region = regions.REGION_LABELS.get(row["model_region"], "nowhere in particular")
     looked = f" You looked at the {regions.REGION_LABELS[row['looked_at']]}." if row["looked_at"] else ""

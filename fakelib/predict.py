@@ -24,10 +24,12 @@ COMMON_QUALITY = 85
 @dataclass(frozen=True)
 class ExpertInputs:
     """One image as the evidence-only experts read it (`Predictor.expert_view`): the trace expert's pixels, the
+    side of the image's centre square (it chooses the combination's regime: `expert.Combination.small`), the
     residual statistics (`residuals.features`; None without a residual model) and the eye square (`eyes.eye_input`;
     None without an eye member, or where no face was found)."""
 
     pixels: np.ndarray
+    side: int
     features: np.ndarray | None = None
     eye: np.ndarray | None = None
 
@@ -39,7 +41,8 @@ class Predictor:
     Attributes:
         model: the Keras model (raw pixels in, p_fake out); with an expert, the robust member, the one explained.
         threshold: decision threshold of `predict_arrays`' output (from metrics.json beside the model, or from
-            combination.json when the folder holds an expert; else 0.5).
+            combination.json when the folder holds an expert; else 0.5). A detector with a small-image regime
+            judges an image smaller than its trace expert's side at `small_threshold` instead (`thresholds`).
         equalize_quality: JPEG quality used to re-encode inputs in training (0 = none), from params.yaml.
         expert: the trace expert's Keras model, or None (`fakelib.expert`).
         residual: a second expert, the residual-statistics model (`fakelib.residuals`), or None; it comes only
@@ -47,6 +50,8 @@ class Predictor:
         eye: a third expert, the eye-region model (`fakelib.eyes.EyeMember`), or None; pooled like the residual.
         combination: how the two make one p_fake (`fakelib.expert.Combination`), or None.
         model_threshold: the threshold of `model`'s own p_fake (the robust member's; `threshold` without expert).
+        small_threshold: the small-image regime's threshold (`expert.Combination.small_threshold`), or None: without
+            that regime, or when a threshold was given, which then applies to every image.
     """
 
     model: object
@@ -59,6 +64,7 @@ class Predictor:
     model_threshold: float | None = None
     residual: object | None = None
     eye: object | None = None
+    small_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.model_threshold is None:
@@ -116,8 +122,9 @@ class Predictor:
 
             eye = EyeMember.from_combination(folder, combined)
         own = combination.threshold if combination is not None else saved_threshold
+        small_threshold = combination.small_threshold if combination is not None and threshold is None else None
         return cls(model, own if threshold is None else float(threshold), quality, model_path, expert, combination,
-                   saved_threshold, residual, eye)
+                   saved_threshold, residual, eye, small_threshold)
 
     @property
     def image_size(self) -> int:
@@ -151,7 +158,7 @@ class Predictor:
             pixels = imagelib.native_window(image, side, self.equalize_quality)
         else:
             pixels = imagelib.model_view(image, side, self.equalize_quality)[0]
-        return ExpertInputs(pixels, self._residual_features(image), self._eye_square(image))
+        return ExpertInputs(pixels, min(image.size), self._residual_features(image), self._eye_square(image))
 
     def _residual_features(self, image: Image.Image) -> np.ndarray | None:
         if self.residual is None:
@@ -167,6 +174,18 @@ class Predictor:
 
         return eye_input(image)
 
+    def thresholds(self, sides) -> np.ndarray:
+        """(n,) the threshold each image is judged at, from the sides of their centre squares (`ExpertInputs.side`):
+        `small_threshold` for an image in the combination's small-image regime, else `threshold`."""
+        sides = np.asarray(sides)
+        if self.small_threshold is None:
+            return np.full(sides.shape, self.threshold, dtype=np.float64)
+        return np.where(self.combination.small(sides), self.small_threshold, self.threshold)
+
+    def input_thresholds(self, inputs: list[tuple[np.ndarray, ExpertInputs | None]]) -> np.ndarray:
+        """(n,) `thresholds` of `prepare_inputs` outputs."""
+        return self.thresholds([0 if expert is None else expert.side for _, expert in inputs])
+
     def _expert_predictions(self, expert_inputs: list[ExpertInputs], batch_size: int = 64) -> np.ndarray:
         """(n,) the experts' p_fake: the trace expert's own, or with a residual model and/or an eye member, all
         pooled (`expert.pooled`)."""
@@ -181,6 +200,15 @@ class Predictor:
         if self.eye is not None:
             members.append(self.eye.probabilities([inputs.eye for inputs in expert_inputs], batch_size))
         return members[0] if len(members) == 1 else pooled(members, self.combination.cutoff).astype(np.float32)
+
+    def member_probabilities(self, inputs: list[tuple[np.ndarray, ExpertInputs]], batch_size: int = 64
+                             ) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) the model's own p_fake and (n,) the experts' (pooled) for `prepare_inputs` outputs of a detector
+        with experts: what `combine` joins (`expert.fit` scores web copies with it)."""
+        from fakelib.models import predict_probabilities
+
+        return (predict_probabilities(self.model, [view for view, _ in inputs], batch_size),
+                self._expert_predictions([expert for _, expert in inputs], batch_size))
 
     def predict_inputs(self, inputs: list[tuple[np.ndarray, ExpertInputs | None]], batch_size: int = 64) -> np.ndarray:
         """(n,) probability of fake for a list of `prepare_inputs` outputs."""
@@ -203,13 +231,15 @@ class Predictor:
             return probabilities
         if expert_images is None:
             raise ValueError("this detector has a trace expert: give its inputs too (Predictor.prepare_inputs)")
-        return self.combine(probabilities, self._expert_predictions(expert_images, batch_size))
+        return self.combine(probabilities, self._expert_predictions(expert_images, batch_size),
+                            [inputs.side for inputs in expert_images])
 
-    def combine(self, probabilities: np.ndarray, expert_probabilities: np.ndarray) -> np.ndarray:
-        """The detector's p_fake from the model's own and the expert's (the model's own without an expert)."""
+    def combine(self, probabilities: np.ndarray, expert_probabilities: np.ndarray, sides=None) -> np.ndarray:
+        """The detector's p_fake from the model's own and the expert's (the model's own without an expert);
+        `sides` (`ExpertInputs.side`) choose the calibration of a detector with a small-image regime."""
         if self.expert is None:
             return np.asarray(probabilities)
-        return self.combination.probabilities(probabilities, expert_probabilities).astype(np.float32)
+        return self.combination.probabilities(probabilities, expert_probabilities, sides).astype(np.float32)
 
     def expert_probabilities(self, expert_images: list[ExpertInputs | None]) -> np.ndarray | None:
         """(n,) the trace expert's own p_fake for its inputs (`prepare_inputs`), or None without an expert.
@@ -229,13 +259,15 @@ class Predictor:
     def predict_file(self, path: str | Path) -> dict:
         """One JSON-ready row: `path`, `p_fake`, `label`, or `path`, `error` for an unusable file."""
         try:
-            probability = float(self.predict_inputs([self.prepare_inputs(Path(path).read_bytes())])[0])
+            inputs = [self.prepare_inputs(Path(path).read_bytes())]
+            probability = float(self.predict_inputs(inputs)[0])
         except imagelib.ImageError as error:
             return {"path": str(path), "error": f"{error.reason}: {error}"}
         except OSError as error:
             return {"path": str(path), "error": f"unreadable: {error.strerror or error}"}
+        threshold = float(self.input_thresholds(inputs)[0])
         return {"path": str(path), "p_fake": round(probability, 6),
-                "label": "fake" if probability >= self.threshold else "real", "threshold": round(self.threshold, 6)}
+                "label": "fake" if probability >= threshold else "real", "threshold": round(threshold, 6)}
 
 
 def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int = 64) -> dict:
@@ -262,10 +294,12 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
             from fakelib.eyes import eye_input
 
             squares = [eye_input(imagelib.open_image(imagelib.read_image_bytes(path))) for path in files]
-        expert_images = [ExpertInputs(pixels, row, square)
-                         for pixels, row, square in zip(expert_view.images, rows, squares)]
+        expert_images = [ExpertInputs(pixels, imagelib.square_side(path), row, square)
+                         for pixels, path, row, square in zip(expert_view.images, files, rows, squares)]
     probabilities = predictor.predict_arrays(prepared.images, batch_size, expert_images)
-    scores = binary_metrics(prepared.labels, probabilities, predictor.threshold)
+    thresholds = predictor.threshold if expert_images is None else predictor.thresholds(
+        [inputs.side for inputs in expert_images])
+    scores = binary_metrics(prepared.labels, probabilities, thresholds)
     keys = ("n", "n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
             "threshold", "real_rate", "fake_rate")
     return {"data": str(data_dir), **{key: scores[key] for key in keys}, "n_skipped": prepared.report["n_skipped"]}
@@ -334,16 +368,16 @@ WEB_SIDES = (112, 200)
 WEB_QUALITY = (70, 95)
 
 
-def web_copy(data: bytes) -> bytes:
+def web_copy(data: bytes, sides: tuple[int, int] = WEB_SIDES) -> bytes:
     """What a website may do to an uploaded face, drawn once per file (seeded by its bytes, so every run draws the
-    same): the centre square down-scaled with an area filter to a side drawn from `WEB_SIDES` (never up-sampled:
+    same): the centre square down-scaled with an area filter to a side drawn from `sides` (never up-sampled:
     a smaller image keeps its side), re-encoded as JPEG at a quality drawn from `WEB_QUALITY`.
 
     A generator's trace does not survive this, so a detector that relies on it misses such copies; scoring a
     held-out split both ways measures that on the training source itself, without any outside collection.
     """
     rng = np.random.default_rng(zlib.crc32(data))
-    side = int(rng.integers(WEB_SIDES[0], WEB_SIDES[1] + 1))
+    side = int(rng.integers(sides[0], sides[1] + 1))
     quality = int(rng.integers(WEB_QUALITY[0], WEB_QUALITY[1] + 1))
     image = imagelib.open_image(data)
     return imagelib.encode_jpeg(imagelib.fit_square(image, min(side, *image.size)), quality)
@@ -367,24 +401,27 @@ def evaluate_web_test(predictor: Predictor, data_dir: str | Path, split: str = "
         return {"data": str(root), "error": f"no {split} split in manifest.csv"}
     relpaths, labels = [relpath for relpath, _ in files], np.array([label for _, label in files])
     result: dict = {"data": str(root), "split": split, "threshold": predictor.threshold,
+                    "small_threshold": predictor.small_threshold,
                     "web_sides": list(WEB_SIDES), "web_quality": list(WEB_QUALITY), "errors": []}
     for view, transform in (("as_files", None), ("web", web_copy)):
-        probabilities, errors = score_files(predictor, root, relpaths, transform)
+        probabilities, thresholds, errors = score_files(predictor, root, relpaths, transform)
         result["errors"] += [f"{view}: {error}" for error in errors]
         usable = ~np.isnan(probabilities)
-        scores = binary_metrics(labels[usable], probabilities[usable], predictor.threshold)
+        scores = binary_metrics(labels[usable], probabilities[usable], thresholds[usable])
         result[view] = {"n": scores["n"], **{key: scores[key] for key in ("roc_auc", "f1", "real_rate", "fake_rate")},
                         "ece": calibration_errors(labels[usable], probabilities[usable])["ece"]}
     return result
 
 
 def score_files(predictor: Predictor, root: Path, relpaths: list[str], transform=None,
-                batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
-    """(n,) p_fake of `root/relpath` files (NaN where unusable), optionally after `transform(bytes) -> bytes`.
+                batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(n,) p_fake of `root/relpath` files (NaN where unusable), optionally after `transform(bytes) -> bytes`,
+    (n,) the threshold each is judged at (`Predictor.thresholds`), and the unusable files' errors.
 
-    `predictor` is anything with `prepare_inputs(bytes)` and `predict_inputs(list)`: a `Predictor`, or an
-    ensemble of them (benchmarks/bench_ensemble.py)."""
+    `predictor` is anything with `prepare_inputs(bytes)`, `predict_inputs(list)` and `input_thresholds(list)`: a
+    `Predictor`, or an ensemble of them (benchmarks/bench_ensemble.py)."""
     probabilities = np.full(len(relpaths), np.nan, dtype=np.float64)
+    thresholds = np.full(len(relpaths), np.nan, dtype=np.float64)
     errors = []
     for start in range(0, len(relpaths), batch_size):
         inputs, positions = [], []
@@ -397,7 +434,8 @@ def score_files(predictor: Predictor, root: Path, relpaths: list[str], transform
                 errors.append(f"{relpaths[position]}: {error.reason}")
         if inputs:
             probabilities[positions] = predictor.predict_inputs(inputs, batch_size)
-    return probabilities, errors
+            thresholds[positions] = predictor.input_thresholds(inputs)
+    return probabilities, thresholds, errors
 
 
 def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = True) -> dict:
@@ -416,10 +454,11 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
     labels = np.array([label for _, label in files])
     groups = np.array([group_of(relpath) for relpath in relpaths])
     views = {"as_published": None, **({"common_format": common_format} if common else {})}
-    result: dict = {"data": str(root), "threshold": predictor.threshold, "common_format": {
+    result: dict = {"data": str(root), "threshold": predictor.threshold,
+                    "small_threshold": getattr(predictor, "small_threshold", None), "common_format": {
         "side": COMMON_SIDE, "jpeg_quality": COMMON_QUALITY}, "groups": {}, "errors": []}
     for view, transform in views.items():
-        probabilities, errors = score_files(predictor, root, relpaths, transform)
+        probabilities, thresholds, errors = score_files(predictor, root, relpaths, transform)
         result["errors"] += [f"{view}: {error}" for error in errors]
         usable = ~np.isnan(probabilities)
         reals = usable & (labels == LABELS["real"])
@@ -427,7 +466,7 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
             members = usable & (groups == group)
             n = int(members.sum())
             is_fake = bool(n) and labels[members][0] == LABELS["fake"]
-            called_fake = probabilities[members] >= predictor.threshold
+            called_fake = probabilities[members] >= thresholds[members]
             hits = int(called_fake.sum() if is_fake else n - called_fake.sum())
             row = result["groups"].setdefault(group, {"label": "fake" if is_fake else "real", "n": n})
             share = f"{view}_{'caught' if is_fake else 'kept_real'}"

@@ -110,6 +110,8 @@ def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, traine
     robust = json.loads((trained_experiment / "metrics.json").read_text())
     assert combination.robust_threshold == pytest.approx(robust["threshold"])
     assert combination.expert_image_size == 64 and combination.scale > 0
+    # every demo face (32 px) is below the expert's 64 px: no validation image is native, so one regime
+    assert not combination.has_small_regime and saved["small_threshold"] is None and "small_n_val" not in saved
     assert saved["threshold"] == pytest.approx(combination.threshold)
     # the threshold is the combined detector's own, chosen on its validation p_fake (metrics.choose_threshold)
     from fakelib.config import load_experiment
@@ -120,7 +122,7 @@ def test_assemble_writes_a_detector_folder_fitted_on_validation(combined, traine
     config = load_experiment(trained_experiment / "params.yaml")
     prepared = load_dataset(config.data)
     val = prepared.splits == "val"
-    p_val, errors = score_files(Predictor.from_path(out / "model.keras"), Path(config.data.data_dir),
+    p_val, _, errors = score_files(Predictor.from_path(out / "model.keras"), Path(config.data.data_dir),
                                 list(prepared.relpaths[val]))
     assert not errors
     expected = choose_threshold(prepared.labels[val], p_val, prepared.split_groups("val"))
