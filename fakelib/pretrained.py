@@ -95,6 +95,7 @@ def model_card_facts(model_path: str | Path) -> dict:
         "data": [Path(str(folder)).name for folder in folders],
         "demo_data": bool(metrics.get("trained_on_demo", trained_on_demo(data_dir))),
         "threshold": metrics.get("threshold", 0.5),
+        "small_threshold": combined.get("small_threshold"), "small_side": combined.get("expert_image_size"),
         "val_roc_auc": metrics.get("val_roc_auc"), "test_roc_auc": metrics.get("test_roc_auc"),
         "test_f1_at_threshold": metrics.get("test_f1_at_threshold"), "test_ece": metrics.get("test_ece"),
         "card": str(folder / "MODEL_CARD.md") if (folder / "MODEL_CARD.md").is_file() else None,
@@ -106,8 +107,10 @@ def card_line(facts: dict) -> str:
     scores = ", ".join(f"{name} {facts[key]:.3f}" for name, key in (
         ("test ROC-AUC", "test_roc_auc"), ("test F1", "test_f1_at_threshold"), ("calibration error", "test_ece"))
         if facts.get(key) is not None)
+    small = f" ({facts['small_threshold']:.2f} for images under {facts['small_side']} px)" \
+        if facts.get("small_threshold") is not None else ""
     line = f"Model {facts['model']} trained on {', '.join(facts['data'])}; {scores or 'no test scores'}; " \
-           f"threshold {facts['threshold']:.2f}."
+           f"threshold {facts['threshold']:.2f}{small}."
     if facts["demo_data"]:
         line += " Warning: trained on the synthetic demo faces only, so its verdict on a real photo means little."
     return line
@@ -217,7 +220,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
            f"{_percent(combined.get('eye_fires_val_other_reals'))} of the reals from the other folders.\n"
            if combined.get("eye_file") else "")
         + f"- Threshold: {metrics['threshold']:.3f}, {THRESHOLD_RULE} It is the combined detector's own "
-        f"(the detector's alone is {robust_threshold:.3f}).",
+        f"(the detector's alone is {robust_threshold:.3f})." + _small_regime_line(combined),
         "", "## Held-out test split of the training source", "",
         "| ROC-AUC | F1 at threshold | accuracy at threshold | reals kept | fakes caught | ECE | Brier |",
         "|---|---|---|---|---|---|---|",
@@ -232,7 +235,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
                   "(labels drawn from its own probabilities): a measured ECE near it is sampling noise."]
     if shift:
         lines += ["", "## Collections it never saw (evaluation only)", "",
-                  f"At the saved threshold, `{Path(shift['data']).name}`: a real group's figure is the share kept as "
+                  f"At the saved thresholds, `{Path(shift['data']).name}`: a real group's figure is the share kept as "
                   "real, a fake group's the share caught (95% interval in brackets, where measured); ROC-AUC of a "
                   "fake group is against all the set's reals, "
                   f"also after one common re-encode ({shift['common_format']['side']} px, JPEG "
@@ -251,7 +254,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
                   f"The test split again, each face's centre square shrunk to {web['web_sides'][0]}-"
                   f"{web['web_sides'][1]} px and re-encoded as JPEG at quality {web['web_quality'][0]}-"
                   f"{web['web_quality'][1]} (drawn per file, `fakelib.predict.web_copy`): the generator's trace is "
-                  "gone, as from many faces found online. At the saved threshold:", "",
+                  "gone, as from many faces found online. At the saved thresholds:", "",
                   "| view | n | ROC-AUC | F1 | reals kept | fakes caught | ECE |", "|---|---|---|---|---|---|---|"]
         for view, name in (("as_files", "as the files are"), ("web", "web copies")):
             row = web[view]
@@ -278,6 +281,23 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _small_regime_line(combined: dict) -> str:
+    """The card's words on a small-image regime (`expert.Combination`), or "" without one."""
+    if combined.get("small_threshold") is None:
+        return ""
+    copies, sides = combined.get("small_n_val_web_copies") or 0, combined.get("small_copy_sides") or ["?", "?"]
+    return (f"\n- Images under {combined['expert_image_size']} px (their centre square) are judged apart: no "
+            "generator's trace survives the shrink that made them small, so the experts' silence says nothing "
+            f"there. They are calibrated on their own (scale {combined['small_scale']:.3f}, bias "
+            f"{combined['small_bias']:.3f}, fitted on a web copy of each of {copies} validation images of the paired "
+            f"source, shrunk to {sides[0]}-{sides[1]} px and re-encoded) and judged at "
+            f"{combined['small_threshold']:.3f}, chosen by the same rule on those copies and on validation's "
+            f"{(combined.get('small_n_val') or copies) - copies} own small images. There, on validation: ROC-AUC "
+            f"{_number(combined.get('small_val_roc_auc'))}, reals kept {_percent(combined.get('small_val_real_rate'))}"
+            f", fakes caught {_percent(combined.get('small_val_fake_rate'))}, ECE "
+            f"{_number(combined.get('small_val_ece'))}.")
 
 
 def _measured_failures(metrics: dict, shift: dict | None, web: dict | None = None) -> list[str]:

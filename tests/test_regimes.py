@@ -166,3 +166,16 @@ def test_a_detector_without_native_validation_keeps_one_regime(tmp_path, regimes
     predictor = Predictor.from_path(copy / "model.keras")
     assert predictor.small_threshold is None and not predictor.combination.has_small_regime
     assert predictor.thresholds([5, 50]).tolist() == [predictor.threshold] * 2
+
+
+def test_the_package_card_and_the_explorer_line_give_the_small_regime(regimes, tmp_path):
+    from fakelib import pretrained
+
+    out, payload, _ = regimes
+    facts = pretrained.package(out, tmp_path / "pretrained")
+    card = (tmp_path / "pretrained" / "MODEL_CARD.md").read_text()
+    assert "Images under 64 px (their centre square) are judged apart" in card
+    assert f"judged at {payload['small_threshold']:.3f}" in card and f"scale {payload['small_scale']:.3f}" in card
+    assert f"each of {payload['small_n_val_web_copies']} validation images" in card and "shrunk to 28-50 px" in card
+    assert facts["small_threshold"] == pytest.approx(payload["small_threshold"])
+    assert f"({payload['small_threshold']:.2f} for images under 64 px)" in pretrained.card_line(facts)
