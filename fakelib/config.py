@@ -148,6 +148,7 @@ class AugmentConfig(_Section):
     crop: float = 0.0
     color_jitter: float = 0.0
     erase: float = 0.0
+    mixup: float = 0.0  # Beta(mixup, mixup) weight of mixup (`data.mix_batch`); 0 = off
     blur_prob: float = 0.1
     blur_sigma: tuple[float, float] = (0.1, 1.5)
     jpeg_prob: float = 0.3
@@ -161,7 +162,7 @@ class AugmentConfig(_Section):
     match_sizes: float = 1.0
     section = "augment"
     # Every step that can change pixels, with the value that turns it off (`off()`).
-    OFF = {"flip": 0.0, "crop": 0.0, "color_jitter": 0.0, "erase": 0.0, "blur_prob": 0.0, "jpeg_prob": 0.0, "double_jpeg_prob": 0.0,
+    OFF = {"flip": 0.0, "crop": 0.0, "color_jitter": 0.0, "erase": 0.0, "mixup": 0.0, "blur_prob": 0.0, "jpeg_prob": 0.0, "double_jpeg_prob": 0.0,
            "rescale_prob": 0.0, "sharpen_prob": 0.0, "noise_prob": 0.0, "match_sizes": 0.0}
 
     @classmethod
@@ -177,6 +178,7 @@ class AugmentConfig(_Section):
         _check_range("augment.noise_sigma", self.noise_sigma, 0.5, 50.0)
         _check_range("augment.crop", self.crop, 0.0, 0.5)
         _check_range("augment.color_jitter", self.color_jitter, 0.0, 1.0)
+        _check_range("augment.mixup", self.mixup, 0.0, 2.0)
         low, high = self.blur_sigma
         if not 0 < low <= high <= 10:
             raise not_allowed("augment.blur_sigma", list(self.blur_sigma), "[low, high] with 0 < low <= high <= 10")

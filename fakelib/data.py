@@ -400,7 +400,10 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, augmen
         pixels.set_shape([None, out_side if degrade else size, out_side if degrade else size, 3])
         batch_labels.set_shape([None])
         if augment is not None:
-            return augment_batch(pixels, seed_pair, augment), batch_labels
+            images = augment_batch(pixels, seed_pair, augment)
+            if augment.mixup > 0:
+                return mix_batch(images, batch_labels, seed_pair, augment.mixup)
+            return images, batch_labels
         return tf.cast(pixels, tf.float32), batch_labels
 
     return batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(
@@ -446,6 +449,22 @@ def augment_batch(pixels, seed_pair, augment: AugmentConfig):
     if augment.erase > 0:
         images = _random_erase(images, keys[5], augment.erase)
     return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def mix_batch(images, labels, seed_pair, alpha: float):
+    """Mixup (Zhang et al. 2018): each image and its label blended with the batch's image and label in the mirrored
+    position (the last with the first, ...), with a weight lambda ~ Beta(`alpha`, `alpha`) drawn per image from
+    `seed_pair`; a small `alpha` keeps most blends close to one of the two. A regularizer against memorizing the
+    training faces (docs/results.md, rounds 12 and 17). Returns (images, labels), float32."""
+    import tensorflow as tf
+
+    keys = tf.random.experimental.stateless_split(tf.cast(seed_pair, tf.int64), num=8)  # 6, 7: unused by augment_batch
+    batch = tf.shape(images)[0]
+    draws = [tf.random.stateless_gamma([batch], key, alpha=alpha) for key in (keys[6], keys[7])]
+    weight = draws[0] / tf.maximum(draws[0] + draws[1], 1e-12)
+    mixed = weight[:, None, None, None] * images + (1.0 - weight[:, None, None, None]) * tf.reverse(images, axis=[0])
+    labels = tf.cast(labels, tf.float32)
+    return mixed, weight * labels + (1.0 - weight) * tf.reverse(labels, axis=[0])
 
 
 def _random_crop(images, key, max_fraction: float, size):

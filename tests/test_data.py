@@ -221,6 +221,30 @@ def test_random_erasing_fills_one_even_aligned_grey_rectangle_per_chosen_image()
     np.testing.assert_array_equal(again.numpy(), out)
 
 
+def test_mixup_blends_each_image_and_its_label_with_the_mirrored_one_by_the_same_weight(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    images = rng.uniform(0, 255, (64, 4, 4, 3)).astype(np.float32)
+    labels = (np.arange(64) < 32).astype(np.float32)  # the mirrored partner always has the other label
+    out, mixed = (value.numpy() for value in datalib.mix_batch(tf.constant(images), tf.constant(labels),
+                                                                tf.constant([7, 8], tf.int64), 0.2))
+    weight = np.where(labels == 1, mixed, 1 - mixed)  # the weight of each image's own label
+    np.testing.assert_allclose(out, weight[:, None, None, None] * images
+                               + (1 - weight[:, None, None, None]) * images[::-1], rtol=1e-4, atol=1e-3)
+    assert ((0 <= mixed) & (mixed <= 1)).all()
+    near = np.minimum(weight, 1 - weight) < 0.1  # Beta(0.2, 0.2): most blends stay close to one image
+    assert 0.4 < near.mean() < 0.95
+    again = datalib.mix_batch(tf.constant(images), tf.constant(labels), tf.constant([7, 8], tf.int64), 0.2)[1]
+    np.testing.assert_array_equal(again.numpy(), mixed)
+    # in the training pipeline: mixed labels when on, the labels themselves when off
+    batches = {alpha: next(iter(datalib.make_dataset(np.zeros((32, 8, 8, 3), np.uint8), labels[16:48].astype(int), 32,
+                                                     AugmentConfig.off(mixup=alpha), seed=1)))[1].numpy()
+               for alpha in (0.0, 0.2)}
+    np.testing.assert_array_equal(batches[0.0], labels[16:48])
+    assert ((batches[0.2] > 0) & (batches[0.2] < 1)).any()
+
+
 def test_rescale_shrinks_the_image_and_pads_it_like_inference():
     from fakelib import augment as augmentlib
 
