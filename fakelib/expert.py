@@ -274,6 +274,13 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     `fakelib.eyes.EyeMember`), the eye model scores each file's eye square, is Platt-scaled on the validation
     images of the folders holding both classes (where a face was found) and pooled too; its scaling is returned
     in the figures (`eye_platt_scale`, `eye_platt_bias`).
+
+    Where validation holds both classes of the paired source at or above the expert's side, the small-image regime
+    is fitted too (module docstring): its Platt scaling on a web copy of each of those images (`small_copy_sides`,
+    scored through `predict.Predictor`, as every later use scores), its threshold on those copies and on
+    validation's own smaller images; the native threshold is then chosen on the native images alone. The copies
+    are `bench_detect`'s `web_val` copies: for a combined detector `web_val` is fitted on, and `web_test` is the
+    held-out check.
     """
     from dataclasses import replace
 
@@ -373,8 +380,9 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         # the small regime's threshold: on the web copies and on validation's own small images, each its group
         web_sides = np.zeros(int(copies.sum()), dtype=int)  # any side below the expert's: the small regime
         small_labels = np.concatenate([labels[copies], labels[~native]])
-        small_p = np.concatenate([combination.probabilities(p_robust_web, p_expert_web, web_sides),
-                                  combination.probabilities(p_robust[~native], p_expert[~native], sides["val"][~native])])
+        small_p = np.concatenate([
+            combination.probabilities(p_robust_web, p_expert_web, web_sides),
+            combination.probabilities(p_robust[~native], p_expert[~native], sides["val"][~native])])
         small_groups = np.concatenate([[f"{group}-web" for group in val_groups[copies]], val_groups[~native]])
         combination = replace(combination, small_threshold=metriclib.choose_threshold(small_labels, small_p,
                                                                                       small_groups))

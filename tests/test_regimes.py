@@ -32,7 +32,8 @@ def test_the_side_chooses_the_calibration_and_the_threshold():
     # a file from before round 17 has one regime: every side is calibrated and judged alike
     single = expertlib.Combination.from_dict(PAYLOAD)
     assert not single.has_small_regime and not single.small(sides).any()
-    np.testing.assert_allclose(single.probabilities(p_robust, p_expert, sides), single.probabilities(p_robust, p_expert))
+    np.testing.assert_allclose(single.probabilities(p_robust, p_expert, sides),
+                               single.probabilities(p_robust, p_expert))
     np.testing.assert_allclose(single.thresholds(sides), 0.4)
 
 
