@@ -18,7 +18,8 @@ properties.
 Every model (the eye model aside) is also scored on the first folder's validation and test splits as the files
 are and as web copies (`fakelib.predict.web_copy`: the centre square shrunk to 112-200 px, JPEG at quality 70-95,
 drawn per file), under `web_val` and `web_test`: the training source's own faces without their generator's trace,
-a check that needs no outside collection (choose on `web_val`; `web_test` stays held out).
+a check that needs no outside collection (choose on `web_val`; `web_test` stays held out; the combined detector's
+small-image regime is fitted on the `web_val` copies, so for it only `web_test` is held out).
 
 `--models default,expert` also trains the trace expert of `fakelib.expert` (NPR at native 256 px on the first
 folder only; `--expert-set KEY=VALUE` overrides its settings) and joins the two into one detector
@@ -205,7 +206,8 @@ def add_web_tests(results: dict[str, dict[str, Any]], data_dir: str) -> None:
     """Each finished whole-face model's figures on the first data folder's validation and test splits as the files
     are and as web copies (`fakelib.predict.evaluate_web_test`), under `web_val` and `web_test`: a generator's
     trace is gone from the copies, so this measures on the training source itself how much a detector relies on
-    it. Choose on `web_val`; `web_test` stays held out."""
+    it. Choose on `web_val`; `web_test` stays held out (the combined detector's small-image regime is fitted on the
+    `web_val` copies: for it, `web_val` is in-sample)."""
     from fakelib.predict import Predictor, evaluate_web_test
 
     for name, result in results.items():
