@@ -7,6 +7,8 @@
 * `NearestResidual`: the neighbouring-pixel residual of the NPR work (Tan et al., CVPR 2024): the image minus its
   nearest-neighbour down-then-up-sampled copy, which cancels image content and keeps the local correlations that
   a generator's up-sampling layers leave behind.
+* `GramMatrix`: the channels' Gram matrix averaged over all positions (Gram-Net, Liu et al., CVPR 2020): a
+  feature map's global texture statistics, which do not depend on where in the image a texture is.
 * `PixelUnshuffle`: space-to-depth; each 2 x 2 block becomes one position with the block's four phases as
   channels, so the first convolution sees the up-sampling grid's phases as separate inputs.
 
@@ -187,3 +189,26 @@ class PixelUnshuffle(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="fakelib")
+class GramMatrix(layers.Layer):
+    """(batch, h, w, c) -> (batch, c (c + 1) / 2): the upper triangle of the channels' Gram matrix, averaged over the
+    h x w positions, through a signed square root (as in bilinear pooling, so a few large products do not
+    dominate). Any h and w: the statistics of an image at its own size."""
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        rows, cols = np.triu_indices(channels)
+        self.channels, self.upper = channels, (rows * channels + cols).astype("int32")
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        flat = ops.reshape(inputs, (shape[0], -1, self.channels))
+        gram = ops.einsum("bnc,bnd->bcd", flat, flat) / ops.cast(shape[1] * shape[2], inputs.dtype)
+        upper = ops.take(ops.reshape(gram, (shape[0], self.channels * self.channels)), self.upper, axis=1)
+        return ops.sign(upper) * ops.sqrt(ops.abs(upper) + 1e-6)
+
+    def compute_output_shape(self, input_shape):
+        channels = int(input_shape[-1])
+        return (input_shape[0], channels * (channels + 1) // 2)

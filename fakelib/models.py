@@ -1,4 +1,4 @@
-"""Model registry: `create_model(name, **params)`, `list_models()`, and the builders it holds (`cnn`, `spectrum`,
+"""Model registry: `create_model(name, **params)`, `list_models()`, and the builders it holds (`cnn`, `cnn_gram`, `spectrum`,
 `npr`, `cnn_unshuffle`, `npr_patch`, `two_stream`); functional Keras models that carry their preprocessing. The
 custom layers live in `layers`.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from fakelib.layers import AzimuthalSpectrum, InputScale, NearestResidual, PixelUnshuffle, PlattScaling
+from fakelib.layers import AzimuthalSpectrum, GramMatrix, InputScale, NearestResidual, PixelUnshuffle, PlattScaling
 
 ModelBuilder = Callable[..., keras.Model]
 _REGISTRY: dict[str, ModelBuilder] = {}
@@ -125,17 +125,18 @@ def set_calibration(model: keras.Model, scale: float, bias: float) -> None:
 
 
 def conv_blocks(x: keras.KerasTensor, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
-                batch_norm: bool, l2: float, prefix: str = "") -> keras.KerasTensor:
+                batch_norm: bool, l2: float, prefix: str = "", first: int = 1) -> keras.KerasTensor:
     """Conv -> (batch norm) -> ReLU -> down-sampling, once per entry of `conv_filters`.
 
     Conv layers are named `conv1`, `conv2`, ... (after `prefix`, for a model with several streams) so
-    explanations and reports can name them. An int `kernel_sizes` is the kernel of every block.
+    explanations and reports can name them (numbered from `first`). An int `kernel_sizes` is the kernel of every
+    block.
     `pooling="stride"` down-samples with a stride-2 convolution instead of a pooling layer; "none" keeps the side.
     """
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(conv_filters)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    for index, (filters, kernel) in enumerate(zip(conv_filters, kernel_sizes), start=1):
+    for index, (filters, kernel) in enumerate(zip(conv_filters, kernel_sizes), start=first):
         strides = 2 if pooling == "stride" else 1
         x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=not batch_norm,
                           kernel_regularizer=regularizer, name=f"{prefix}conv{index}")(x)
@@ -169,6 +170,38 @@ def build_cnn(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Seq
     """The plain detector: conv blocks, global average pooling, a dense head, one sigmoid output."""
     return _conv_detector("cnn", image_size, [], conv_filters, kernel_sizes, pooling, batch_norm, dropout,
                           dense_units, l2)
+
+
+# Gram-Net's taps (`cnn_gram`): after which conv blocks, and the channels each is reduced to first.
+GRAM_TAPS = (2, 3, 4)
+GRAM_CHANNELS = 16
+
+
+@register_model("cnn_gram")
+def build_cnn_gram(image_size: int, *, conv_filters: Sequence[int], kernel_sizes: Sequence[int] | int, pooling: str,
+                   batch_norm: bool, dropout: float, dense_units: Sequence[int], l2: float) -> keras.Model:
+    """`cnn` plus global texture statistics (Gram-Net, Liu et al., CVPR 2020): after each block in `GRAM_TAPS`, a
+    1 x 1 convolution to `GRAM_CHANNELS` channels and their Gram matrix over all positions (`GramMatrix`), joined
+    to the global average pool before the head. Gram-Net found such statistics of StyleGAN faces to survive
+    down-sampling and JPEG better than pooled features (docs/results.md, round 17)."""
+    if isinstance(kernel_sizes, int):
+        kernel_sizes = [kernel_sizes] * len(conv_filters)
+    inputs = image_input(None)
+    x = InputScale(image_size, name="scale")(inputs)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    taps = []
+    for index, (filters, kernel) in enumerate(zip(conv_filters, kernel_sizes), start=1):
+        x = conv_blocks(x, [filters], kernel, pooling, batch_norm, l2, first=index)
+        if index in GRAM_TAPS:
+            tap = layers.Conv2D(GRAM_CHANNELS, 1, use_bias=not batch_norm, kernel_regularizer=regularizer,
+                                name=f"gram{index}_reduce")(x)
+            if batch_norm:
+                tap = layers.BatchNormalization(name=f"gram{index}_bn")(tap)
+            taps.append(GramMatrix(name=f"gram{index}")(tap))
+    features = layers.GlobalAveragePooling2D(name="gap")(x)
+    if taps:
+        features = layers.Concatenate(name="texture")([features, *taps])
+    return keras.Model(inputs, classifier_head(features, dense_units, dropout, l2), name="cnn_gram")
 
 
 @register_model("spectrum")

@@ -97,7 +97,7 @@ def test_importing_models_registers_every_builder_without_an_import_circle():
             "import fakelib.models; print(','.join(fakelib.models.list_models()))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().split(",") == ["cnn", "spectrum", "npr", "cnn_unshuffle", "npr_patch",
+    assert result.stdout.strip().split(",") == ["cnn", "cnn_gram", "spectrum", "npr", "cnn_unshuffle", "npr_patch",
                                                  "two_stream"]
 
 
@@ -124,6 +124,28 @@ def test_create_model_refuses_a_misspelt_parameter_and_fills_the_rest_from_the_c
     assert model.get_layer("dense1").units == defaults.dense_units[0]
     assert model.get_layer("head_dropout").rate == defaults.dropout
     assert model.get_layer("conv1").kernel_size == (defaults.kernels[0],) * 2
+
+
+def test_gram_matrix_is_the_upper_triangle_of_the_position_averaged_channel_products_signed_square_rooted():
+    from fakelib.layers import GramMatrix
+
+    features = np.random.default_rng(2).normal(size=(3, 5, 7, 4)).astype("float32")
+    out = np.asarray(GramMatrix()(features))
+    flat = features.reshape(3, 35, 4)
+    gram = np.einsum("bnc,bnd->bcd", flat, flat) / 35
+    rows, cols = np.triu_indices(4)
+    upper = gram[:, rows, cols]
+    np.testing.assert_allclose(out, np.sign(upper) * np.sqrt(np.abs(upper) + 1e-6), rtol=1e-4, atol=1e-6)
+    assert out.shape == (3, 10)
+
+
+def test_cnn_gram_joins_texture_statistics_of_its_taps_to_the_pooled_features():
+    model = models.create_model("cnn_gram", 64, conv_filters=[4, 8, 8, 8], dense_units=[])
+    taps = [f"gram{index}" for index in models.GRAM_TAPS]
+    assert [model.get_layer(name).output.shape[-1] for name in taps] == [models.GRAM_CHANNELS * (
+        models.GRAM_CHANNELS + 1) // 2] * len(taps)
+    assert model.get_layer("texture").output.shape[-1] == 8 + len(taps) * 136
+    assert models.conv_layer_names(model)[:4] == ["conv1", "conv2", "conv3", "conv4"]
 
 
 def test_cnn_unshuffle_sees_every_pixel_at_half_the_side():
