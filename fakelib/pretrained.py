@@ -277,7 +277,8 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
               "The training images are FFHQ (CC BY-NC-SA 4.0), StyleGAN faces (CC BY-NC 4.0) and other real-photo "
               "collections for non-commercial research. These weights are derived from them: use them for "
               "non-commercial research only.", "",
-              "Rebuild or retrain on your own data: `python -m fakelib pretrained --data YOUR_FOLDER [MORE ...]`.", ""]
+              "Rebuild or retrain on your own data: `python -m fakelib pretrained --data YOUR_FOLDER [MORE ...]"
+              + (" --eye" if combined.get("eye_file") else "") + "`.", ""]
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
