@@ -249,15 +249,16 @@ def small_copy_sides(expert_side: int) -> tuple[int, int]:
 
 
 def _web_copy_probabilities(scorer, config, relpaths: np.ndarray, sides: tuple[int, int]
-                            ) -> tuple[np.ndarray, np.ndarray]:
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(n,) the robust member's and (n,) the experts' p_fake on web copies (`predict.web_copy` at `sides`) of the
-    files `relpaths` of `config`'s data, scored by `scorer`, a `predict.Predictor` holding the members."""
+    files `relpaths` of `config`'s data, scored by `scorer`, a `predict.Predictor` holding the members, and (n,)
+    the copies' sides."""
     from fakelib.images import read_image_bytes
     from fakelib.predict import web_copy
 
     inputs = [scorer.prepare_inputs(web_copy(read_image_bytes(dataset_file(config, str(relpath))), sides))
               for relpath in relpaths]
-    return scorer.member_probabilities(inputs)
+    return (*scorer.member_probabilities(inputs), np.array([expert.side for _, expert in inputs]))
 
 
 def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, cutoff: float = 0.0,
@@ -372,13 +373,11 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         scorer = Predictor(robust, equalize_quality=config.data.equalize_quality, expert=expert, combination=draft,
                            residual=residual, eye=eye)
         copies = paired & native
-        p_robust_web, p_expert_web = _web_copy_probabilities(scorer, config, relpaths["val"][copies],
-                                                             small_copy_sides(draft.expert_image_size))
+        p_robust_web, p_expert_web, web_sides = _web_copy_probabilities(
+            scorer, config, relpaths["val"][copies], small_copy_sides(draft.expert_image_size))
         small_scale, small_bias = metriclib.fit_platt(labels[copies], combination.logits(p_robust_web, p_expert_web))
-        combination = replace(combination, small_scale=float(small_scale), small_bias=float(small_bias),
-                              small_threshold=0.5)
+        combination = replace(combination, small_scale=float(small_scale), small_bias=float(small_bias))
         # the small regime's threshold: on the web copies and on validation's own small images, each its group
-        web_sides = np.zeros(int(copies.sum()), dtype=int)  # any side below the expert's: the small regime
         small_labels = np.concatenate([labels[copies], labels[~native]])
         small_p = np.concatenate([
             combination.probabilities(p_robust_web, p_expert_web, web_sides),

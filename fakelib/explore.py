@@ -356,9 +356,7 @@ class Explorer:
                                   f"{FRIENDLY_FORMATS}.", filename)
         result = explain.compute_cams(predictor.model, image[None], self.method)
         expert = predictor.expert_probabilities([expert_view])
-        sides = None if expert_view is None else [expert_view.side]
-        probability = float(predictor.combine(result.probabilities, expert, sides)[0])
-        threshold = predictor.threshold if sides is None else float(predictor.thresholds(sides)[0])
+        probability, threshold = predictor.judge(float(result.probabilities[0]), expert_view)
         label = "fake" if probability >= threshold else "real"
         # the face's own regions from its landmarks (the template where no face is found): uploads are not aligned
         look_at = top_regions(result.heatmaps, labels=landmarks.region_maps(image[None]).labels[0]) \

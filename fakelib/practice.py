@@ -167,10 +167,7 @@ class PracticeSession:
         except (imagelib.ImageError, OSError) as error:  # changed or removed since it was shown: not scored
             return Reveal(self._log(relpath, "", look, None, status=f"unreadable: {error}"))
         cams = explain.compute_cams(self.predictor.model, image[None], self.method)
-        sides = None if expert_view is None else [expert_view.side]
-        probability = float(self.predictor.combine(cams.probabilities,
-                                                   self.predictor.expert_probabilities([expert_view]), sides)[0])
-        threshold = self.predictor.threshold if sides is None else float(self.predictor.thresholds(sides)[0])
+        probability, threshold = self.predictor.judge(float(cams.probabilities[0]), expert_view)
         heatmap = explain.normalize(np.mean(list(cams.heatmaps.values()), axis=0))[0]
         maps = landmarks.region_maps(image[None])
         top = int(contrast.top_regions(contrast.image_lifts(heatmap[None], maps.labels))[0])

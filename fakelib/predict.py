@@ -177,10 +177,9 @@ class Predictor:
     def thresholds(self, sides) -> np.ndarray:
         """(n,) the threshold each image is judged at, from the sides of their centre squares (`ExpertInputs.side`):
         `small_threshold` for an image in the combination's small-image regime, else `threshold`."""
-        sides = np.asarray(sides)
-        if self.small_threshold is None:
-            return np.full(sides.shape, self.threshold, dtype=np.float64)
-        return np.where(self.combination.small(sides), self.small_threshold, self.threshold)
+        if self.small_threshold is None:  # one regime, or a threshold given for every image
+            return np.full(np.shape(sides), self.threshold, dtype=np.float64)
+        return self.combination.thresholds(sides)
 
     def input_thresholds(self, inputs: list[tuple[np.ndarray, ExpertInputs | None]]) -> np.ndarray:
         """(n,) `thresholds` of `prepare_inputs` outputs."""
@@ -240,6 +239,15 @@ class Predictor:
         if self.expert is None:
             return np.asarray(probabilities)
         return self.combination.probabilities(probabilities, expert_probabilities, sides).astype(np.float32)
+
+    def judge(self, probability: float, expert_view: ExpertInputs | None) -> tuple[float, float]:
+        """(p_fake, threshold) of one image from the model's own p_fake and its expert inputs (`prepare_inputs`):
+        the explorer and the practice page take the model's probability from an explanation's forward pass."""
+        if expert_view is None:
+            return float(probability), self.threshold
+        p_fake = self.combine(np.asarray([probability]), self.expert_probabilities([expert_view]),
+                              [expert_view.side])
+        return float(p_fake[0]), float(self.thresholds([expert_view.side])[0])
 
     def expert_probabilities(self, expert_images: list[ExpertInputs | None]) -> np.ndarray | None:
         """(n,) the trace expert's own p_fake for its inputs (`prepare_inputs`), or None without an expert.
