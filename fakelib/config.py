@@ -245,6 +245,7 @@ class TrainConfig(_Section):
     patience: int = 8
     bn_recompute_batches: int = 10
     ema: float = 0.0
+    members: int = 1
     seed: int = 0
     threads: int = 0
     section = "train"
@@ -258,7 +259,8 @@ class TrainConfig(_Section):
         _check_range("train.bn_recompute_batches", self.bn_recompute_batches, 0, 10_000)
         if self.ema:
             _check_range("train.ema", self.ema, 0.5, 1.0, high_open=True)
-        _check_range("train.seed", self.seed, 0, 2**31 - 1)
+        _check_range("train.members", self.members, 1, 8)
+        _check_range("train.seed", self.seed, 0, 2**31 - 1 - (self.members - 1))
         _check_range("train.threads", self.threads, 0, 256)
 
 

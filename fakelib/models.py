@@ -302,6 +302,39 @@ def build_two_stream(image_size: int, *, conv_filters: Sequence[int], kernel_siz
     return keras.Model(inputs, classifier_head(features, dense_units, dropout, l2), name="two_stream")
 
 
+def average_members(members: Sequence[keras.Model], name: str = "ensemble") -> keras.Model:
+    """One flat model whose logit is the mean of the members' logits (a deep ensemble of independently trained
+    draws), then the usual uncalibrated `calibration` and `p_fake`: fit it with `fakelib.train.calibrate`.
+
+    Each member's layers are copied with the prefix `m1_`, `m2_`, ... and its weights, all on one shared input, so
+    every later use (calibration, the combination, the per-layer explanations) sees one model with every member's
+    convolutions (`m1_conv1`, `m2_conv1`, ...). Members must take the same input and each have a "logit" layer.
+
+    Raises:
+        ValueError: fewer than two members, inputs of different shapes, or a member without a "logit" layer.
+    """
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+    shapes = {tuple(member.inputs[0].shape[1:]) for member in members}
+    if len(shapes) != 1:
+        raise ValueError(f"ensemble members take different inputs: {sorted(shapes, key=str)}")
+    inputs = keras.Input(shape=shapes.pop(), name="image")
+    logits = []
+    for index, member in enumerate(members, start=1):
+        prefix = f"m{index}_"
+        logit_model(member)  # a one-line error for a member without a "logit" layer
+
+        def renamed(layer: keras.layers.Layer, prefix: str = prefix) -> keras.layers.Layer:
+            return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
+
+        copy = keras.models.clone_model(member, input_tensors=inputs, clone_function=renamed)
+        for layer in member.layers:
+            if layer.weights:
+                copy.get_layer(prefix + layer.name).set_weights(layer.get_weights())
+        logits.append(copy.get_layer(prefix + "logit").output)
+    return keras.Model(inputs, calibrated_output(layers.Average(name="logit")(logits)), name=name)
+
+
 def input_size(model: keras.Model) -> int:
     """The square input side a model's inputs are prepared at: its input shape, or for a fully convolutional
     model the `view_side` its `InputScale` layer carries."""

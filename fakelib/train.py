@@ -218,6 +218,8 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").unlink(missing_ok=True)
     config.save(output_dir / "params.yaml")
+    if config.train.members > 1:
+        return _run_members(config, output_dir, verbose, cache_root)
     keras.utils.set_random_seed(config.train.seed)
     prepared = load_dataset(config.data, cache_root)
     write_json(output_dir / "data_report.json", prepared.report)
@@ -238,6 +240,43 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
                         callbacks=_callbacks(config, output_dir, validation, train_data))
     train_seconds = time.perf_counter() - started
     return _finish(output_dir, config, splits, calibration, history.history, train_seconds, groups)
+
+
+def _run_members(config: ExperimentConfig, output_dir: Path, verbose: int, cache_root: str | Path | None) -> dict:
+    """A deep ensemble: `train.members` draws of `config` (seeds seed, seed + 1, ...), each a full experiment in
+    `output_dir/members/m<k>/` trained one after the other, merged by `models.average_members` (the mean of their
+    logits) into one `model.keras`, calibrated once on validation and scored like any run.
+
+    history.csv (and curves.png) is the members' per-epoch mean over the epochs all of them ran; the convergence
+    figures are the worst member's; `members` in metrics.json holds each draw's own figures, `train_seconds` their
+    sum (the draws run one after the other)."""
+    import pandas as pd
+
+    from fakelib.data import load_dataset
+    from fakelib.models import average_members, load_model
+
+    folders = [output_dir / "members" / f"m{index}" for index in range(1, config.train.members + 1)]
+    draws = [run_experiment(config.replace(members=1, seed=config.train.seed + index), folder, verbose, cache_root)
+             for index, folder in enumerate(folders)]
+    merged = average_members([load_model(folder / "model.keras") for folder in folders],
+                             name=f"{config.model.model}_x{config.train.members}")
+    merged.save(output_dir / "model.keras")
+    histories = [pd.read_csv(folder / "history.csv") for folder in folders]
+    epochs = min(len(history) for history in histories)
+    mean = sum(history.iloc[:epochs].reset_index(drop=True) for history in histories) / len(histories)
+    mean.to_csv(output_dir / "history.csv", index=False)
+    prepared = load_dataset(config.data, cache_root)
+    write_json(output_dir / "data_report.json", prepared.report)
+    splits, _, calibration = _splits(prepared, config)
+    keys = ("val_roc_auc", "test_roc_auc", "epochs_run", "best_epoch", "train_seconds", "val_loss_max_jump",
+            "val_auc_spread_last")
+    members = [{"seed": config.train.seed + index, **{key: draw.get(key) for key in keys}}
+               for index, draw in enumerate(draws)]
+    worst = {key: max((draw[key] for draw in draws if draw.get(key) is not None), default=None)
+             for key in ("val_loss_max_jump", "val_auc_spread_last")}
+    return _finish(output_dir, config, splits, calibration, mean.to_dict("list"),
+                   sum(draw["train_seconds"] for draw in draws), prepared.split_groups("val"),
+                   extra={**worst, "members": members})
 
 
 def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict, tuple[np.ndarray, np.ndarray]]:
@@ -267,8 +306,9 @@ def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict, tuple[np.nd
 
 
 def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, calibration: tuple, history: dict,
-            train_seconds: float, val_groups: np.ndarray | None = None) -> dict:
-    """Calibrate the best checkpoint on validation, score it, and write model, figures and metrics.json (last)."""
+            train_seconds: float, val_groups: np.ndarray | None = None, extra: dict | None = None) -> dict:
+    """Calibrate the best checkpoint on validation, score it, and write model, figures and metrics.json (last);
+    `extra` replaces or adds figures (an ensemble's members)."""
     from fakelib.models import load_model
 
     batch = config.train.batch_size
@@ -277,6 +317,7 @@ def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, calibratio
     best.save(output_dir / "model.keras")
     metrics, predictions = _evaluate(best, splits, batch, config, history, train_seconds, val_groups)
     metrics["n_calibration"] = int(len(calibration[1]))
+    metrics.update(extra or {})
     _figures(output_dir, metrics, predictions)
     write_json(output_dir / "metrics.json", metrics)
     return metrics
@@ -301,11 +342,13 @@ def recalibrate(output_dir: str | Path, cache_root: str | Path | None = None) ->
     if missing:
         raise FileNotFoundError(f"{output_dir} is not a finished experiment: missing {', '.join(missing)}")
     config = load_experiment(output_dir / "params.yaml")
-    train_seconds = json.loads((output_dir / "metrics.json").read_text())["train_seconds"]
+    before = json.loads((output_dir / "metrics.json").read_text())
     prepared = load_dataset(config.data, cache_root)
     splits, _, calibration = _splits(prepared, config)
     history = pd.read_csv(output_dir / "history.csv").to_dict("list")
-    return _finish(output_dir, config, splits, calibration, history, train_seconds, prepared.split_groups("val"))
+    kept = ("members", "val_loss_max_jump", "val_auc_spread_last") if "members" in before else ()  # an ensemble's
+    return _finish(output_dir, config, splits, calibration, history, before["train_seconds"],
+                   prepared.split_groups("val"), extra={key: before[key] for key in kept})
 
 
 def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> tuple[float, float]:

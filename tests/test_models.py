@@ -200,3 +200,38 @@ def test_two_stream_reads_block_means_in_one_stream_and_the_residual_in_the_othe
     model.fit(np.concatenate([pixels, swapped]), np.array([0, 1, 1, 0], np.float32), batch_size=4, epochs=1, verbose=0)
     for name, before in kernels.items():
         assert not np.allclose(np.array(model.get_layer(name).kernel), before), name
+
+
+def test_average_members_is_one_flat_model_whose_logit_is_the_members_mean(tmp_path):
+    build = dict(conv_filters=[4, 8], kernel_sizes=3, dense_units=[4])
+    import keras
+
+    members = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        member = models.create_model("cnn", 32, **build)
+        models.set_calibration(member, 2.0, -1.0)  # members' own calibrations are not carried over
+        members.append(member)
+    pair = models.average_members(members, name="pair")
+    assert sorted(models.conv_layer_names(pair)) == ["m1_conv1", "m1_conv2", "m2_conv1", "m2_conv2"]
+    assert not any(isinstance(layer, keras.Model) for layer in pair.layers)  # flat: explanations see every conv
+    assert models.calibration(pair) == (1.0, 0.0)
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    logits = [np.asarray(models.logit_model(member)(pixels, training=False)) for member in members]
+    assert not np.allclose(logits[0], logits[1])
+    mean = np.asarray(models.logit_model(pair)(pixels, training=False))
+    np.testing.assert_allclose(mean, (logits[0] + logits[1]) / 2, atol=1e-5)
+    models.set_calibration(pair, 0.5, 0.25)
+    pair.save(tmp_path / "pair.keras")
+    loaded = models.load_model(tmp_path / "pair.keras")
+    np.testing.assert_allclose(np.asarray(loaded(pixels, training=False)), 1 / (1 + np.exp(-(0.5 * mean + 0.25))),
+                               atol=1e-5)
+
+
+def test_average_members_refuses_one_member_and_mismatched_inputs():
+    one = models.create_model("cnn", 32, conv_filters=[4], kernel_sizes=3, dense_units=[])
+    with pytest.raises(ValueError, match="at least two members"):
+        models.average_members([one])
+    other = models.create_model("spectrum", 48, l2=0.0)
+    with pytest.raises(ValueError, match="different inputs"):
+        models.average_members([one, other])

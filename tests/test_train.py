@@ -201,3 +201,39 @@ def test_ema_weights_are_validated_and_training_goes_on_from_the_raw_ones(tmp_pa
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert (tmp_path / "model.keras").is_file()
 
+
+
+def test_members_train_draws_and_save_one_model_whose_logit_is_their_mean(tiny_config, trained_experiment, tmp_path):
+    from fakelib.data import load_dataset
+    from fakelib.metrics import fit_platt
+    from fakelib.models import calibration, load_model, logit_model, predict_probabilities
+    from fakelib.train import recalibrate
+
+    config = tiny_config.replace(members=2)
+    metrics = run_experiment(config, tmp_path / "pair", verbose=0)
+    folders = [tmp_path / "pair" / "members" / name for name in ("m1", "m2")]
+    for name in ARTIFACTS:
+        assert (tmp_path / "pair" / name).is_file(), name
+        assert all((folder / name).is_file() for folder in folders), name
+    draws = [json.loads((folder / "metrics.json").read_text()) for folder in folders]
+    first = json.loads((trained_experiment / "metrics.json").read_text())
+    assert draws[0]["val_roc_auc"] == pytest.approx(first["val_roc_auc"], abs=1e-4)  # draw 1 is the seed-0 run
+    assert load_experiment(folders[1] / "params.yaml") == tiny_config.replace(seed=1)
+    assert [member["seed"] for member in metrics["members"]] == [0, 1]
+    assert [member["val_roc_auc"] for member in metrics["members"]] == [draw["val_roc_auc"] for draw in draws]
+    assert metrics["train_seconds"] == pytest.approx(sum(draw["train_seconds"] for draw in draws), abs=0.02)
+    # every weight of both draws, and one calibration (scale, bias) in place of their two
+    assert metrics["param_count"] == sum(draw["param_count"] for draw in draws) - 2
+
+    images, labels = load_dataset(config.data).subset("val")
+    logits = [predict_probabilities(logit_model(load_model(folder / "model.keras")), images) for folder in folders]
+    pair = load_model(tmp_path / "pair" / "model.keras")
+    mean = predict_probabilities(logit_model(pair), images)
+    np.testing.assert_allclose(mean, (logits[0] + logits[1]) / 2, atol=1e-4)
+    assert calibration(pair) == pytest.approx(fit_platt(labels, mean), abs=1e-3)  # calibrated once, as a whole
+
+    histories = [pd.read_csv(folder / "history.csv") for folder in folders]
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "pair" / "history.csv")["val_auc"],
+                               (histories[0]["val_auc"] + histories[1]["val_auc"]) / 2)
+    again = recalibrate(tmp_path / "pair")
+    assert again["members"] == metrics["members"] and again["train_seconds"] == metrics["train_seconds"]
