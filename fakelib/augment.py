@@ -30,8 +30,7 @@ from fakelib.config import AugmentConfig
 
 KERNELS = (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.HAMMING, Image.Resampling.BICUBIC,
            Image.Resampling.LANCZOS)
-# Smallest side a down-scale may produce: below this a face carries little detail (fakelib.data.MIN_SIDE).
-MIN_SIDE = 32
+MIN_SIDE = imagelib.MIN_SIDE  # smallest side a down-scale may produce
 # Size matching's last down-scale of every image that ends small (see SizeMatcher): a factor in this range.
 RESAVE_SCALE = (0.8, 0.95)
 

@@ -32,8 +32,7 @@ from fakelib.layout import LABELS, dataset_files
 
 CACHE_VERSION = 2  # 2: views padded, never up-sampled; per-image side in index.csv
 SPLITS = ("train", "val", "test")
-# Smallest accepted side: a face below this carries no usable detail, and tiny files are usually thumbnails or icons.
-MIN_SIDE = 32
+MIN_SIDE = imagelib.MIN_SIDE  # smaller images are skipped, as `predict.Predictor` refuses them
 
 
 @dataclass(frozen=True)

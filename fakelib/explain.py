@@ -421,4 +421,4 @@ def load_images(model: keras.Model, sources: Sequence[str | Path | bytes] | str 
     if isinstance(sources, (str, Path, bytes)):
         sources = [sources]
     size = input_size(model)
-    return np.stack([imagelib.load_array(source, size) for source in sources])
+    return np.stack([imagelib.load_array(source, size, min_size=imagelib.MIN_SIDE) for source in sources])

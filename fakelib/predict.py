@@ -135,7 +135,8 @@ class Predictor:
     def prepare(self, source: str | Path | bytes) -> np.ndarray:
         """Decode one image to the model's (size, size, 3) uint8 input, equalized like training, never up-sampled:
         larger images are down-sampled, smaller ones padded as training padded them (`images.load_view`)."""
-        view, _ = imagelib.load_view(source, self.image_size, equalize_quality=self.equalize_quality)
+        view, _ = imagelib.load_view(source, self.image_size, min_size=imagelib.MIN_SIDE,
+                                     equalize_quality=self.equalize_quality)
         return view
 
     def prepare_inputs(self, source: str | Path | bytes) -> tuple[np.ndarray, ExpertInputs | None]:
@@ -143,7 +144,7 @@ class Predictor:
         side, never up-sampled."""
         if self.expert is None:
             return self.prepare(source), None
-        image = imagelib.open_image(source)
+        image = imagelib.open_image(source, min_size=imagelib.MIN_SIDE)
         return imagelib.model_view(image, self.image_size, self.equalize_quality)[0], self.expert_view(image)
 
     def expert_view(self, image) -> ExpertInputs:
@@ -152,7 +153,7 @@ class Predictor:
         native windows, else the model view at the expert's side), the residual statistics with a residual model,
         the eye square with an eye member."""
         if not isinstance(image, Image.Image):
-            image = imagelib.open_image(image)
+            image = imagelib.open_image(image, min_size=imagelib.MIN_SIDE)
         side = self.combination.expert_image_size
         if self.combination.expert_view == "native":
             pixels = imagelib.native_window(image, side, self.equalize_quality)

@@ -131,6 +131,23 @@ def test_a_two_stream_model_is_explained_in_both_streams_in_one_pass(pixels):
         np.testing.assert_allclose(one_pass.heatmaps[layer], per_layer.heatmaps[layer], atol=1e-5)
 
 
+def test_an_ensemble_explains_each_member_as_the_member_explains_itself(tiny_model, pixels):
+    """`models.average_members`: the ensemble's logit is the members' mean, so a member's layer gets the member's
+    own map (its gradient halved, the same once normalized), all members' layers in one pass."""
+    from fakelib.models import average_members
+
+    keras.utils.set_random_seed(2)
+    other = create_model("cnn", 32, conv_filters=[4, 8, 8], dense_units=[8])
+    pair = average_members([tiny_model, other])
+    together = explain.compute_cams(pair, pixels, "gradcam")
+    assert sorted(together.layers) == sorted(f"m{k}_conv{i}" for k in (1, 2) for i in (1, 2, 3))
+    for prefix, member in (("m1_", tiny_model), ("m2_", other)):
+        alone = explain.compute_cams(member, pixels, "gradcam")
+        for layer in alone.layers:
+            # atol: float32 sums in another order, over gradients of a barely trained model (ranges ~1e-4)
+            np.testing.assert_allclose(together.heatmaps[prefix + layer], alone.heatmaps[layer], atol=5e-3)
+
+
 def test_batches_give_the_same_maps_as_one_batch(tiny_model, pixels):
     whole = explain.compute_cams(tiny_model, pixels, "layercam")
     split = explain.compute_cams(tiny_model, pixels, "layercam", batch_size=3)

@@ -133,3 +133,27 @@ def test_rebuild_with_eye_trains_an_eye_member_on_every_folders_eye_squares(demo
     predictor = Predictor.from_path(out / "model.keras")
     assert predictor.eye is not None
     assert predictor.expert_view(sorted((demo_dataset / "fake").glob("*"))[0].read_bytes()).eye.shape == (36, 36, 3)
+
+
+def test_predict_evaluate_and_explain_refuse_the_images_training_skips(tmp_path):
+    """An image under `images.MIN_SIDE` px is skipped by training and evaluation, so predict and explain refuse
+    it too, in one line: all of them count the same files."""
+    from fakelib import explain
+    from fakelib.images import MIN_SIDE, ImageError
+    from fakelib.predict import evaluate_folder
+
+    predictor = Predictor.from_path(pretrained.default_model(best_dir=tmp_path / "no-sweep"))
+    rng = np.random.default_rng(0)
+    for label in ("real", "fake"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "data" / label / "a.png")
+    tiny = tmp_path / "data" / "fake" / "tiny.png"
+    Image.fromarray(rng.integers(0, 255, (MIN_SIDE - 1, 60, 3), dtype=np.uint8)).save(tiny)
+    row = predictor.predict_file(tiny)
+    assert "p_fake" not in row and row["error"].startswith("too_small:") and "\n" not in row["error"]
+    assert evaluate_folder(predictor, tmp_path / "data")["n"] == 2
+    with pytest.raises(ImageError, match=f"smaller than {MIN_SIDE} px"):
+        explain.load_images(predictor.model, tiny)
+    edge = tmp_path / "edge.png"
+    Image.fromarray(rng.integers(0, 255, (MIN_SIDE, 60, 3), dtype=np.uint8)).save(edge)
+    assert "p_fake" in predictor.predict_file(edge)
