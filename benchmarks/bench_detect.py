@@ -80,20 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def configurations(args: argparse.Namespace) -> dict[str, Any]:
     """`{name: ExperimentConfig}` for the requested models, from params.yaml's base, --data and --set."""
-    import yaml
-
     from fakelib.config import load_params
+    from fakelib.config import parse_overrides as parsed
     from fakelib.expert import expert_config
     from fakelib.eyes import eye_config
-
-    def parsed(items: list[str], option: str) -> dict[str, Any]:
-        out = {}
-        for item in items:
-            key, separator, value = item.partition("=")
-            if not separator:
-                raise ValueError(f"{option} {item!r}: expected KEY=VALUE")
-            out[key.strip()] = yaml.safe_load(value)
-        return out
 
     folders = [str(Path(folder).resolve()) for folder in args.data]
     overrides = {"data_dir": folders[0] if len(folders) == 1 else folders, **parsed(args.set, "--set")}

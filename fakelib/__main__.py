@@ -104,15 +104,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import yaml
+    from fakelib.config import parse_overrides
 
-    overrides = {}
-    for item in args.set:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise CliError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return _call("fakelib.train", "train_base", args.params, overrides, args.out)
+    return _call("fakelib.train", "train_base", args.params, parse_overrides(args.set), args.out)
 
 
 def _call(module: str, function: str, *arguments: object) -> int:

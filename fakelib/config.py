@@ -458,6 +458,24 @@ def load_params(path: str | Path | None = None, max_experiments: int = MAX_EXPER
     return parse_params(raw, max_experiments)
 
 
+def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, Any]:
+    """`KEY=VALUE` command-line overrides as {key: YAML value} (`--set epochs=20 --set conv_filters=[8,16]`).
+
+    Raises:
+        ConfigError: an item without "=" or with a value that is not YAML (one line).
+    """
+    overrides = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{option} {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{option} {item!r}: the value is not valid YAML") from None
+    return overrides
+
+
 def load_experiment(path: str | Path) -> ExperimentConfig:
     """Read an experiment's own params.yaml (sections form, no sweep)."""
     raw = yaml.safe_load(Path(path).read_text()) or {}

@@ -108,3 +108,14 @@ def test_sweep_key_under_the_wrong_section_is_refused():
     with pytest.raises(ConfigError, match="dropout belongs in section 'model', not 'data'"):
         parse_params({"sweep": {"data.dropout": [0.1, 0.2]}})
     assert parse_params({"sweep": {"model.dropout": [0.1, 0.2]}}).sweep == {"dropout": [0.1, 0.2]}
+
+
+def test_command_line_overrides_are_yaml_values_and_bad_ones_one_line():
+    from fakelib.config import parse_overrides
+
+    assert parse_overrides(["epochs=20", "conv_filters=[8, 16]", " members = 2"]) == {
+        "epochs": 20, "conv_filters": [8, 16], "members": 2}
+    for item in ("epochs", "=3", "conv_filters=[8,"):
+        with pytest.raises(ConfigError, match="--eye-set") as error:
+            parse_overrides([item], "--eye-set")
+        assert "\n" not in str(error.value)
