@@ -16,6 +16,7 @@ Conventions, chosen to match tf-keras-vis (the test oracle) so maps can be compa
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -403,6 +404,24 @@ def compute_cams_per_layer(model: keras.Model, images: np.ndarray, method: str =
     results = [compute_cams(model, images, method, [name], target) for name in names]
     return CamResult({name: result.heatmaps[name] for name, result in zip(names, results)},
                      results[0].probabilities, method, target)
+
+
+def by_depth(result: CamResult) -> CamResult:
+    """An ensemble's maps (`models.average_members`: layers `m1_conv1`, `m2_conv1`, ...) as one map per layer of
+    the members' shared architecture: the members' maps of `conv1` averaged (each member counts once, as its
+    logit does) and renormalized per image, under the name `conv1`. Figures show this, one tile per depth instead
+    of one per member and depth. Any other result (a single model) is returned as it is."""
+    groups: dict[str, list[str]] = {}
+    for name in result.layers:
+        match = re.fullmatch(r"m(\d+)_(.+)", name)
+        if match is None:
+            return result
+        groups.setdefault(match.group(2), []).append(name)
+    if len(groups) == len(result.layers) or len({len(names) for names in groups.values()}) != 1:
+        return result
+    merged = {layer: normalize(np.mean([result.heatmaps[name] for name in names], axis=0))
+              for layer, names in groups.items()}
+    return CamResult(merged, result.probabilities, result.method, result.target)
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

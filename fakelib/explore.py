@@ -393,12 +393,13 @@ class Explorer:
         return None if figure is None else overlay.to_png(figure)
 
     def figure(self, path: str | Path | None = None) -> Figure | None:
-        """The per-layer heatmap grid of the current verdict (None when there is nothing to show)."""
+        """The per-layer heatmap grid of the current verdict (None when there is nothing to show); an ensemble's
+        members' maps are averaged per depth (`explain.by_depth`)."""
         verdict = self.verdict
         if verdict is None or not verdict.ok:
             return None
-        return overlay.plot_cam_grid(verdict.image[None], verdict.result.heatmaps, [verdict.probability],
-                                     colormap=self.colormap, opacity=self.opacity, threshold=verdict.threshold,
+        return overlay.plot_cam_grid(verdict.image[None], explain.by_depth(verdict.result).heatmaps,
+                                     [verdict.probability], colormap=self.colormap, opacity=self.opacity, threshold=verdict.threshold,
                                      method=verdict.result.method, path=path, tile_inches=2.4)
 
 

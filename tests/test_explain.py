@@ -146,6 +146,13 @@ def test_an_ensemble_explains_each_member_as_the_member_explains_itself(tiny_mod
         for layer in alone.layers:
             # atol: float32 sums in another order, over gradients of a barely trained model (ranges ~1e-4)
             np.testing.assert_allclose(together.heatmaps[prefix + layer], alone.heatmaps[layer], atol=5e-3)
+    # figures show one tile per depth: the members' maps averaged, renormalized per image
+    depth = explain.by_depth(together)
+    assert depth.layers == ["conv1", "conv2", "conv3"]
+    np.testing.assert_allclose(depth.heatmaps["conv2"], explain.normalize(
+        (together.heatmaps["m1_conv2"] + together.heatmaps["m2_conv2"]) / 2), atol=1e-6)
+    alone = explain.compute_cams(tiny_model, pixels, "gradcam")
+    assert explain.by_depth(alone) is alone
 
 
 def test_batches_give_the_same_maps_as_one_batch(tiny_model, pixels):
