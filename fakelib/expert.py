@@ -61,7 +61,9 @@ EYE_FILE = "eye.keras"  # an eye-region member's model (`fakelib.eyes.EyeMember`
 # collections as generated, so it is not the default. 12 epochs (round 14; 28 before): about 270 s on 2 cores
 # instead of 600-820 s, so the CNN, this expert and the residual model fit 30 minutes on a slow day too; with the
 # residual model beside it, the three members validated within 0.004 of the 28-epoch expert's.
-EXPERT_OVERRIDES = {"model": "npr", "image_size": 256, "conv_filters": [8, 16, 32, 64, 128, 256], "epochs": 12}
+# members: 1, a single model whatever the detector's `train.members` (an ensemble is the detector's choice)
+EXPERT_OVERRIDES = {"model": "npr", "image_size": 256, "conv_filters": [8, 16, 32, 64, 128, 256], "epochs": 12,
+                    "members": 1}
 
 
 # How the expert's input is made from an image (`fakelib.predict.Predictor.expert_view`): "resized", the model

@@ -40,7 +40,7 @@ MIN_SIDE = 16
 # 0.33 M parameters, 1.4 MB, so the pretrained detector's four models fit the package's 10 MB: docs/results.md,
 # round 17), 24 epochs (about 250 s on 2 cores), at 104 px, the side of faces-dev's eye squares, so they keep their
 # native pixels.
-EYE_OVERRIDES = {"image_size": 104, "conv_filters": [8, 16, 32, 64, 128, 192], "epochs": 24}
+EYE_OVERRIDES = {"image_size": 104, "conv_filters": [8, 16, 32, 64, 128, 192], "epochs": 24, "members": 1}
 REPORT_FILE = "eyes_report.json"
 CLASS_NAMES = {value: key for key, value in LABELS.items()}
 

@@ -353,3 +353,11 @@ def test_extreme_combined_logits_give_0_and_1_without_an_overflow_warning():
         probabilities = combination.probabilities(np.array([1e-7, 0.5, 1 - 1e-7]), np.array([0.01, 0.5, 0.99]))
     assert probabilities[0] == 0.0 and probabilities[2] == 1.0
     assert probabilities[1] == pytest.approx(1 / (1 + np.exp(3.0)))
+
+
+def test_the_experts_are_single_models_whatever_the_detectors_members(tiny_config, tmp_path):
+    from fakelib.eyes import eye_config
+
+    pair = tiny_config.replace(members=2)
+    assert expertlib.expert_config(pair).train.members == 1
+    assert eye_config(pair, [tmp_path]).train.members == 1
