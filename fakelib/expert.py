@@ -244,10 +244,12 @@ def _native_probabilities(model, config, relpaths: np.ndarray) -> np.ndarray:
 
 def small_copy_sides(expert_side: int) -> tuple[int, int]:
     """The sides of the web copies the small-image regime is fitted on: `predict.WEB_SIDES` (112-200 px) for a
-    256 px expert, the same shares of another expert's side (always below it)."""
+    256 px expert, the same shares of another expert's side (below it), never under `images.MIN_SIDE`, which no
+    detector scores."""
+    from fakelib.images import MIN_SIDE
     from fakelib.predict import WEB_SIDES
 
-    return tuple(max(1, round(expert_side * side / 256)) for side in WEB_SIDES)
+    return tuple(max(MIN_SIDE, round(expert_side * side / 256)) for side in WEB_SIDES)
 
 
 def _web_copy_probabilities(scorer, config, relpaths: np.ndarray, sides: tuple[int, int]

@@ -452,7 +452,10 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
 
     A real group's figure is the share kept as real, a fake group's the share caught, each with its 95% Wilson
     interval (`<share>_ci95`, [low, high]): a group of 25 faces cannot tell 60% from 75%. Each fake group also gets
-    its ROC-AUC against all the folder's reals; with `common`, the same after `common_format` of every file.
+    its ROC-AUC against all the folder's reals, and against the reals judged in its own regime (at the same
+    threshold: a detector with a small-image regime ranks small and large images on two calibrations, so the first
+    mixes them; None for a group spanning both regimes, or with no real in its regime); with `common`, the same
+    after `common_format` of every file.
     """
     from fakelib.layout import LABELS, dataset_files, group_of
     from fakelib.metrics import binary_metrics, share_interval
@@ -486,4 +489,8 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
             if is_fake and reals.any():
                 pair = members | reals
                 row[f"{view}_roc_auc_vs_all_reals"] = binary_metrics(labels[pair], probabilities[pair])["roc_auc"]
+                regimes = np.unique(thresholds[members])
+                same = reals & (thresholds == regimes[0]) if len(regimes) == 1 else np.zeros_like(reals)
+                row[f"{view}_roc_auc_vs_reals_same_regime"] = binary_metrics(
+                    labels[members | same], probabilities[members | same])["roc_auc"] if same.any() else None
     return result

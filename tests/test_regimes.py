@@ -59,7 +59,8 @@ def test_per_face_thresholds_in_the_metrics():
 @pytest.fixture(scope="module")
 def regimes(tiny_config, tmp_path_factory):
     """A detector on 64 px demo faces whose trace expert reads 64 px, the faces' own side: the files are in the
-    native regime, and web copies of them (28-50 px) in the small one. Returns (folder, payload, robust run)."""
+    native regime, and web copies of them (32-50 px: 112-200 px for 256, never under MIN_SIDE) in the small one.
+    Returns (folder, payload, robust run)."""
     from fakelib.demo import generate
     from fakelib.train import run_experiment
 
@@ -90,11 +91,11 @@ def test_the_small_regime_is_fitted_on_web_copies_of_validation_through_the_pred
     out, payload, robust_run = regimes
     predictor = Predictor.from_path(out / "model.keras")
     combination = predictor.combination
-    assert combination.has_small_regime and payload["small_copy_sides"] == [28, 50]
+    assert combination.has_small_regime and payload["small_copy_sides"] == [32, 50]
     assert predictor.small_threshold == pytest.approx(payload["small_threshold"])
     root, relpaths, labels, groups = _validation(robust_run)
-    copies = [web_copy(read_image_bytes(f"{root}/{relpath}"), (28, 50)) for relpath in relpaths]
-    assert all(28 <= min(open_image(copy).size) <= 50 for copy in copies)
+    copies = [web_copy(read_image_bytes(f"{root}/{relpath}"), (32, 50)) for relpath in relpaths]
+    assert all(32 <= min(open_image(copy).size) <= 50 for copy in copies)
     inputs = [predictor.prepare_inputs(copy) for copy in copies]
     assert all(expert.side < 64 for _, expert in inputs)
     p_robust, p_expert = predictor.member_probabilities(inputs)
@@ -139,6 +140,19 @@ def test_every_verdict_uses_the_threshold_of_its_images_regime(regimes, tmp_path
     kept = np.mean([row["label"] == "real" for row in expected])
     assert evaluate_groups(predictor, folder, common=False)["groups"]["real/demo"]["as_published_kept_real"] == \
         pytest.approx(kept)
+    # a fake group of small copies is ranked against all reals, and against the small reals of its own regime
+    for path in sorted((demo_dataset / "fake").glob("*"))[:3]:
+        target = folder / "fake" / "small" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(web_copy(path.read_bytes(), (40, 40)))
+    fakes = [predictor.predict_file(path)["p_fake"] for path in sorted((folder / "fake" / "small").glob("*"))]
+    small_reals = [row["p_fake"] for index, row in enumerate(expected) if index % 2]
+    group = evaluate_groups(predictor, folder, common=False)["groups"]["fake/small"]
+    assert group["as_published_roc_auc_vs_reals_same_regime"] == pytest.approx(
+        binary_metrics(np.r_[np.ones(3), np.zeros(3)], np.r_[fakes, small_reals])["roc_auc"])
+    assert group["as_published_roc_auc_vs_all_reals"] == pytest.approx(binary_metrics(
+        np.r_[np.ones(3), np.zeros(6)], np.r_[fakes, [row["p_fake"] for row in expected]])["roc_auc"])
+    shutil.rmtree(folder / "fake")
     row = evaluate_folder(predictor, folder)
     assert row["n"] == 6 and row["real_rate"] == pytest.approx(kept)
     assert row["threshold"] == pytest.approx(sorted([predictor.threshold, predictor.small_threshold]))
@@ -177,6 +191,6 @@ def test_the_package_card_and_the_explorer_line_give_the_small_regime(regimes, t
     card = (tmp_path / "pretrained" / "MODEL_CARD.md").read_text()
     assert "Images under 64 px (their centre square) are judged apart" in card
     assert f"judged at {payload['small_threshold']:.3f}" in card and f"scale {payload['small_scale']:.3f}" in card
-    assert f"each of {payload['small_n_val_web_copies']} validation images" in card and "shrunk to 28-50 px" in card
+    assert f"each of {payload['small_n_val_web_copies']} validation images" in card and "shrunk to 32-50 px" in card
     assert facts["small_threshold"] == pytest.approx(payload["small_threshold"])
     assert f"({payload['small_threshold']:.2f} for images under 64 px)" in pretrained.card_line(facts)
