@@ -363,7 +363,7 @@ class Explorer:
             if label == "fake" else []
         message = f"{label.upper()}: p(fake) = {probability:.2f} (threshold {threshold:.2f}"
         message += (f", the one for images under {predictor.combination.expert_image_size} px, whose generator's "
-                    "trace cannot survive)" if threshold != predictor.threshold else ")")
+                    "trace cannot survive)" if predictor.judged_small(expert_view) else ")")
         if look_at:
             message += f". Most evidence around the {', '.join(look_at)}."
         fired = expert is not None and bool(predictor.expert_fired(expert)[0])

@@ -182,6 +182,11 @@ class Predictor:
             return np.full(np.shape(sides), self.threshold, dtype=np.float64)
         return self.combination.thresholds(sides)
 
+    def judged_small(self, expert_view: ExpertInputs | None) -> bool:
+        """Whether one image is judged in the small-image regime (at `small_threshold`)."""
+        return expert_view is not None and self.small_threshold is not None and bool(
+            self.combination.small([expert_view.side])[0])
+
     def input_thresholds(self, inputs: list[tuple[np.ndarray, ExpertInputs | None]]) -> np.ndarray:
         """(n,) `thresholds` of `prepare_inputs` outputs."""
         return self.thresholds([0 if expert is None else expert.side for _, expert in inputs])
