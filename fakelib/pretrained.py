@@ -151,6 +151,23 @@ def _expert_input(combined: dict) -> str:
     return f"it reads each image at {side} px (larger ones down-sampled with an area filter, smaller ones padded)"
 
 
+def _architecture(robust: dict) -> str:
+    """The card's words on the detector's network: one model, or a deep ensemble of draws (`train.members`)."""
+    members = robust.get("members")
+    if not members:
+        return f"`{robust['model']}` ({robust['param_count']:,} parameters)"
+    seeds = ", ".join(str(member["seed"]) for member in members)
+    return (f"a deep ensemble of {len(members)} `{robust['model']}` draws (seeds {seeds}) whose logits are averaged, "
+            f"then calibrated once ({robust['param_count']:,} parameters in all)")
+
+
+def _epochs(robust: dict) -> str:
+    members = robust.get("members")
+    if not members:
+        return f"{robust['epochs_run']} epochs, best validation epoch {robust['best_epoch']}"
+    return "per draw " + ", ".join(f"{member['epochs_run']} epochs (best {member['best_epoch']})" for member in members)
+
+
 def write_card(folder: Path, shift: dict | None = None) -> Path:
     """Write `folder/MODEL_CARD.md` from the folder's metrics.json and params.yaml (and a shift evaluation)."""
     import yaml
@@ -172,7 +189,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     floor = metrics.get("test_ece_floor_mean")  # absent in runs from before the floor was measured
     lines = [
         "# Model card: fakelib pretrained detector", "",
-        f"- Architecture: `{robust['model']}` ({robust['param_count']:,} parameters), fully convolutional; "
+        f"- Architecture: {_architecture(robust)}, fully convolutional; "
         f"inputs prepared at {params['data']['image_size']} px (larger photos down-sampled with an area filter, "
         "smaller ones padded with grey as in training, never up-sampled).",
         f"- Trained on: {', '.join(Path(str(item)).name for item in folders)} "
@@ -180,7 +197,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
         + (f"random {params['data']['train_crop']} px native-resolution crops"
            if params["data"].get("train_crop") else f"whole {params['data']['image_size']} px inputs")
         + ", photo degradations on both classes alike.",
-        f"- Training: {robust['epochs_run']} epochs, best validation epoch {robust['best_epoch']}, "
+        f"- Training: {_epochs(robust)}, "
         f"{robust['train_seconds']:.0f} s on 2 CPU cores"
         + (f" ({combined['train_seconds']:.0f} s with its expert{'s' if residual else ''})." if combined else "."),
         f"- Output `p_fake`: Platt-scaled on the validation images of the folders holding both classes "

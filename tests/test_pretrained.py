@@ -157,3 +157,18 @@ def test_predict_evaluate_and_explain_refuse_the_images_training_skips(tmp_path)
     edge = tmp_path / "edge.png"
     Image.fromarray(rng.integers(0, 255, (MIN_SIDE, 60, 3), dtype=np.uint8)).save(edge)
     assert "p_fake" in predictor.predict_file(edge)
+
+
+def test_the_card_says_when_the_detector_is_an_ensemble_of_draws(trained_experiment, tmp_path):
+    import shutil
+
+    folder = tmp_path / "pair"
+    shutil.copytree(trained_experiment, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "deep ensemble" not in pretrained.write_card(folder).read_text()
+    members = [{"seed": seed, "epochs_run": 2, "best_epoch": best} for seed, best in ((0, 2), (1, 1))]
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "members": members}))
+    card = pretrained.write_card(folder).read_text()
+    assert (f"a deep ensemble of 2 `cnn` draws (seeds 0, 1) whose logits are averaged, then calibrated once "
+            f"({metrics['param_count']:,} parameters in all)") in card
+    assert "per draw 2 epochs (best 2), 2 epochs (best 1)" in card
