@@ -110,7 +110,7 @@ def test_bench_detect_trains_both_models_and_prints_one_json(tmp_path, capsys):
 def write_shift_like(root: Path) -> Path:
     """Two groups in other formats and sizes than training: small JPEG reals, larger PNG fakes, one broken file."""
     rng = np.random.default_rng(1)
-    for group, count, size, suffix in (("real/camera-small", 4, 28, ".jpg"), ("fake/stylegan-png", 3, 48, ".png")):
+    for group, count, size, suffix in (("real/camera-small", 4, 36, ".jpg"), ("fake/stylegan-png", 3, 48, ".png")):
         (root / group).mkdir(parents=True)
         for index in range(count):
             pixels = rng.normal(128, 30, (size + 6, size, 3))
