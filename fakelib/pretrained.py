@@ -425,11 +425,12 @@ def _anonymize_data_dirs(params_path: Path) -> None:
 def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_run: str | Path | None = None,
                      shift: str | Path | None = None, params_path: str | Path | None = None,
                      expert: bool = True, expert_overrides: dict | None = None, eye: bool = False,
-                     eye_overrides: dict | None = None) -> dict:
+                     eye_overrides: dict | None = None, overrides: dict | None = None) -> dict:
     """Train the base configuration of params.yaml on `data` (and, with `expert`, the trace expert of
     `fakelib.expert` on the first folder, combined on validation; `expert_overrides` changes its settings; with
     `eye` too, an eye-region member, `fakelib.eyes.eye_config`, on the eye squares of every folder), or take the
-    finished run `from_run`, and package it into `out_dir`; the packaged facts.
+    finished run `from_run`, and package it into `out_dir`; the packaged facts. `overrides` change the detector's
+    settings (`{"members": 2}`: a deep ensemble of two draws).
 
     Raises:
         ValueError: neither `data` nor `from_run` given.
@@ -442,7 +443,8 @@ def build_pretrained(out_dir: str | Path, data: Sequence[str | Path] = (), from_
         from fakelib.train import configure_threads, run_experiment
 
         folders = [str(Path(folder).resolve()) for folder in data]
-        config = load_params(params_path).base.replace(data_dir=folders[0] if len(folders) == 1 else folders)
+        config = load_params(params_path).base.replace(**(overrides or {}),
+                                                       data_dir=folders[0] if len(folders) == 1 else folders)
         configure_threads(config.train.threads)
         run_dir = Path(tempfile.mkdtemp(prefix="fakelib-pretrained-"))
         run_experiment(config, run_dir / "robust", verbose=2)

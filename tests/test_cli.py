@@ -64,6 +64,8 @@ def test_predict_reports_probability_or_error_per_image(trained_experiment, demo
     (["evaluate", "--model", "nope.keras", "data"], "model file not found"),
     (["train", "--params", "missing.yaml"], "missing.yaml"),
     (["train", "--set", "dropout=7"], "model.dropout = 7"),
+    (["train", "--set", "epochs"], "--set 'epochs': expected KEY=VALUE"),
+    (["pretrained", "--from-run", "run", "--set", "members=2"], "--from-run packages a finished run as it is"),
 ])
 def test_errors_are_one_line_without_traceback(args, fragment):
     result = fakelib_cli(*args)

@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 
 from fakelib import pretrained
+from fakelib.models import conv_layer_names
 from fakelib.predict import Predictor
 
 from conftest import write_tiny_params
@@ -113,8 +114,15 @@ def test_rebuild_trains_the_detector_and_its_trace_expert_and_packages_both(demo
     assert "trace expert" in facts["model"] and facts["threshold"] == pytest.approx(combination["threshold"])
     assert "Trace expert" in (out / "MODEL_CARD.md").read_text()
     assert Predictor.from_path(out / "model.keras").expert is not None
-    plain = pretrained.build_pretrained(tmp_path / "plain", [demo_dataset], params_path=params, expert=False)
+    # alone, and as a deep ensemble of two draws (`--set members=2`)
+    plain = pretrained.build_pretrained(tmp_path / "plain", [demo_dataset], params_path=params, expert=False,
+                                        overrides={"members": 2})
     assert plain["model"] == "cnn" and not (tmp_path / "plain" / "expert.keras").exists()
+    assert [member["seed"] for member in json.loads((tmp_path / "plain" / "metrics.json").read_text())["members"]] \
+        == [0, 1]
+    assert "a deep ensemble of 2 `cnn` draws" in (tmp_path / "plain" / "MODEL_CARD.md").read_text()
+    ensemble = Predictor.from_path(tmp_path / "plain" / "model.keras")
+    assert sorted(conv_layer_names(ensemble.model)) == ["m1_conv1", "m1_conv2", "m2_conv1", "m2_conv2"]
 
 
 @pytest.mark.slow
