@@ -273,6 +273,9 @@ SECTION_CLASSES: dict[str, type[_Section]] = {
     "data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
 # Keys that change where or how fast a run happens but never its result: left out of the experiment id.
 NON_RESULT_KEYS = frozenset({"threads"})
+# Keys added after experiments were first run, left out of the id at these values, so the experiments a sweep
+# already finished keep their ids (and are not run again) when a version adds a setting they did not use.
+LATER_KEYS = {"members": 1}
 
 
 def _key_sections() -> dict[str, str]:
@@ -335,8 +338,10 @@ class ExperimentConfig:
 
     @property
     def experiment_id(self) -> str:
-        """Ten hex digits of SHA-256 over the resolved parameters that can change the result."""
-        flat = {key: value for key, value in self.to_flat().items() if key not in NON_RESULT_KEYS}
+        """Ten hex digits of SHA-256 over the resolved parameters that can change the result (`LATER_KEYS` at
+        their first value left out)."""
+        flat = {key: value for key, value in self.to_flat().items()
+                if key not in NON_RESULT_KEYS and LATER_KEYS.get(key, object()) != value}
         digest = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
         return digest[:10]
 

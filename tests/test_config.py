@@ -36,6 +36,14 @@ def test_experiment_id_is_stable_and_ignores_threads():
     assert len(first.experiment_id) == 10
 
 
+def test_a_setting_added_later_keeps_the_ids_of_experiments_that_do_not_use_it():
+    """`train.members` came after these ids were computed (by the version of 2026-12-04, at e935582): at 1 it
+    leaves them as they were, so a sweep finished before is not run again; at 2 it is another experiment."""
+    assert ExperimentConfig().experiment_id == "eb252d7d3f"
+    assert ExperimentConfig.from_flat({"dropout": 0.2}).experiment_id == "1ceeaf9b88"
+    assert ExperimentConfig.from_flat({"members": 2}).experiment_id != "eb252d7d3f"
+
+
 @pytest.mark.parametrize("raw, fragment", [
     ({"model": {"dropout": 1.5}}, "model.dropout = 1.5"),
     ({"train": {"epochs": "ten"}}, "train.epochs = 'ten'"),
