@@ -30,7 +30,6 @@ from fakelib.config import AugmentConfig
 
 KERNELS = (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.HAMMING, Image.Resampling.BICUBIC,
            Image.Resampling.LANCZOS)
-MIN_SIDE = imagelib.MIN_SIDE  # smallest side a down-scale may produce
 # Size matching's last down-scale of every image that ends small (see SizeMatcher): a factor in this range.
 RESAVE_SCALE = (0.8, 0.95)
 
@@ -55,7 +54,7 @@ def sample(view: np.ndarray, side: int, out_side: int, config: AugmentConfig, rn
     """
     offset = imagelib.pad_offset(side, view.shape[0])
     square = view[offset:offset + side, offset:offset + side]
-    resave = MIN_SIDE <= limit < side
+    resave = imagelib.MIN_SIDE <= limit < side
     if resave:
         square = np.asarray(Image.fromarray(np.ascontiguousarray(square)).resize(
             (limit, limit), KERNELS[rng.integers(len(KERNELS))]))
@@ -64,7 +63,7 @@ def sample(view: np.ndarray, side: int, out_side: int, config: AugmentConfig, rn
     window = min(side, int(np.ceil(out_side / factor)))
     top, left = (2 * int(rng.integers(0, (side - window) // 2 + 1)) for _ in range(2))
     image = Image.fromarray(np.ascontiguousarray(square[top:top + window, left:left + window]))
-    target = max(min(MIN_SIDE, window), int(round(window * factor)))
+    target = max(min(imagelib.MIN_SIDE, window), int(round(window * factor)))
     if target < window:
         image = image.resize((target, target), KERNELS[rng.integers(len(KERNELS))])
     pixels = degrade(image, config, rng, resave)
@@ -156,7 +155,7 @@ class SizeMatcher:
                 target = int(self.small[rng.integers(len(self.small))])
             else:
                 target = int(side)
-            target = max(MIN_SIDE, int(target * rng.uniform(*RESAVE_SCALE)))
+            target = max(imagelib.MIN_SIDE, int(target * rng.uniform(*RESAVE_SCALE)))
             limits[index] = target if target < side else 0
         return limits
 

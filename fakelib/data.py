@@ -32,7 +32,6 @@ from fakelib.layout import LABELS, dataset_files
 
 CACHE_VERSION = 2  # 2: views padded, never up-sampled; per-image side in index.csv
 SPLITS = ("train", "val", "test")
-MIN_SIDE = imagelib.MIN_SIDE  # smaller images are skipped, as `predict.Predictor` refuses them
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,7 @@ def _decode(root: Path, relpath: str, size: int, quality: int) -> tuple[np.ndarr
     """Decode one file to (size, size, 3) uint8; returns (array or None, side, sha256 or '', error reason or '')."""
     try:
         data = imagelib.read_image_bytes(root / relpath)
-        array, side = imagelib.load_view(data, size, min_size=MIN_SIDE, equalize_quality=quality)
+        array, side = imagelib.load_view(data, size, min_size=imagelib.MIN_SIDE, equalize_quality=quality)
         return array, side, imagelib.sha256_bytes(data), ""
     except imagelib.ImageError as error:
         return None, 0, "", f"{error.reason}: {error}"

@@ -356,7 +356,7 @@ class Explorer:
                                   f"{FRIENDLY_FORMATS}.", filename)
         result = explain.compute_cams(predictor.model, image[None], self.method)
         expert = predictor.expert_probabilities([expert_view])
-        probability, threshold = predictor.judge(float(result.probabilities[0]), expert_view)
+        probability, threshold = predictor.judge(float(result.probabilities[0]), expert_view, expert)
         label = "fake" if probability >= threshold else "real"
         # the face's own regions from its landmarks (the template where no face is found): uploads are not aligned
         look_at = top_regions(result.heatmaps, labels=landmarks.region_maps(image[None]).labels[0]) \
@@ -399,8 +399,9 @@ class Explorer:
         if verdict is None or not verdict.ok:
             return None
         return overlay.plot_cam_grid(verdict.image[None], explain.by_depth(verdict.result).heatmaps,
-                                     [verdict.probability], colormap=self.colormap, opacity=self.opacity, threshold=verdict.threshold,
-                                     method=verdict.result.method, path=path, tile_inches=2.4)
+                                     [verdict.probability], colormap=self.colormap, opacity=self.opacity,
+                                     threshold=verdict.threshold, method=verdict.result.method, path=path,
+                                     tile_inches=2.4)
 
 
 def verdict_html(verdict: Verdict | None) -> str:

@@ -1,6 +1,6 @@
-"""Model registry: `create_model(name, **params)`, `list_models()`, and the builders it holds (`cnn`, `cnn_gram`, `spectrum`,
-`npr`, `cnn_unshuffle`, `npr_patch`, `two_stream`); functional Keras models that carry their preprocessing. The
-custom layers live in `layers`.
+"""Model registry: `create_model(name, **params)`, `list_models()`, and the builders it holds (`cnn`, `cnn_gram`,
+`spectrum`, `npr`, `cnn_unshuffle`, `npr_patch`, `two_stream`); functional Keras models that carry their
+preprocessing; `average_members` joins trained draws into one ensemble model. The custom layers live in `layers`.
 
 Every model takes raw pixel values, float32 in [0, 255] with shape (batch, size, size, 3), and returns one
 sigmoid probability that the face is generated. Scaling happens inside the model, and the input size is

@@ -246,13 +246,16 @@ class Predictor:
             return np.asarray(probabilities)
         return self.combination.probabilities(probabilities, expert_probabilities, sides).astype(np.float32)
 
-    def judge(self, probability: float, expert_view: ExpertInputs | None) -> tuple[float, float]:
+    def judge(self, probability: float, expert_view: ExpertInputs | None,
+              expert: np.ndarray | None = None) -> tuple[float, float]:
         """(p_fake, threshold) of one image from the model's own p_fake and its expert inputs (`prepare_inputs`):
-        the explorer and the practice page take the model's probability from an explanation's forward pass."""
+        the explorer and the practice page take the model's probability from an explanation's forward pass.
+        `expert`: the experts' (1,) p_fake (`expert_probabilities`) where the caller has it already."""
         if expert_view is None:
             return float(probability), self.threshold
-        p_fake = self.combine(np.asarray([probability]), self.expert_probabilities([expert_view]),
-                              [expert_view.side])
+        if expert is None:
+            expert = self.expert_probabilities([expert_view])
+        p_fake = self.combine(np.asarray([probability]), expert, [expert_view.side])
         return float(p_fake[0]), float(self.thresholds([expert_view.side])[0])
 
     def expert_probabilities(self, expert_images: list[ExpertInputs | None]) -> np.ndarray | None:

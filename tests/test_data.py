@@ -289,7 +289,7 @@ def test_size_matching_shrinks_large_faces_of_both_classes_alike_and_reprocesses
     shrunk = [(limits[group] > 0).mean() for group in (large_reals, fakes)]
     assert abs(shrunk[0] - 0.5) < 0.1 and abs(shrunk[1] - 0.5) < 0.1  # as often as the reals are small
     assert (limits[small_reals] > 0).all() and (limits[small_reals] < 40).all()  # re-processed by us as well
-    low, high = max(augmentlib.MIN_SIDE, int(40 * augmentlib.RESAVE_SCALE[0])), int(40 * augmentlib.RESAVE_SCALE[1])
+    low, high = max(imagelib.MIN_SIDE, int(40 * augmentlib.RESAVE_SCALE[0])), int(40 * augmentlib.RESAVE_SCALE[1])
     small = after < 64
     assert ((after[small] >= low) & (after[small] <= high)).all()  # every small image ends at the same sides
     means = [after[group][small[group]].mean() for group in (small_reals, large_reals, fakes)]
