@@ -17,6 +17,7 @@ of the last sweep, else this pretrained one.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -295,10 +296,30 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
               "collections for non-commercial research. These weights are derived from them: use them for "
               "non-commercial research only.", "",
               "Rebuild or retrain on your own data: `python -m fakelib pretrained --data YOUR_FOLDER [MORE ...]"
-              + (" --eye" if combined.get("eye_file") else "") + "`.", ""]
+              + (" --eye" if combined.get("eye_file") else "") + _set_options(params) + "`.", ""]
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _set_options(params: dict) -> str:
+    """` --set KEY=VALUE` for each of the detector's settings that differs from the repository's params.yaml base
+    (training folders and thread count aside), so the card's rebuild line trains the same recipe."""
+    from fakelib.config import NON_RESULT_KEYS, ExperimentConfig, load_params
+
+    packaged, base = ExperimentConfig.from_sections(params).to_flat(), load_params().base.to_flat()
+    changed = [key for key, value in packaged.items()
+               if key != "data_dir" and key not in NON_RESULT_KEYS and value != base[key]]
+    return "".join(f" --set {shlex.quote(key + '=' + _yaml_value(packaged[key]))}" for key in changed)
+
+
+def _yaml_value(value: object) -> str:
+    """`value` as `config.parse_overrides` reads it back: JSON (valid YAML), a string bare when YAML keeps it one."""
+    import yaml
+
+    if isinstance(value, str) and yaml.safe_load(value) == value:
+        return value
+    return json.dumps(value)
 
 
 def _small_regime_line(combined: dict) -> str:

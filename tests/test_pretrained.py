@@ -180,3 +180,24 @@ def test_the_card_says_when_the_detector_is_an_ensemble_of_draws(trained_experim
     assert (f"a deep ensemble of 2 `cnn` draws (seeds 0, 1) whose logits are averaged, then calibrated once "
             f"({metrics['param_count']:,} parameters in all)") in card
     assert "per draw 2 epochs (best 2), 2 epochs (best 1)" in card
+
+
+def test_the_cards_rebuild_line_repeats_the_settings_that_differ_from_params_yaml(trained_experiment, tmp_path):
+    import shlex
+    import shutil
+
+    from fakelib.config import load_params, parse_overrides
+
+    folder = tmp_path / "changed"
+    shutil.copytree(trained_experiment, folder)
+    base = load_params().base
+    (folder / "params.yaml").write_text(yaml.safe_dump(base.replace(
+        data_dir=["faces-dev", "faces-extra-real"], threads=1).to_sections()))
+    line = next(row for row in pretrained.write_card(folder).read_text().splitlines() if row.startswith("Rebuild"))
+    assert line.endswith("[MORE ...]`.")  # the folders and the thread count are not part of the recipe
+    changed = base.replace(data_dir="elsewhere", members=2, conv_filters=[8, 16], lr_schedule="constant")
+    (folder / "params.yaml").write_text(yaml.safe_dump(changed.to_sections()))
+    line = next(row for row in pretrained.write_card(folder).read_text().splitlines() if row.startswith("Rebuild"))
+    assert line.endswith("[MORE ...] --set 'conv_filters=[8, 16]' --set lr_schedule=constant --set members=2`.")
+    items = [word for word in shlex.split(line.split("`")[1]) if "=" in word]
+    assert base.replace(**parse_overrides(items)).replace(data_dir="elsewhere") == changed  # the same recipe
