@@ -127,3 +127,14 @@ def test_command_line_overrides_are_yaml_values_and_bad_ones_one_line():
         with pytest.raises(ConfigError, match="--eye-set") as error:
             parse_overrides([item], "--eye-set")
         assert "\n" not in str(error.value)
+
+
+def test_a_seed_without_room_for_every_draw_says_so():
+    top = 2**31 - 1
+    assert ExperimentConfig.from_flat({"seed": top}).train.seed == top
+    assert ExperimentConfig.from_flat({"seed": top - 2, "members": 3}).train.members == 3
+    with pytest.raises(ConfigError, match=rf"train.seed = {top - 1} is not allowed; expected at most {top - 2}: "
+                                          rf"the draws of train.members = 3 take seeds {top - 1} to {top + 1}"):
+        ExperimentConfig.from_flat({"seed": top - 1, "members": 3})
+    with pytest.raises(ConfigError, match=r"train.seed = -1 is not allowed; expected a number in \[0, "):
+        ExperimentConfig.from_flat({"seed": -1, "members": 3})
