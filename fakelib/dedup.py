@@ -18,8 +18,7 @@ from PIL import Image
 from fakelib.atomic import write_text
 from fakelib.checks import check_integer
 from fakelib.images import MAX_PIXELS, ImageError, is_image_path, open_image, sha256_bytes
-
-DUPLICATES_FOLDER = "_duplicates"
+from fakelib.layout import DUPLICATES_FOLDER  # noqa: F401  where --apply moves duplicates; datasets skip it
 CSV_NAME = "duplicates.csv"
 CSV_FIELDS = ("group", "role", "kind", "distance", "file", "sha256", "phash", "width", "height", "bytes", "action",
               "destination", "note")

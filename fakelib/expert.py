@@ -304,15 +304,14 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
                      for split, (relpaths, labels, paired, _, groups) in by_robust.items()}
     else:
         by_expert = _split_probabilities(expert, config, ("val", "test"), cache_root)
-    scored, eye_raw, relpaths, sides = {}, {}, {}, {}
+    scored, eye_raw, relpaths, sides, split_groups = {}, {}, {}, {}, {}
     for split in ("val", "test"):
         paths_r, labels, paired, p_robust, groups = by_robust[split]
         paths_e, _, _, p_expert, _ = by_expert[split]
         common, index_r, index_e = np.intersect1d(paths_r, paths_e, return_indices=True)
         relpaths[split] = common
         sides[split] = np.array([square_side(dataset_file(config, str(relpath))) for relpath in common], dtype=int)
-        if split == "val":
-            val_groups = groups[index_r]
+        split_groups[split] = groups[index_r]
         scored[split] = (labels[index_r], paired[index_r], p_robust[index_r], p_expert[index_e])
         if residual is not None:
             from fakelib.residuals import file_features
@@ -386,7 +385,8 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         small_p = np.concatenate([
             combination.probabilities(p_robust_web, p_expert_web, web_sides),
             combination.probabilities(p_robust[~native], p_expert[~native], sides["val"][~native])])
-        small_groups = np.concatenate([[f"{group}-web" for group in val_groups[copies]], val_groups[~native]])
+        small_groups = np.concatenate([[f"{group}-web" for group in split_groups["val"][copies]],
+                                       split_groups["val"][~native]])
         combination = replace(combination, small_threshold=metriclib.choose_threshold(small_labels, small_p,
                                                                                       small_groups))
         small = metriclib.binary_metrics(small_labels, small_p, combination.small_threshold)
@@ -397,8 +397,10 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
     val_probabilities = combination.probabilities(p_robust, p_expert, sides["val"])
     threshold_on = native if regimes else np.ones_like(native)
     combination = replace(combination, threshold=metriclib.choose_threshold(
-        labels[threshold_on], val_probabilities[threshold_on], val_groups[threshold_on]))
+        labels[threshold_on], val_probabilities[threshold_on], split_groups["val"][threshold_on]))
     val = metriclib.binary_metrics(labels, val_probabilities, combination.thresholds(sides["val"]))
+    val_groups = metriclib.group_rates(labels, val_probabilities, split_groups["val"],
+                                       combination.thresholds(sides["val"]))
     labels, _, p_robust, p_expert = scored["test"]
     probabilities = combination.probabilities(p_robust, p_expert, sides["test"])
     test = metriclib.binary_metrics(labels, probabilities)
@@ -413,6 +415,9 @@ def fit(robust_dir: str | Path, expert_model: str | Path, weight: float = 1.0, c
         "n_test": int(len(labels)), **fired, **member_figures, **eye_figures, **small_figures,
         "expert_test_roc_auc": metriclib.binary_metrics(labels, p_expert)["roc_auc"],
         "robust_test_roc_auc": metriclib.binary_metrics(labels, p_robust)["roc_auc"],
+        "val_groups": val_groups,
+        "test_groups": metriclib.group_rates(labels, probabilities, split_groups["test"],
+                                             combination.thresholds(sides["test"])),
     }
     return combination, figures
 

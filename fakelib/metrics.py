@@ -132,6 +132,55 @@ def share_interval(hits: int, n: int, confidence: float = 0.95) -> tuple[float, 
     return float(interval.low), float(interval.high)
 
 
+def group_rates(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, threshold=0.5,
+                prefix: str = "") -> dict[str, dict]:
+    """Per group of images (a source, `data.groups_of`; a faces-shift collection): what a user meets at the
+    threshold. A real group's figure is the share kept as real (`kept_real`), a fake group's the share caught
+    (`caught`), each with its 95% Wilson interval (`<share>_ci95`), and the group's mean p_fake; keys after
+    `prefix`. A group's class is its first image's; images without a probability (NaN) are not counted.
+
+    Args:
+        labels, probabilities, groups: (n,) each; 0 = real, 1 = fake.
+        threshold: one number, or one per image (`binary_metrics`).
+    """
+    labels = np.asarray(labels).astype(int).ravel()
+    probabilities = np.asarray(probabilities, dtype=np.float64).ravel()
+    groups = np.asarray(groups).ravel()
+    called_fake = probabilities >= np.broadcast_to(np.asarray(threshold, dtype=np.float64), probabilities.shape)
+    usable = ~np.isnan(probabilities)
+    rows = {}
+    for group in sorted(set(groups.tolist())):
+        members = usable & (groups == group)
+        n = int(members.sum())
+        is_fake = bool(n) and labels[members][0] == 1
+        hits = int(called_fake[members].sum() if is_fake else n - called_fake[members].sum())
+        share = f"{prefix}{'caught' if is_fake else 'kept_real'}"
+        interval = share_interval(hits, n)
+        rows[str(group)] = {"label": "fake" if is_fake else "real", "n": n, share: hits / n if n else None,
+                            f"{share}_ci95": list(interval) if interval else None,
+                            f"{prefix}mean_p_fake": float(probabilities[members].mean()) if n else None}
+    return rows
+
+
+def source_rows(metrics: dict) -> list[dict]:
+    """One row per source group of a run's (or combination's) `val_groups` and `test_groups`: group, class, and
+    per split its n, share (kept as real, or caught) and 95% interval; empty for runs from before they were
+    recorded. What the model card and 02_train show."""
+    splits = {split: metrics.get(f"{split}_groups") or {} for split in ("val", "test")}
+    rows = []
+    for group in sorted({*splits["val"], *splits["test"]}):
+        found = {split: table.get(group) for split, table in splits.items()}
+        label = next(row["label"] for row in found.values() if row)
+        share = "caught" if label == "fake" else "kept_real"
+        row = {"group": group, "class": label}
+        for split, name in (("val", "validation"), ("test", "test")):
+            figures = found[split] or {}
+            row.update({f"{name}_n": figures.get("n", 0), name: figures.get(share),
+                        f"{name}_ci95": figures.get(f"{share}_ci95")})
+        rows.append(row)
+    return rows
+
+
 def _threshold_value(threshold) -> float | list[float]:
     """A threshold as reported: the number, or the sorted distinct values of per-face thresholds (one if all agree)."""
     if np.ndim(threshold) == 0:

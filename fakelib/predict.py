@@ -466,7 +466,7 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
     after `common_format` of every file.
     """
     from fakelib.layout import LABELS, dataset_files, group_of
-    from fakelib.metrics import binary_metrics, share_interval
+    from fakelib.metrics import binary_metrics, group_rates
 
     root = Path(data_dir)
     files = dataset_files(root, require_both=False)
@@ -482,19 +482,11 @@ def evaluate_groups(predictor: Predictor, data_dir: str | Path, common: bool = T
         result["errors"] += [f"{view}: {error}" for error in errors]
         usable = ~np.isnan(probabilities)
         reals = usable & (labels == LABELS["real"])
-        for group in sorted(set(groups)):
+        for group, rates in group_rates(labels, probabilities, groups, thresholds, f"{view}_").items():
             members = usable & (groups == group)
-            n = int(members.sum())
-            is_fake = bool(n) and labels[members][0] == LABELS["fake"]
-            called_fake = probabilities[members] >= thresholds[members]
-            hits = int(called_fake.sum() if is_fake else n - called_fake.sum())
-            row = result["groups"].setdefault(group, {"label": "fake" if is_fake else "real", "n": n})
-            share = f"{view}_{'caught' if is_fake else 'kept_real'}"
-            row[share] = hits / n if n else None
-            interval = share_interval(hits, n)
-            row[f"{share}_ci95"] = list(interval) if interval else None
-            row[f"{view}_mean_p_fake"] = float(probabilities[members].mean()) if n else None
-            if is_fake and reals.any():
+            row = result["groups"].setdefault(group, {"label": rates["label"], "n": rates["n"]})
+            row.update({key: value for key, value in rates.items() if key not in ("label", "n")})
+            if rates["label"] == "fake" and reals.any():
                 pair = members | reals
                 row[f"{view}_roc_auc_vs_all_reals"] = binary_metrics(labels[pair], probabilities[pair])["roc_auc"]
                 regimes = np.unique(thresholds[members])

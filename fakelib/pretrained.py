@@ -251,6 +251,7 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     if floor:
         lines += ["", "The floor is the ECE a perfectly calibrated model would still show on this many faces "
                   "(labels drawn from its own probabilities): a measured ECE near it is sampling noise."]
+    lines += _source_table(metrics)
     if shift:
         lines += ["", "## Collections it never saw (evaluation only)", "",
                   f"At the saved thresholds, `{Path(shift['data']).name}`: a real group's figure is the share kept as "
@@ -300,6 +301,25 @@ def write_card(folder: Path, shift: dict | None = None) -> Path:
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _source_table(metrics: dict) -> list[str]:
+    """The card's per-source table (`metrics.source_rows`; none for runs from before it was recorded): what each
+    folder's reals and fakes meet at the saved thresholds."""
+    from fakelib.metrics import source_rows
+
+    rows = source_rows(metrics)
+    if not rows:
+        return []
+    lines = ["", "## Each source of its own data", "",
+             "At the saved thresholds, per folder and class (and sub-folder, where a class has them): a real "
+             "group's figure is the share kept as real, a fake group's the share caught (95% interval). "
+             "Validation chose the thresholds, so its figures are in-sample; a source without test images has "
+             "none.", "", "| group | class | validation n | validation | test n | test |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['group']} | {row['class']} | {row['validation_n']} | {_share(row, 'validation')} | "
+                     f"{row['test_n']} | {_share(row, 'test')} |")
+    return lines
 
 
 def _set_options(params: dict) -> str:

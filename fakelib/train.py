@@ -224,7 +224,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, verbose: in
     prepared = load_dataset(config.data, cache_root)
     write_json(output_dir / "data_report.json", prepared.report)
     splits, sides, calibration = _splits(prepared, config)
-    groups = prepared.split_groups("val")
+    groups = _groups(prepared)
     for split, (_, labels) in splits.items():
         if len(np.unique(labels)) < 2:
             raise ValueError(f"the {split} split needs both real and fake images; it has {len(labels)} image(s) "
@@ -275,7 +275,7 @@ def _run_members(config: ExperimentConfig, output_dir: Path, verbose: int, cache
     worst = {key: max((draw[key] for draw in draws if draw.get(key) is not None), default=None)
              for key in ("val_loss_max_jump", "val_auc_spread_last")}
     return _finish(output_dir, config, splits, calibration, mean.to_dict("list"),
-                   sum(draw["train_seconds"] for draw in draws), prepared.split_groups("val"),
+                   sum(draw["train_seconds"] for draw in draws), _groups(prepared),
                    extra={**worst, "members": members})
 
 
@@ -305,8 +305,13 @@ def _splits(prepared, config: ExperimentConfig) -> tuple[dict, dict, tuple[np.nd
     return splits, sides, calibration
 
 
+def _groups(prepared) -> dict[str, np.ndarray]:
+    """{split: each image's source group} of validation and test (`data.PreparedData.split_groups`)."""
+    return {split: prepared.split_groups(split) for split in ("val", "test")}
+
+
 def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, calibration: tuple, history: dict,
-            train_seconds: float, val_groups: np.ndarray | None = None, extra: dict | None = None) -> dict:
+            train_seconds: float, groups: dict | None = None, extra: dict | None = None) -> dict:
     """Calibrate the best checkpoint on validation, score it, and write model, figures and metrics.json (last);
     `extra` replaces or adds figures (an ensemble's members)."""
     from fakelib.models import load_model
@@ -315,7 +320,7 @@ def _finish(output_dir: Path, config: ExperimentConfig, splits: dict, calibratio
     best = load_model(output_dir / "model.keras")
     calibrate(best, *calibration, batch)
     best.save(output_dir / "model.keras")
-    metrics, predictions = _evaluate(best, splits, batch, config, history, train_seconds, val_groups)
+    metrics, predictions = _evaluate(best, splits, batch, config, history, train_seconds, groups)
     metrics["n_calibration"] = int(len(calibration[1]))
     metrics.update(extra or {})
     _figures(output_dir, metrics, predictions)
@@ -348,7 +353,7 @@ def recalibrate(output_dir: str | Path, cache_root: str | Path | None = None) ->
     history = pd.read_csv(output_dir / "history.csv").to_dict("list")
     kept = ("members", "val_loss_max_jump", "val_auc_spread_last") if "members" in before else ()  # an ensemble's
     return _finish(output_dir, config, splits, calibration, history, before["train_seconds"],
-                   prepared.split_groups("val"), extra={key: before[key] for key in kept})
+                   _groups(prepared), extra={key: before[key] for key in kept})
 
 
 def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> tuple[float, float]:
@@ -367,10 +372,12 @@ def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 6
 
 
 def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, history: dict,
-              train_seconds: float, val_groups: np.ndarray | None = None) -> tuple[dict, dict]:
+              train_seconds: float, groups: dict | None = None) -> tuple[dict, dict]:
     """Flat metrics (validation scores, test at 0.5 and at the validation-chosen threshold, run facts),
-    and the (labels, probabilities) of validation and test for the figures; `val_groups` are the validation
-    images' sources for the threshold (`metrics.choose_threshold`)."""
+    and the (labels, probabilities) of validation and test for the figures; `groups` ({"val", "test"}) are the
+    images' sources: validation's set the threshold (`metrics.choose_threshold`), and each split's figures are
+    given per source too (`val_groups`, `test_groups`: `metrics.group_rates` at the threshold; validation's are
+    in-sample, as it chose the threshold)."""
     from fakelib import metrics as metriclib
     from fakelib.models import calibration, predict_probabilities
     from fakelib.pretrained import trained_on_demo
@@ -379,7 +386,8 @@ def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, hi
     test_images, test_labels = splits["test"]
     val_probabilities = predict_probabilities(model, val_images, batch_size)
     test_probabilities = predict_probabilities(model, test_images, batch_size)
-    threshold = metriclib.choose_threshold(val_labels, val_probabilities, val_groups)
+    groups = groups or {}
+    threshold = metriclib.choose_threshold(val_labels, val_probabilities, groups.get("val"))
     val = metriclib.binary_metrics(val_labels, val_probabilities)
     test = metriclib.binary_metrics(test_labels, test_probabilities)
     test_at = metriclib.binary_metrics(test_labels, test_probabilities, threshold)
@@ -410,6 +418,9 @@ def _evaluate(model, splits: dict, batch_size: int, config: ExperimentConfig, hi
                              keys=("ece", "brier")),
         **metriclib.prefixed(metriclib.ece_floor(test_probabilities), "test_ece_floor", keys=("mean", "p95")),
         **convergence(history),
+        **{f"{split}_groups": metriclib.group_rates(splits[split][1], probabilities, groups[split], threshold)
+           for split, probabilities in (("val", val_probabilities), ("test", test_probabilities))
+           if groups.get(split) is not None},
     }
     return metrics, {"validation": (val_labels, val_probabilities), "test": (test_labels, test_probabilities)}
 
