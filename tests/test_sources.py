@@ -48,35 +48,38 @@ def _check_against_the_confusion_matrix(groups: dict, matrix: list[list[int]]) -
     assert sum(row["n"] for row in groups.values()) == sum(map(sum, matrix))
 
 
-def test_each_run_reports_its_sources_and_a_second_generator_collected_by_the_scraper(
-        tiny_config, demo_dataset, tmp_path):
-    """The README's recipe for a second generator: scrape its faces into FOLDER/fake/, add FOLDER to data_dir;
-    the run then reports that generator's catch rate on its own validation and test images."""
+def test_a_second_generator_collected_by_the_scraper_joins_training_and_is_reported_per_source(
+        demo_dataset, tmp_path):
+    """The README's recipe: scrape the generator's faces into FOLDER/fake/, add FOLDER to the training folders
+    (`pretrained --data ...`); the detector, its experts and its card then report that generator's catch rate."""
+    from conftest import write_tiny_params
     from scrape_server import ScrapeServer
 
-    from fakelib.pretrained import write_card
+    from fakelib.pretrained import build_pretrained
     from fakelib.scrape import ScrapeConfig, scrape
-    from fakelib.train import run_experiment
 
     second = tmp_path / "second-generator"
     with ScrapeServer() as server:
         summary = scrape(ScrapeConfig(source=server.url("/face"), output_dir=second / "fake", mode="endpoint",
                                       count=60, workers=4, rate=0.0, timeout=2.0, min_size=32, progress=False))
     assert summary["saved"] == 60
-    run = tmp_path / "run"
-    metrics = run_experiment(tiny_config.replace(data_dir=[str(demo_dataset), str(second)]), run, verbose=0)
+    out = tmp_path / "pretrained"
+    build_pretrained(out, [demo_dataset, second], params_path=write_tiny_params(tmp_path / "params.yaml"),
+                     expert_overrides={"image_size": 48, "conv_filters": [4, 8], "epochs": 1})
     name = second.name
-    for split in ("val", "test"):
-        groups = metrics[f"{split}_groups"]
-        assert groups[f"{name}/fake"]["label"] == "fake" and groups[f"{name}/fake"]["n"] > 0
-        assert {row["label"] for key, row in groups.items() if key.startswith(demo_dataset.name)} == {"real", "fake"}
-    _check_against_the_confusion_matrix(metrics["test_groups"], metrics["confusion_matrix"])
-    assert json.loads((run / "metrics.json").read_text())["val_groups"] == metrics["val_groups"]
-    card = write_card(run).read_text()
-    row = metrics["test_groups"][f"{name}/fake"]
-    assert (f"| {name}/fake | fake | {metrics['val_groups'][f'{name}/fake']['n']} | "
-            f"{100 * metrics['val_groups'][f'{name}/fake']['caught']:.1f}% (") in card
-    assert f"| {row['n']} | {100 * row['caught']:.1f}% (" in card
+    metrics = json.loads((out / "metrics.json").read_text())  # the detector's own run
+    combination = json.loads((out / "combination.json").read_text())  # with its experts, at its thresholds
+    for figures in (metrics, combination):
+        for split in ("val", "test"):
+            groups = figures[f"{split}_groups"]
+            assert groups[f"{name}/fake"]["label"] == "fake" and groups[f"{name}/fake"]["n"] > 0
+            assert {row["label"] for key, row in groups.items() if key.startswith(demo_dataset.name)} == {
+                "real", "fake"}
+        _check_against_the_confusion_matrix(figures["test_groups"], figures["confusion_matrix"])
+    card = (out / "MODEL_CARD.md").read_text()
+    val, test = combination["val_groups"][f"{name}/fake"], combination["test_groups"][f"{name}/fake"]
+    assert (f"| {name}/fake | fake | {val['n']} | {100 * val['caught']:.1f}% (") in card
+    assert f"| {test['n']} | {100 * test['caught']:.1f}% (" in card
 
 
 def test_a_run_from_before_the_source_figures_has_no_source_table(trained_experiment, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
