@@ -125,6 +125,7 @@ class DataConfig(_Section):
     test_ratio: float = 0.15
     equalize_quality: int = 0
     max_images_per_class: int = 0
+    train_fraction: float = 1.0
     section = "data"
 
     def validate(self) -> None:
@@ -136,6 +137,7 @@ class DataConfig(_Section):
         if self.equalize_quality != 0:
             _check_range("data.equalize_quality", self.equalize_quality, 30, 100)
         _check_range("data.max_images_per_class", self.max_images_per_class, 0, 10_000_000)
+        _check_range("data.train_fraction", self.train_fraction, 0.0, 1.0, low_open=True)
         if not self.data_dir or (not isinstance(self.data_dir, str) and not all(self.data_dir)):
             raise not_allowed("data.data_dir", self.data_dir, "a folder with real/ and fake/, or a list of such folders")
 
@@ -278,7 +280,7 @@ SECTION_CLASSES: dict[str, type[_Section]] = {
 NON_RESULT_KEYS = frozenset({"threads"})
 # Keys added after experiments were first run, left out of the id at these values, so the experiments a sweep
 # already finished keep their ids (and are not run again) when a version adds a setting they did not use.
-LATER_KEYS = {"members": 1}
+LATER_KEYS = {"members": 1, "train_fraction": 1.0}
 
 
 def _key_sections() -> dict[str, str]:

@@ -260,14 +260,31 @@ def load_dataset(config: DataConfig, cache_root: str | Path | None = None, base:
         for name, label in LABELS.items():
             if not any(item[1] == label for item in files):
                 raise ValueError(f"{root}: the {name}/ folder holds no image files")
-        return _prepare(root, files, config, cache_root, require_both=True)
+        return thin_training(_prepare(root, files, config, cache_root, require_both=True), config.train_fraction)
     parts = []
     for folder in folders:
         root = paths.resolve(folder, base or paths.ROOT)
         files = _cap_per_class(dataset_files(root, require_both=False), config.max_images_per_class)
         parts.append(_prepare(root, files, dataclasses.replace(config, data_dir=str(root)), cache_root,
                               require_both=False))
-    return _join(parts)
+    return thin_training(_join(parts), config.train_fraction)
+
+
+def thin_training(prepared: PreparedData, fraction: float) -> PreparedData:
+    """Keep `fraction` of the training images (`data.train_fraction`, for learning curves: how a model improves
+    with more faces), chosen by a hash of each path so the same images stay at every run and a smaller fraction's
+    images are a subset of a larger one's; validation and test are untouched. The others are marked "unused"."""
+    if fraction >= 1.0:
+        return prepared
+    draws = np.array([int(hashlib.sha256(str(relpath).encode()).hexdigest()[:8], 16) / 0x100000000
+                      for relpath in prepared.relpaths])
+    unused = (prepared.splits == "train") & (draws >= fraction)
+    splits = np.where(unused, "unused", prepared.splits)
+    per_split = {**prepared.report["per_split"], "train": {
+        name: int(((splits == "train") & (prepared.labels == label)).sum()) for name, label in LABELS.items()}}
+    report = {**prepared.report, "per_split": per_split, "train_fraction": fraction,
+              "n_unused_train": int(unused.sum())}
+    return dataclasses.replace(prepared, splits=splits, report=report)
 
 
 def _join(parts: list[PreparedData]) -> PreparedData:

@@ -13,6 +13,7 @@ from PIL import Image
 from fakelib import data as datalib
 from fakelib import images as imagelib
 from fakelib.config import AugmentConfig, DataConfig
+from fakelib.layout import LABELS
 
 
 def _save(path: Path, image: Image.Image, **kwargs) -> None:
@@ -103,6 +104,29 @@ def test_manifest_split_is_used(messy_dataset, tmp_path):
     assert prepared.report["split_source"] == "manifest"
     listed = [split for relpath, split in zip(prepared.relpaths, prepared.splits) if "batch1" in relpath]
     assert listed == ["test"] * 12
+
+
+def test_train_fraction_keeps_a_stable_nested_share_of_training_and_every_validation_and_test_image(tmp_path):
+    from fakelib.demo import generate
+
+    folder = tmp_path / "faces"
+    generate(folder, count=200, size=32, seed=1, strength=1.0, workers=1)
+    full = datalib.load_dataset(DataConfig(data_dir=str(folder), image_size=32), tmp_path / "cache")
+    half, quarter = (datalib.load_dataset(DataConfig(data_dir=str(folder), image_size=32, train_fraction=fraction),
+                                          tmp_path / "cache") for fraction in (0.5, 0.25))
+    kept = {name: set(data.relpaths[data.splits == "train"]) for name, data in
+            (("full", full), ("half", half), ("quarter", quarter))}
+    assert quarter.report["per_split"]["train"] == {
+        name: int(((quarter.splits == "train") & (quarter.labels == label)).sum()) for name, label in LABELS.items()}
+    assert kept["quarter"] < kept["half"] < kept["full"]  # nested: a smaller share is a subset of a larger one
+    assert 0.35 < len(kept["half"]) / len(kept["full"]) < 0.65 and half.report["train_fraction"] == 0.5
+    assert half.report["n_unused_train"] == len(kept["full"]) - len(kept["half"])
+    assert set(np.unique(half.splits)) == {"train", "val", "test", "unused"}
+    for split in ("val", "test"):  # untouched, in the same order
+        np.testing.assert_array_equal(half.relpaths[half.splits == split], full.relpaths[full.splits == split])
+        assert half.report["per_split"][split] == full.report["per_split"][split]
+    images, labels = half.subset("train")
+    assert len(labels) == len(kept["half"]) and set(np.unique(labels)) == {0, 1}
 
 
 def test_hash_split_is_deterministic_and_close_to_ratios():
