@@ -81,6 +81,22 @@ def leaderboard(results: pd.DataFrame, summary: Mapping[str, Any]) -> pd.DataFra
     return board
 
 
+def source_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """A run's figures per source (`metrics.source_rows`: reals kept and fakes caught at the threshold, per folder
+    and class) as a table, intervals as "low-high"; empty for runs from before they were recorded."""
+    import pandas as pd
+
+    from fakelib.metrics import source_rows
+
+    rows = source_rows(metrics)
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).set_index("group")
+    for name in ("validation", "test"):
+        table[f"{name}_ci95"] = table[f"{name}_ci95"].map(lambda ci: f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "")
+    return table.round(3)
+
+
 def not_converged(board: pd.DataFrame) -> list[str]:
     """Ids of the experiments whose best validation epoch was their last: they might have gained from more."""
     if "best_epoch" not in board or "epochs_run" not in board:

@@ -89,6 +89,7 @@ def test_train_notebook_shows_samples_and_figures_without_errors(trained):
                 if output.output_type == "error"]
     assert images_shown(notebook) >= 4  # samples, curves, confusion matrix, ROC/PR
     assert "val_loss" in outputs_text(notebook)  # the per-epoch progress lines
+    assert "validation_ci95" in outputs_text(notebook)  # the per-source table
 
 
 @pytest.mark.timeout(240)
@@ -117,3 +118,4 @@ def test_report_notebook_records_leaderboard_and_failures(trained, tmp_path):
     assert recorded["leaderboard"] == [trained["config"].experiment_id]
     assert "smoke failure" in outputs_text(notebook)  # the failed-experiments table
     assert images_shown(notebook) >= 3  # the best experiment's curves, confusion matrix, ROC/PR
+    assert "Per source, at the threshold" in outputs_text(notebook) and "validation_ci95" in outputs_text(notebook)

@@ -93,3 +93,13 @@ def test_a_run_from_before_the_source_figures_has_no_source_table(trained_experi
     old = {key: value for key, value in metrics.items() if key not in ("val_groups", "test_groups")}
     (folder / "metrics.json").write_text(json.dumps(old))
     assert "## Each source of its own data" not in write_card(folder).read_text()
+
+
+def test_the_notebooks_source_table_formats_the_intervals_and_is_empty_for_old_runs():
+    from fakelib.report import source_table
+
+    groups = {"a/real": {"label": "real", "n": 4, "kept_real": 0.75, "kept_real_ci95": [0.3006, 0.9544]}}
+    table = source_table({"val_groups": groups, "test_groups": {}})
+    assert table.loc["a/real", "validation"] == 0.75 and table.loc["a/real", "validation_ci95"] == "0.30-0.95"
+    assert table.loc["a/real", "test_n"] == 0 and table.loc["a/real", "test_ci95"] == ""
+    assert source_table({"val_roc_auc": 0.9}).empty
