@@ -288,9 +288,10 @@ class Predictor:
 
 
 def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int = 64) -> dict:
-    """Metrics of `predictor` on every image of a folder (`real/` and/or `fake/`); one JSON-ready row."""
-    from fakelib.data import load_folder_images
-    from fakelib.metrics import binary_metrics
+    """Metrics of `predictor` on every image of a folder (`real/` and/or `fake/`); one JSON-ready row, with the
+    figures of each source group (`groups`: the class folder and its first sub-folder, `metrics.group_rates`)."""
+    from fakelib.data import groups_of, load_folder_images
+    from fakelib.metrics import binary_metrics, group_rates
 
     prepared = load_folder_images(data_dir, predictor.image_size, predictor.equalize_quality)
     expert_images = None
@@ -319,7 +320,9 @@ def evaluate_folder(predictor: Predictor, data_dir: str | Path, batch_size: int 
     scores = binary_metrics(prepared.labels, probabilities, thresholds)
     keys = ("n", "n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
             "threshold", "real_rate", "fake_rate")
-    return {"data": str(data_dir), **{key: scores[key] for key in keys}, "n_skipped": prepared.report["n_skipped"]}
+    return {"data": str(data_dir), **{key: scores[key] for key in keys}, "n_skipped": prepared.report["n_skipped"],
+            "groups": group_rates(prepared.labels, probabilities, groups_of(prepared.relpaths, several=False),
+                                  thresholds)}
 
 
 def announce(predictor: Predictor) -> None:

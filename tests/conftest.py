@@ -182,6 +182,10 @@ def check_folder_scores(predictor, files: list[Path], expected: np.ndarray, fold
     assert groups["real/demo"]["as_published_mean_p_fake"] == pytest.approx(expected[n_fake:].mean(), abs=1e-5)
     row = evaluate_folder(predictor, folder)
     assert row["n"] == len(files)
+    for group in ("fake/demo", "real/demo"):  # the same figures per group, one way
+        assert row["groups"][group]["mean_p_fake"] == pytest.approx(groups[group]["as_published_mean_p_fake"])
+        share = "caught" if group.startswith("fake") else "kept_real"
+        assert row["groups"][group][share] == pytest.approx(groups[group][f"as_published_{share}"])
     return row
 
 
