@@ -13,8 +13,8 @@ section of params.yaml with `data_dir` replaced by `--data`.
 `real/<group>/`, `fake/<group>/` of DIR at the saved threshold: a real group's share kept as real, a fake group's
 share caught, each fake group's ROC-AUC against all of DIR's reals and against the reals judged in its own
 regime (a detector with a small-image regime calibrates small and large images apart), and the same after one
-common resize and re-encode of every file (`fakelib.predict.common_format`), which checks that the score is not read from file
-properties.
+common resize and re-encode of every file (`fakelib.predict.common_format`), which checks that the score is not
+read from file properties.
 
 Every model (the eye model aside) is also scored on the first folder's validation and test splits as the files
 are and as web copies (`fakelib.predict.web_copy`: the centre square shrunk to 112-200 px, JPEG at quality 70-95,

@@ -264,8 +264,9 @@ class TrainConfig(_Section):
         _check_range("train.members", self.members, 1, 8)
         _check_range("train.seed", self.seed, 0, 2**31 - 1)
         if self.seed + self.members - 1 > 2**31 - 1:
+            last = self.seed + self.members - 1
             raise not_allowed("train.seed", self.seed, f"at most {2**31 - self.members}: the draws of "
-                              f"train.members = {self.members} take seeds {self.seed} to {self.seed + self.members - 1}")
+                              f"train.members = {self.members} take seeds {self.seed} to {last}")
         _check_range("train.threads", self.threads, 0, 256)
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-# A decoded image larger than this is refused (decompression bombs); 8k x 8k is far beyond any face photo.
 # Smallest side a face is trained on or scored at (train, evaluate, predict, explain, explore alike): below it a
 # face carries no usable detail, and such files are usually thumbnails or icons.
 MIN_SIDE = 32
+# A decoded image larger than this is refused (decompression bombs); 8k x 8k is far beyond any face photo.
 MAX_PIXELS = 64_000_000
 # A file larger than this is refused before it is read (a junk file named .jpg must not fill memory);
 # $FAKELIB_MAX_IMAGE_BYTES changes it.

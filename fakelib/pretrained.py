@@ -377,7 +377,8 @@ def _measured_failures(metrics: dict, shift: dict | None, web: dict | None = Non
         if share is not None and share < 0.8:
             lines.append(f"- It {verb} only {_percent(share)} of `{group}` ({row['n']} faces) at the threshold, "
                          f"though it ranks them at ROC-AUC {_number(row.get('as_published_roc_auc_vs_all_reals'))} "
-                         "against all reals" + _same_regime(row) + ": its probabilities run low on sources it never saw."
+                         "against all reals" + _same_regime(row)
+                         + ": its probabilities run low on sources it never saw."
                          if row["label"] == "fake" else
                          f"- It {verb} only {_percent(share)} of `{group}` ({row['n']} faces).")
     return lines

@@ -44,7 +44,8 @@ def test_a_setting_added_later_keeps_the_ids_of_experiments_that_do_not_use_it()
     assert ExperimentConfig.from_flat({"members": 2}).experiment_id != "eb252d7d3f"
     assert ExperimentConfig.from_flat({"train_fraction": 1}).experiment_id == "eb252d7d3f"  # data.train_fraction too
     assert ExperimentConfig.from_flat({"train_fraction": 0.5}).experiment_id != "eb252d7d3f"
-    with pytest.raises(ConfigError, match=r"data.train_fraction = 0.0 is not allowed; expected a number in \(0.0, 1.0\]"):
+    with pytest.raises(ConfigError,
+                       match=r"data.train_fraction = 0.0 is not allowed; expected a number in \(0.0, 1.0\]"):
         ExperimentConfig.from_flat({"train_fraction": 0})
 
 
